@@ -1,0 +1,242 @@
+"""The one place that builds and wires everything. No module globals; nothing happens at import.
+
+``build_sidecar(settings)`` returns a ``Sidecar`` holding the ASGI apps (proxy listener and, when
+``SIDECAR_ADMIN_PORT`` is set, a separate admin listener) and the components behind them. ASGI lifespan
+on the proxy app opens and closes the upstream client, the store and the recorder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry
+
+from sidecar import __version__
+from sidecar.admin import AdminRoutes
+from sidecar.core.accounting import price_event
+from sidecar.core.events import CallEvent
+from sidecar.core.pricing import PriceTable
+from sidecar.errors import ConfigError, NotFound
+from sidecar.proxy.asgi import ASGIApp, Receive, Scope, Send, send_error
+from sidecar.proxy.context import Headers, ProxyDeps
+from sidecar.proxy.handler import ProxyHandler
+from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
+from sidecar.settings import Settings
+from sidecar.store.sqlite import SQLiteStore, parse_sqlite_url
+from sidecar.telemetry.logs import RequestLogSink
+from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.metrics_sink import MetricsSink
+from sidecar.telemetry.recorder import Recorder, RecorderHooks
+
+log = logging.getLogger("sidecar")
+
+
+class PriceHolder:
+    """The current price table; replaced whole on reload (SIGHUP), read without locks."""
+
+    def __init__(self, table: PriceTable) -> None:
+        self.table = table
+
+    def price(self, event: CallEvent) -> None:
+        price_event(event, self.table)
+
+
+def load_prices(settings: Settings) -> PriceTable:
+    pricing = settings.policies.get("pricing", {})
+    overrides = pricing.get("overrides") if isinstance(pricing, dict) else None
+    try:
+        return PriceTable.load(settings.pricing_file, overrides=overrides)
+    except ValueError as exc:
+        raise ConfigError(f"pricing: {exc}") from None
+
+
+def _key_salt(store_url: str) -> bytes:
+    """A salt kept beside the embedded store, so key fingerprints are stable across restarts."""
+    env = os.environ.get("SIDECAR_KEY_SALT")
+    if env:
+        return env.encode()
+    if store_url.startswith("sqlite:///"):
+        path = parse_sqlite_url(store_url).parent / ".key-salt"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            salt = secrets.token_hex(16).encode()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(salt)
+            return salt
+        except OSError:
+            pass
+    return secrets.token_hex(16).encode()
+
+
+def make_fingerprinter(salt: bytes) -> Callable[[Headers], str | None]:
+    """A short salted hash that identifies a key without revealing it (memoised, bounded)."""
+    cache: dict[bytes, str] = {}
+
+    def fingerprint(headers: Headers) -> str | None:
+        key = None
+        for name, value in headers:
+            if name == b"x-api-key" or name == b"authorization":
+                key = value
+                break
+        if not key:
+            return None
+        found = cache.get(key)
+        if found is None:
+            found = "key_" + hashlib.blake2b(key, key=salt[:64], digest_size=6).hexdigest()
+            if len(cache) < 10_000:
+                cache[key] = found
+        return found
+
+    return fingerprint
+
+
+@dataclass
+class Sidecar:
+    settings: Settings
+    registry: CollectorRegistry
+    metrics: Metrics
+    prices: PriceHolder
+    store: SQLiteStore
+    recorder: Recorder
+    upstream: UpstreamClient
+    proxy: ProxyHandler
+    admin: AdminRoutes
+    ready: bool = False
+    reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
+    settings_loader: Callable[[], Settings] | None = None
+
+    def reload(self) -> None:
+        """SIGHUP: re-read configuration and swap prices (and policies) in place. Never raises."""
+        if self.settings_loader is None:
+            return
+        try:
+            fresh = self.settings_loader()
+            self.prices.table = load_prices(fresh)
+            for reloader in self.reloaders:
+                reloader(fresh)
+        except Exception as exc:
+            log.error("reload failed, keeping the previous configuration: %s", exc)
+            return
+        log.info("configuration reloaded", extra={"fields": {"pricing_date": self.prices.table.version}})
+
+    async def startup(self) -> None:
+        self.store.open()
+        self.recorder.start()
+        await self.upstream.open()
+        self.ready = True
+        log.info("sidecar ready", extra={"fields": {"upstream": self.settings.upstream_url,
+                                                     "pricing_date": self.prices.table.version}})
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        await self.upstream.close()
+        self.recorder.stop(timeout_s=self.settings.drain_timeout)
+
+    def public_origin(self) -> str:
+        if self.settings.public_url:
+            return self.settings.public_url
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def proxy_app(self) -> ASGIApp:
+        """The ASGI app for the proxy listener (admin routes included unless they have their own port)."""
+        admin = None if self.settings.admin_port is not None else self.admin
+        return _Router(self, admin=admin, lifespan=True)
+
+    def admin_app(self) -> ASGIApp:
+        return _Router(self, admin=self.admin, lifespan=False, proxy=False)
+
+
+class _Router:
+    """Pure-ASGI dispatch: ``/v1/*`` to the proxy, the sidecar's own paths to admin, else 404."""
+
+    def __init__(self, sidecar: Sidecar, *, admin: AdminRoutes | None, lifespan: bool, proxy: bool = True) -> None:
+        self.sidecar = sidecar
+        self.admin = admin
+        self.lifespan = lifespan
+        self.proxy = sidecar.proxy if proxy else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if self.proxy is not None and path.startswith("/v1/"):
+                await self.proxy(scope, receive, send)
+                return
+            if self.admin is not None and self.admin.handles(path):
+                await self.admin(scope, receive, send)
+                return
+            await send_error(send, NotFound(f"Not found: {scope['method']} {path[:200]}"))
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if not self.lifespan:
+                    await send({"type": "lifespan.startup.complete"})
+                    continue
+                try:
+                    await self.sidecar.startup()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.lifespan:
+                    await self.sidecar.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None) -> Sidecar:
+    """Wire every component from settings. Raises ``ConfigError`` for anything invalid, before serving."""
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(registry, max_apps=settings.max_apps, max_tools=settings.max_tools)
+    prices = PriceHolder(load_prices(settings))
+    metrics.set_build_info(__version__, prices.table.version)
+    if not settings.store.startswith("sqlite:///"):
+        raise ConfigError("SIDECAR_STORE: only sqlite:/// stores are available in this build")
+    store = SQLiteStore.from_url(settings.store, retention_days=settings.retention_days)
+    hooks = RecorderHooks(on_dropped=metrics.on_dropped, on_sink_result=metrics.on_sink_result,
+                          on_queue_depth=metrics.on_queue_depth)
+    recorder = Recorder([MetricsSink(metrics), store, RequestLogSink()],
+                        capacity=settings.queue_capacity, hooks=hooks)
+    upstream = UpstreamClient(UpstreamOptions(
+        base_url=settings.upstream_url, read_timeout_s=settings.upstream_timeout,
+        connect_timeout_s=settings.upstream_connect_timeout, pool_size=settings.upstream_pool_size))
+    parts = urlsplit(settings.upstream_url)
+    upstream_origin = f"{parts.scheme}://{parts.netloc}"
+    public = settings.public_url or f"http://{settings.host}:{settings.port}"
+
+    def submit(event: CallEvent) -> None:
+        prices.price(event)
+        recorder.submit(event)
+
+    deps = ProxyDeps(
+        settings=settings, upstream=upstream, submit=submit, price=prices.price,
+        fingerprint_key=make_fingerprinter(_key_salt(settings.store)),
+        count_internal_error=metrics.count_internal_error,
+        rewrite_origins=(upstream_origin, public),
+    )
+    sidecar = Sidecar(settings=settings, registry=registry, metrics=metrics, prices=prices, store=store,
+                      recorder=recorder, upstream=upstream, proxy=ProxyHandler(deps), admin=None)  # type: ignore[arg-type]
+    sidecar.admin = AdminRoutes(sidecar)
+    return sidecar
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> ASGIApp:
+    return build_sidecar(settings, registry).proxy_app()
+
+
+__all__ = ["Sidecar", "build_sidecar", "create_app"]

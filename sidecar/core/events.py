@@ -1,0 +1,53 @@
+"""The record of one upstream call: what every sink (store, logs, metrics, traces) receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sidecar.core.usage import Usage
+
+# ``outcome`` values.
+OK = "ok"  # an HTTP answer (any status) was relayed to the client in full
+UPSTREAM_ERROR = "upstream_error"  # upstream unreachable, timed out, reset, or sent an in-band error
+CLIENT_DISCONNECTED = "client_disconnected"
+REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) without calling upstream
+SIDECAR_ERROR = "sidecar_error"
+
+
+@dataclass(slots=True)
+class CallEvent:
+    event_id: str
+    started_at: float  # unix seconds, wall clock
+    app: str
+    session_id: str
+    session_source: str
+    method: str
+    path: str
+    operation: str  # chat | count_tokens | batches | models | files | other
+    stream: bool
+    model: str | None = None  # requested model id as sent
+    model_canonical: str | None = None  # price-table id, None when unknown
+    request_id: str | None = None  # upstream ``request-id``
+    status: int = 0  # HTTP status relayed to the client; 0 when none reached it
+    outcome: str = OK
+    error_type: str | None = None
+    stop_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None  # None = unpriced (unknown model) or nothing to price
+    cache_savings_usd: float = 0.0
+    ttfb_s: float | None = None  # first response byte from upstream
+    ttft_s: float | None = None  # first content delta (streams) / == ttfb for JSON
+    duration_s: float = 0.0
+    overhead_s: float = 0.0  # time spent in the sidecar itself, excluding upstream
+    tool_use_ids: tuple[str, ...] = ()
+    tool_uses: tuple[str, ...] = ()  # names, in order
+    cache_breakpoint_injected: bool = False
+    system_hash: str | None = None
+    retry_count: int = 0
+    key_fingerprint: str | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+
+    @property
+    def ended_at(self) -> float:
+        return self.started_at + self.duration_s

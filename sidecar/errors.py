@@ -1,0 +1,102 @@
+"""The sidecar's one exception tree, and the one place that turns an error into Anthropic's error JSON.
+
+::
+
+    SidecarError                      error_type (metric label)   HTTP
+    ├── ConfigError                   (start-up only, never HTTP)
+    ├── UpstreamUnavailable           api_error                   502  x-should-retry: true
+    ├── UpstreamTimeout               timeout_error               504  x-should-retry: true
+    ├── RequestTooLarge               request_too_large           413
+    ├── NotFound                      not_found_error             404
+    ├── Unauthorized                  authentication_error        401
+    ├── BudgetExceeded                budget_exceeded_error       429  x-should-retry: false
+    └── ServiceUnavailable            api_error                   503  x-should-retry: true
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import orjson
+
+
+class SidecarError(Exception):
+    status: int = 500
+    error_type: str = "api_error"
+    should_retry: bool | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(SidecarError):
+    """Invalid configuration; the message names the bad key."""
+
+
+class UpstreamUnavailable(SidecarError):
+    status = 502
+    error_type = "api_error"
+    should_retry = True
+
+
+class UpstreamTimeout(SidecarError):
+    status = 504
+    error_type = "timeout_error"
+    should_retry = True
+
+
+class RequestTooLarge(SidecarError):
+    status = 413
+    error_type = "request_too_large"
+
+
+class NotFound(SidecarError):
+    status = 404
+    error_type = "not_found_error"
+
+
+class Unauthorized(SidecarError):
+    status = 401
+    error_type = "authentication_error"
+
+
+class BudgetExceeded(SidecarError):
+    status = 429
+    error_type = "budget_exceeded_error"
+    should_retry = False
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class ServiceUnavailable(SidecarError):
+    status = 503
+    error_type = "api_error"
+    should_retry = True
+
+
+def new_request_id() -> str:
+    """An id in Anthropic's style for answers the sidecar makes itself."""
+    return "req_sidecar_" + secrets.token_hex(12)
+
+
+def error_body(error_type: str, message: str, request_id: str) -> bytes:
+    return orjson.dumps(
+        {"type": "error", "error": {"type": error_type, "message": message}, "request_id": request_id}
+    )
+
+
+def error_response_parts(exc: SidecarError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of Anthropic's error shape for ``exc``."""
+    request_id = new_request_id()
+    body = error_body(exc.error_type, exc.message, request_id)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"request-id", request_id.encode()),
+    ]
+    if exc.should_retry is not None:
+        headers.append((b"x-should-retry", b"true" if exc.should_retry else b"false"))
+    return exc.status, headers, body

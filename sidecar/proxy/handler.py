@@ -1,0 +1,269 @@
+"""The hot path: a pure-ASGI handler that forwards one ``/v1/*`` call and observes a copy of it.
+
+Data flow: read + inspect the request (pure) → decide (policies) → forward (I/O) → pump bytes to the
+client while a sans-I/O parser reads a copy → build the event exactly once in ``finally`` → recorder.
+Nothing here may make a call fail that would succeed without the sidecar: policy and accounting
+failures are logged and counted, and the bytes keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from time import perf_counter
+
+import aiohttp
+
+from sidecar.core import events as outcomes
+from sidecar.core.events import CallEvent
+from sidecar.core.identity import resolve_app, resolve_session
+from sidecar.errors import RequestTooLarge, SidecarError, Unauthorized, UpstreamUnavailable
+from sidecar.proxy.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
+from sidecar.proxy.context import CallContext, ProxyDeps
+from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
+from sidecar.sansio import headers as hdr
+from sidecar.sansio.encoding import make_decoder
+from sidecar.sansio.messages import StreamParser, parse_message_body
+from sidecar.sansio.request import BATCHES, CHAT, COMPLETE, COUNT_TOKENS, FILES, RequestInfo, classify_path
+from sidecar.sansio.request import inspect_body
+
+log = logging.getLogger("sidecar.proxy")
+
+_BUFFERED_OPS = frozenset({CHAT, COUNT_TOKENS, COMPLETE})
+_MAX_JSON_COPY = 32_000_000  # the parser's copy of a JSON answer; past it, usage is not parsed
+
+
+class ProxyHandler:
+    """ASGI callable for every ``/v1/*`` request."""
+
+    def __init__(self, deps: ProxyDeps) -> None:
+        self.deps = deps
+        s = deps.settings
+        self._limits = {CHAT: s.max_body_messages, COUNT_TOKENS: s.max_body_messages,
+                        BATCHES: s.max_body_batches, FILES: s.max_body_files}
+        self._session_header = s.session_header.encode()
+        self._app_header = s.app_header.encode()
+        self._client_tokens = frozenset(t.encode() for t in s.client_tokens)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = perf_counter()
+        path: str = scope["path"]
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        op = classify_path(path)
+        ctx = CallContext(t0=t0, started_at=time.time(), op=op, method=scope["method"], path=path)
+        ctx.app = resolve_app(headers, self._app_header)
+        try:
+            await self._handle(scope, receive, send, ctx, headers)
+        finally:
+            self._finish(ctx)
+
+    # -- request side -------------------------------------------------------------------------
+
+    def _check_client_auth(self, headers: list[tuple[bytes, bytes]]) -> None:
+        if not self.deps.settings.upstream_api_key:
+            return
+        token = hdr.get(headers, b"x-api-key")
+        if token is None:
+            auth = hdr.get(headers, b"authorization") or b""
+            token = auth[7:].strip() if auth[:7].lower() == b"bearer " else None
+        if token is None or token not in self._client_tokens:
+            raise Unauthorized("Invalid sidecar client token.")
+
+    def _upstream_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        out = hdr.request_headers_for_upstream(headers)
+        key = self.deps.settings.upstream_api_key
+        if key:
+            out = [(n, v) for n, v in out if n not in (b"x-api-key", b"authorization")]
+            out.append((b"x-api-key", key.encode()))
+        return out
+
+    async def _request_body(
+        self, receive: Receive, ctx: CallContext, headers: list[tuple[bytes, bytes]]
+    ) -> bytes | AsyncIterator[bytes] | None:
+        limit = self._limits.get(ctx.op, self.deps.settings.max_body_default)
+        declared = hdr.get(headers, b"content-length")
+        too_large = self._too_large(limit)
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise too_large()
+        if ctx.op in _BUFFERED_OPS or ctx.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            body = await read_body(receive, limit, too_large)
+            ctx.request_bytes = len(body)
+            ctx.body_done = True
+            return body
+        return self._stream_body(receive, ctx, limit)
+
+    @staticmethod
+    def _too_large(limit: int) -> Callable[[], SidecarError]:
+        def make() -> SidecarError:
+            return RequestTooLarge(f"Request exceeds the maximum allowed size of {limit} bytes for this route.")
+
+        return make
+
+    async def _stream_body(self, receive: Receive, ctx: CallContext, limit: int) -> AsyncIterator[bytes]:
+        """Uploads (files, batches) go upstream as they arrive; the size limit is still enforced."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
+            ctx.request_bytes += len(chunk)
+            if ctx.request_bytes > limit:
+                ctx.refusal = RequestTooLarge(
+                    f"Request exceeds the maximum allowed size of {limit} bytes for this route."
+                )
+                raise ctx.refusal
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                ctx.body_done = True
+                return
+
+    def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> RequestInfo:
+        info = inspect_body(body) if ctx.op in (CHAT, COUNT_TOKENS) else RequestInfo()
+        ctx.info = info
+        ctx.model = info.model
+        ctx.stream = info.stream
+        ctx.session_id, ctx.session_source = resolve_session(headers, info, self._session_header)
+        retry = hdr.get(headers, b"x-stainless-retry-count")
+        ctx.retry_count = int(retry) if retry is not None and retry.isdigit() else 0
+        ctx.key_fingerprint = self.deps.fingerprint_key(headers)
+        return info
+
+    # -- the call --------------------------------------------------------------------------------
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, ctx: CallContext, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        try:
+            self._check_client_auth(headers)
+            body = await self._request_body(receive, ctx, headers)
+            if isinstance(body, bytes):
+                self._inspect(ctx, body, headers)
+                body = self.deps.policies.before_forward(ctx, body, headers)
+            else:
+                ctx.key_fingerprint = self.deps.fingerprint_key(headers)
+        except ClientGone:
+            ctx.outcome = outcomes.CLIENT_DISCONNECTED
+            ctx.recordable = False
+            return
+        except SidecarError as exc:
+            ctx.refuse(exc)
+            await send_error(send, exc, ctx.refusal_headers)
+            return
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        qs: bytes = scope.get("query_string", b"")
+        target = raw_path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
+        task = asyncio.current_task()
+        watcher = asyncio.ensure_future(self._watch_disconnect(receive, ctx, task)) if ctx.body_done else None
+        try:
+            await self._forward(send, ctx, target, self._upstream_headers(headers), body)
+        except asyncio.CancelledError:
+            if not ctx.client_gone or task is None:
+                raise
+            task.uncancel()
+            ctx.outcome = outcomes.CLIENT_DISCONNECTED
+        finally:
+            ctx.done = True
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _watch_disconnect(self, receive: Receive, ctx: CallContext, task: asyncio.Task[None] | None) -> None:
+        """Cancel the call promptly when the client goes away (uvicorn's send() is silent about it)."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not ctx.done and task is not None:
+            ctx.client_gone = True
+            task.cancel()
+
+    async def _forward(
+        self,
+        send: Send,
+        ctx: CallContext,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterator[bytes] | None,
+    ) -> None:
+        ctx.t_sent = perf_counter()
+        try:
+            resp = await self.deps.upstream.send(ctx.method, target, headers, body)
+        except SidecarError as exc:
+            if isinstance(exc, RequestTooLarge) or ctx.refusal is not None:
+                exc = ctx.refusal or exc
+                ctx.refuse(exc)
+            else:
+                ctx.fail(exc)
+            await send_error(send, exc)
+            return
+        try:
+            await self._relay(send, ctx, resp)
+        finally:
+            resp.close()
+
+    async def _relay(self, send: Send, ctx: CallContext, resp: aiohttp.ClientResponse) -> None:
+        ctx.t_headers = perf_counter()
+        ctx.status = resp.status
+        raw_headers = resp.raw_headers
+        ctx.response_headers = raw_headers
+        out_headers = hdr.response_headers_for_client(raw_headers)
+        content_type = resp.headers.get("content-type", "")
+        decoder = make_decoder(hdr.get(raw_headers, b"content-encoding"))
+        if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
+            body = await resp.read()
+            body, out_headers = rewrite_results_url(body, out_headers, decoder, self.deps.rewrite_origins)
+            await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+            ctx.t_first_byte_out = perf_counter()
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            ctx.response_bytes = len(body)
+            ctx.complete = True
+            return
+        sse = content_type.startswith("text/event-stream") and ctx.op == CHAT
+        parser = StreamParser() if sse and decoder is not None else None
+        copy: bytearray | None = bytearray() if not sse and ctx.op == CHAT and decoder is not None else None
+        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+        ctx.t_first_byte_out = perf_counter()
+        ctx.parser = parser
+        try:
+            async for chunk in resp.content.iter_any():
+                if parser is not None and decoder is not None:
+                    p0 = perf_counter()
+                    if parser.feed(decoder(chunk)) and ctx.t_first_token is None:
+                        ctx.t_first_token = p0
+                    ctx.parse_s += perf_counter() - p0
+                elif copy is not None and len(copy) + len(chunk) <= _MAX_JSON_COPY:
+                    copy += chunk
+                ctx.response_bytes += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            # The upstream broke mid-answer: end the client's connection the same abrupt way.
+            ctx.fail(UpstreamUnavailable(f"upstream stream ended early: {type(exc).__name__}"), relayed=True)
+            ctx.t_last_byte = perf_counter()
+            return
+        ctx.t_last_byte = perf_counter()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ctx.complete = True
+        if copy is not None and decoder is not None:
+            ctx.summary = parse_message_body(decoder(bytes(copy)))
+            ctx.t_first_token = ctx.t_headers
+
+    # -- accounting --------------------------------------------------------------------------------
+
+    def _finish(self, ctx: CallContext) -> None:
+        """Build and submit the event exactly once. Never raises: accounting must not fail a call."""
+        if not ctx.recordable:
+            return
+        try:
+            event = ctx.to_event(str(uuid.uuid4()))
+            self.deps.policies.after_call(ctx, event)
+            event.overhead_s = ctx.overhead(perf_counter())
+            self.deps.submit(event)
+        except Exception:
+            self.deps.count_internal_error("accounting")
+            log.exception("accounting failed for a call; the request itself was not affected")
+
+
+__all__ = ["CallEvent", "ProxyHandler"]

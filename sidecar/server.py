@@ -1,0 +1,79 @@
+"""Runs the sidecar's listeners under uvicorn, with a graceful drain that exits 0 on SIGTERM.
+
+uvicorn re-raises a captured SIGTERM after its own graceful shutdown (so the process would end with
+-15); the sidecar owns signal handling instead and returns normally once drained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from sidecar.app import Sidecar
+
+log = logging.getLogger("sidecar.server")
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config(app: object, host: str, port: int, drain: float, lifespan: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan=lifespan,
+        access_log=False,
+        server_header=False,  # the upstream's own server/date headers are relayed
+        date_header=False,
+        timeout_graceful_shutdown=drain,
+        timeout_keep_alive=75,  # longer than common client idle timeouts, so the client closes first
+        log_config=None,
+    )
+
+
+async def serve(sidecar: Sidecar, on_started: Callable[[list[uvicorn.Server]], None] | None = None) -> int:
+    s = sidecar.settings
+    servers: list[uvicorn.Server] = [
+        _Server(_config(sidecar.proxy_app(), s.host, s.port, s.drain_timeout, "on"))
+    ]
+    if s.admin_port is not None:
+        servers.append(_Server(_config(sidecar.admin_app(), s.admin_host, s.admin_port, s.drain_timeout, "off")))
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        log.info("shutting down: draining in-flight calls", extra={"fields": {"deadline_s": s.drain_timeout}})
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop)
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, sidecar.reload)
+    tasks = [asyncio.ensure_future(server.serve()) for server in servers]
+    if on_started is not None:
+        while not all(server.started for server in servers) and not any(t.done() for t in tasks):
+            await asyncio.sleep(0.01)
+        on_started(servers)
+    await asyncio.gather(*tasks)
+    return 0 if all(server.started for server in servers) else 1
+
+
+def run(sidecar: Sidecar) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(serve(sidecar))
+    except ImportError:  # pragma: no cover - uvloop is a dependency; kept for odd platforms
+        return asyncio.run(serve(sidecar))

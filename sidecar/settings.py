@@ -1,0 +1,221 @@
+"""Settings: the only module that reads the environment and the config file.
+
+Precedence: flag > environment (``SIDECAR_*``) > YAML file > default. Every value is validated at start;
+a bad one raises ``ConfigError`` with one line naming the key, never at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from sidecar.errors import ConfigError
+
+MB = 1_000_000
+# Policy sections of the YAML file, parsed by the modules that own them.
+POLICY_SECTIONS = ("budgets", "prompt_cache", "pricing", "checks", "notify")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8788
+    upstream_url: str = "https://api.anthropic.com"
+    store: str = "sqlite:///sidecar-data/events.db"
+    admin_host: str = "127.0.0.1"
+    admin_port: int | None = None
+    redis_url: str | None = None
+    session_header: str = "x-session-id"
+    app_header: str = "x-app-name"
+    admin_token: str | None = None
+    ingest_token: str | None = None
+    prompt_cache: str = "auto"
+    cache_ttl: str = "5m"
+    drain_timeout: float = 30.0
+    upstream_timeout: float = 600.0
+    upstream_connect_timeout: float = 5.0
+    upstream_pool_size: int = 1000
+    public_url: str | None = None
+    retention_days: int = 30
+    upstream_api_key: str | None = None
+    client_tokens: tuple[str, ...] = ()
+    log_level: str = "info"
+    queue_capacity: int = 100_000
+    max_body_messages: int = 32 * MB
+    max_body_batches: int = 256 * MB
+    max_body_files: int = 500 * MB
+    max_body_default: int = 32 * MB
+    max_apps: int = 50
+    max_tools: int = 100
+    pricing_file: str | None = None
+    session_idle_timeout: float = 900.0
+    # Raw policy sections from the YAML file (validated by their owners at start).
+    policies: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def upstream_host_header(self) -> bytes:
+        return urlsplit(self.upstream_url).netloc.encode()
+
+
+def _pos_int(key: str, raw: object) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{key}: must be positive, got {value}")
+    return value
+
+
+def _port(key: str, raw: object) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"{key}: expected a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{key}: port out of range: {value}")
+    return value
+
+
+def _pos_float(key: str, raw: object) -> float:
+    try:
+        value = float(str(raw))
+    except ValueError:
+        raise ConfigError(f"{key}: expected a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{key}: must be positive, got {value}")
+    return value
+
+
+def _http_url(key: str, raw: object) -> str:
+    text = str(raw).rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{key}: expected an http(s) URL, got {raw!r}")
+    return text
+
+
+def _store_url(key: str, raw: object) -> str:
+    text = str(raw)
+    if not (text.startswith("sqlite:///") or text.startswith("clickhouse://")):
+        raise ConfigError(f"{key}: expected sqlite:///path or clickhouse://host:port/db, got a {text[:12]!r}… URL")
+    return text
+
+
+def _choice(*allowed: str) -> Callable[[str, object], str]:
+    def parse(key: str, raw: object) -> str:
+        text = str(raw).strip().lower()
+        if text not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {raw!r}")
+        return text
+
+    return parse
+
+
+def _text(key: str, raw: object) -> str:
+    text = str(raw).strip()
+    if not text:
+        raise ConfigError(f"{key}: must not be empty")
+    return text
+
+
+def _header_name(key: str, raw: object) -> str:
+    return _text(key, raw).lower()
+
+
+def _tokens(key: str, raw: object) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    return tuple(t for t in (str(i).strip() for i in items) if t)
+
+
+PARSERS: dict[str, Callable[[str, object], Any]] = {
+    "host": _text,
+    "port": _port,
+    "upstream_url": _http_url,
+    "store": _store_url,
+    "admin_host": _text,
+    "admin_port": _port,
+    "redis_url": _text,
+    "session_header": _header_name,
+    "app_header": _header_name,
+    "admin_token": _text,
+    "ingest_token": _text,
+    "prompt_cache": _choice("auto", "off", "force"),
+    "cache_ttl": _choice("5m", "1h"),
+    "drain_timeout": _pos_float,
+    "upstream_timeout": _pos_float,
+    "upstream_connect_timeout": _pos_float,
+    "upstream_pool_size": _pos_int,
+    "public_url": _http_url,
+    "retention_days": _pos_int,
+    "upstream_api_key": _text,
+    "client_tokens": _tokens,
+    "log_level": _choice("debug", "info", "warning", "error"),
+    "queue_capacity": _pos_int,
+    "max_body_messages": _pos_int,
+    "max_body_batches": _pos_int,
+    "max_body_files": _pos_int,
+    "max_body_default": _pos_int,
+    "max_apps": _pos_int,
+    "max_tools": _pos_int,
+    "pricing_file": _text,
+    "session_idle_timeout": _pos_float,
+}
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--config: {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"--config: {path} must hold a mapping at the top level")
+    return doc
+
+
+def load_settings(
+    flags: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+) -> Settings:
+    """Build settings from flags, environment and file. Raises ``ConfigError`` on the first bad key."""
+    env = os.environ if env is None else env
+    config_path = config_path or env.get("SIDECAR_CONFIG")
+    file_doc = _read_file(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    policies: dict[str, Any] = {}
+    for key, raw in file_doc.items():
+        if key in POLICY_SECTIONS:
+            if not isinstance(raw, dict):
+                raise ConfigError(f"{key}: expected a mapping in the config file")
+            policies[key] = raw
+        elif key in PARSERS:
+            if raw is not None:
+                values[key] = PARSERS[key](key, raw)
+        else:
+            raise ConfigError(f"{key}: unknown key in config file {config_path}")
+    for key, parse in PARSERS.items():
+        env_name = "SIDECAR_" + key.upper()
+        if env.get(env_name, "") != "":
+            values[key] = parse(env_name, env[env_name])
+    for key, raw in (flags or {}).items():
+        if raw is None:
+            continue
+        if key not in PARSERS:
+            raise ConfigError(f"--{key.replace('_', '-')}: unknown setting")
+        values[key] = PARSERS[key]("--" + key.replace("_", "-"), raw)
+    known = {f.name for f in fields(Settings)}
+    assert set(values) <= known
+    return Settings(**values, policies=policies)

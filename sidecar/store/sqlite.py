@@ -1,0 +1,189 @@
+"""Embedded event store on SQLite (WAL), the default :class:`~sidecar.store.base.EventStore`.
+
+One long-lived write connection (used by the recorder's worker thread, purge and migrations) guarded by a
+lock; every read opens its own short-lived connection, so under WAL readers never wait for the writer
+and the writer never waits for a slow report.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import unquote
+
+from sidecar.core.events import CallEvent
+from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
+
+_URL_PREFIX = "sqlite:///"
+_PURGE_EVERY_S = 3600.0
+_DAY_S = 86400.0
+_BUSY_TIMEOUT_MS = 5000
+
+
+def parse_sqlite_url(url: str) -> Path:
+    """Map a SQLAlchemy-style SQLite URL to a file path.
+
+    ``sqlite:///rel/path.db`` is relative to the current directory (resolved now, so a later ``chdir``
+    does not move the database); ``sqlite:////abs/path.db`` is absolute. Anything else — another scheme,
+    a host part, no file name, ``:memory:``, a query string — raises ``ValueError``.
+    """
+    if not url.startswith(_URL_PREFIX):
+        raise ValueError(f"not a sqlite URL (expected sqlite:///path or sqlite:////abs/path): {url!r}")
+    rest = url[len(_URL_PREFIX) :]
+    if "?" in rest or "#" in rest:
+        raise ValueError(f"sqlite URL options are not supported: {url!r}")
+    rest = unquote(rest)
+    if not rest or rest.endswith("/") or rest == ":memory:" or "\x00" in rest:
+        raise ValueError(f"sqlite URL must name a database file: {url!r}")
+    path = Path(rest)
+    return path if path.is_absolute() else Path.cwd() / path
+
+
+class SQLiteStore:
+    """SQLite implementation of ``EventStore``; also a recorder ``Sink`` (``name``, ``write``, ``close``).
+
+    Thread-safe. ``open()`` must be called before reads or writes (they raise ``RuntimeError`` otherwise).
+    ``retention_days <= 0`` disables :meth:`maybe_purge`.
+    """
+
+    name = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, retention_days: int = 30) -> None:
+        self.path = Path(path).absolute()
+        self.retention_days = retention_days
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._last_purge: float | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, retention_days: int = 30) -> SQLiteStore:
+        """Build a store from ``sqlite:///rel.db`` / ``sqlite:////abs.db`` (see :func:`parse_sqlite_url`)."""
+        return cls(parse_sqlite_url(url), retention_days=retention_days)
+
+    def _connect(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), never implicit.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # NORMAL is durable across application crashes under WAL; only an OS crash can lose the last commits.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def open(self) -> None:
+        """Create parent directories, switch the file to WAL, apply pending migrations. Idempotent."""
+        with self._lock:
+            if self._conn is not None:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            try:
+                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                if str(mode).lower() != "wal":
+                    raise RuntimeError(f"could not enable WAL on {self.path} (journal_mode={mode})")
+                migrate(conn, time.time())
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"SQLite store {self.path} is not open")
+        return self._conn
+
+    def write_events(self, events: Sequence[CallEvent]) -> None:
+        """Insert ``events`` in one transaction; ids already stored are ignored (first write wins)."""
+        if not events:
+            return
+        rows = [event_to_row(e) for e in events]
+        with self._lock:
+            conn = self._writer()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(INSERT_SQL, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # The recorder's Sink protocol.
+    write = write_events
+
+    def events(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[CallEvent]:
+        """Events with ``since <= started_at < until`` (optional), optionally one session, oldest first.
+
+        Ties on ``started_at`` are ordered by ``event_id``. ``limit`` keeps the oldest ``limit`` matches.
+        """
+        if self._conn is None:
+            raise RuntimeError(f"SQLite store {self.path} is not open")
+        clauses: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(until)
+        if session_id is not None:
+            clauses.append("session_id = ?")
+            params.append(session_id)
+        sql = f"SELECT {SELECT_COLUMNS} FROM events"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY started_at, event_id"
+        if limit is not None:
+            if limit < 0:
+                raise ValueError("limit must be >= 0")
+            sql += " LIMIT ?"
+            params.append(limit)
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            rows = conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+        return [row_to_event(tuple(row)) for row in rows]
+
+    def purge(self, older_than: float) -> int:
+        """Delete events with ``started_at < older_than``; return the number deleted."""
+        with self._lock:
+            conn = self._writer()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = conn.execute("DELETE FROM events WHERE started_at < ?", (older_than,)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return int(deleted)
+
+    def maybe_purge(self, now: float) -> int | None:
+        """Apply retention at most once an hour: delete events older than ``now - retention_days``.
+
+        Returns the number deleted, or ``None`` when skipped (too soon, or retention disabled). Meant for
+        a periodic background task; the recorder never calls it.
+        """
+        if self.retention_days <= 0:
+            return None
+        if self._last_purge is not None and now - self._last_purge < _PURGE_EVERY_S:
+            return None
+        deleted = self.purge(now - self.retention_days * _DAY_S)
+        self._last_purge = now
+        return deleted
+
+    def close(self) -> None:
+        """Close the write connection. Idempotent; a later ``open()`` reopens the store."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,155 @@
+"""Structured JSON logs: one JSON object per line, for the ``sidecar`` logger hierarchy.
+
+Extra fields travel as ``logger.info("msg", extra={"fields": {...}})``. Every formatted line passes
+through :func:`redact`, a last line of defence so that an API key never reaches a log even if some code
+path puts one in a message or an exception. Per-request lines come from :class:`RequestLogSink`, a
+recorder sink, so they are written off the request path (R-TM-4) and never contain prompt text or keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+
+from sidecar.core.events import CallEvent
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+_MASK = "[REDACTED]"
+_ANTHROPIC_KEY = re.compile(r"sk-ant-[A-Za-z0-9_\-]+")
+# Token characters per RFC 6750 (b64token); stops at quotes, so a JSON-encoded line stays valid JSON.
+_BEARER = re.compile(r"\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
+_API_KEY_HEADER = re.compile(r"""(x-api-key["']?\s*[:=]\s*["']?)[^\s"',;}]+""", re.IGNORECASE)
+_BASE_KEYS = ("timestamp", "level", "logger", "message")
+
+
+def redact(text: str) -> str:
+    """Mask anything that looks like a credential: ``sk-ant-…`` keys, ``Bearer <token>`` values and
+    ``x-api-key: <value>`` pairs. Idempotent; text without credentials is returned unchanged."""
+    text = _ANTHROPIC_KEY.sub("sk-ant-" + _MASK, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {_MASK}", text)
+    return _API_KEY_HEADER.sub(lambda m: m.group(1) + _MASK, text)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line: ``timestamp`` (RFC 3339, UTC), ``level``, ``logger``,
+    ``message``, then the record's ``fields`` extras (which cannot override those four), plus
+    ``exc_info`` / ``stack_info`` text when present. The whole line is passed through :func:`redact`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {}
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping):
+            payload.update(fields)
+        ts = datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+        payload.update(
+            timestamp=ts.replace("+00:00", "Z"),
+            level=record.levelname.lower(),
+            logger=record.name,
+            message=record.getMessage(),
+        )
+        if record.exc_info:
+            payload["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            payload["stack_info"] = self.formatStack(record.stack_info)
+        try:
+            line = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):  # e.g. an int beyond 64 bits
+            line = json.dumps(payload, default=str, ensure_ascii=False)
+        return redact(line)
+
+
+class _JsonHandler(logging.StreamHandler[TextIO]):
+    """Marks the handler ``configure_logging`` installed, so a second call replaces it."""
+
+
+def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
+    """Send the ``sidecar`` logger hierarchy to ``stream`` (default: ``sys.stderr`` at call time) as
+    JSON lines at ``level`` (debug|info|warning|error|critical; ``ValueError`` otherwise).
+
+    Idempotent: a repeated call replaces the handler it installed earlier instead of adding another.
+    The hierarchy stops propagating to the root logger so lines are not written twice.
+    """
+    try:
+        numeric = _LEVELS[level.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}") from None
+    logger = logging.getLogger("sidecar")
+    for handler in list(logger.handlers):
+        if isinstance(handler, _JsonHandler):
+            logger.removeHandler(handler)
+    handler = _JsonHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(numeric)
+    logger.propagate = False
+
+
+def event_log_fields(event: CallEvent) -> dict[str, object]:
+    """The fields of one request log line. Only metadata: no prompt or completion text, no key material
+    (not even the key fingerprint)."""
+    usage = event.usage
+    write_5m, write_1h = usage.write_buckets()
+    return {
+        "event_id": event.event_id,
+        "app": event.app,
+        "session_id": event.session_id,
+        "method": event.method,
+        "path": event.path,
+        "operation": event.operation,
+        "stream": event.stream,
+        "model": event.model,
+        "request_id": event.request_id,
+        "status": event.status,
+        "outcome": event.outcome,
+        "error_type": event.error_type,
+        "stop_reason": event.stop_reason,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "cache_write_5m_input_tokens": write_5m,
+        "cache_write_1h_input_tokens": write_1h,
+        "cost_usd": event.cost_usd,
+        "ttft_s": event.ttft_s,
+        "duration_s": event.duration_s,
+        "overhead_s": event.overhead_s,
+        "tool_uses": list(event.tool_uses),
+    }
+
+
+class RequestLogSink:
+    """Recorder sink writing one info-level JSON line per event (see :func:`event_log_fields`)."""
+
+    name = "log"
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._logger = logger or logging.getLogger("sidecar.requests")
+
+    def write(self, events: Sequence[CallEvent]) -> None:
+        logger = self._logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        for event in events:
+            logger.info(
+                "%s %s -> %d %s",
+                event.method,
+                event.path,
+                event.status,
+                event.outcome,
+                extra={"fields": event_log_fields(event)},
+            )
+
+    def close(self) -> None:
+        """Nothing to release: handlers belong to the logging configuration."""

@@ -1,0 +1,124 @@
+"""Every Prometheus series the sidecar exports, declared once with closed label sets (SPEC §13).
+
+Request-path code never touches these objects: ``MetricsSink`` updates them from finished events on
+the recorder's worker thread. Label values that come from clients (app, tool) are capped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sidecar.core.events import CallEvent
+
+PROVIDER = "anthropic"
+OTHER = "other"
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+# OTel GenAI semantic-convention bucket boundaries.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFC_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
+OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+RATELIMIT_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
+
+
+class LabelCap:
+    """Admits at most ``limit`` distinct values; later ones map to ``other`` (bounded cardinality)."""
+
+    def __init__(self, limit: int, initial: Sequence[str] = ()) -> None:
+        self._limit = limit
+        self._seen: set[str] = set(initial)
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return OTHER
+
+
+def status_class(event: CallEvent) -> str:
+    if event.status <= 0:
+        return "error"
+    return f"{event.status // 100}xx" if 200 <= event.status < 600 else "error"
+
+
+class Metrics:
+    """Holds the metric objects on one registry (a fresh registry per app keeps tests isolated)."""
+
+    def __init__(self, registry: CollectorRegistry, *, max_apps: int = 50, max_tools: int = 100) -> None:
+        self.registry = registry
+        self.app_label = LabelCap(max_apps, ("default",))
+        self.tool_label = LabelCap(max_tools)
+        r = registry
+        self.token_usage = Histogram(
+            "gen_ai_client_token_usage", "Tokens used per call (GenAI conventions: input includes cache).",
+            ["gen_ai_token_type", "gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name"],
+            buckets=TOKEN_BUCKETS, registry=r)
+        self.op_duration = Histogram(
+            "gen_ai_client_operation_duration_seconds", "Duration of upstream calls as the client sees them.",
+            ["gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name", "error_type"],
+            buckets=DURATION_BUCKETS, registry=r)
+        self.ttfc = Histogram(
+            "gen_ai_client_operation_time_to_first_chunk_seconds", "Time to the first content chunk.",
+            ["gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name"],
+            buckets=TTFC_BUCKETS, registry=r)
+        self.requests = Counter("sidecar_requests", "Calls forwarded or refused.",
+                                ["model", "app", "status_class", "stream"], registry=r)
+        self.tokens = Counter("sidecar_tokens", "Tokens by Anthropic bucket (input = uncached input).",
+                              ["model", "app", "type"], registry=r)
+        self.cost = Counter("sidecar_cost_usd", "Dollar cost of calls.", ["model", "app"], registry=r)
+        self.unpriced = Counter("sidecar_unpriced_requests", "Calls whose model has no price.", registry=r)
+        self.overhead = Histogram("sidecar_overhead_seconds", "Time spent in the sidecar itself per call.",
+                                  buckets=OVERHEAD_BUCKETS, registry=r)
+        self.upstream_errors = Counter("sidecar_upstream_errors", "Upstream error answers and failures.",
+                                       ["model", "status"], registry=r)
+        self.ratelimit_remaining = Gauge("sidecar_ratelimit_remaining",
+                                         "Remaining quota from Anthropic's rate-limit headers.",
+                                         ["app", "type"], registry=r)
+        self.cache_savings = Counter("sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.",
+                                     ["model", "app"], registry=r)
+        self.events = Counter("sidecar_events", "Events handed to each sink.", ["sink", "outcome"], registry=r)
+        self.sink_errors = Counter("sidecar_sink_errors", "Sink write failures.", ["sink"], registry=r)
+        self.dropped = Counter("sidecar_events_dropped", "Events lost at a capacity limit.", ["reason"],
+                               registry=r)
+        self.queue_depth = Gauge("sidecar_recorder_queue_events", "Events waiting for the sinks.", registry=r)
+        self.spool_pending = Gauge("sidecar_spool_pending_events", "Events waiting in the local spool.",
+                                   registry=r)
+        self.internal_errors = Counter("sidecar_internal_errors", "Failures inside the sidecar (never the call).",
+                                       ["component"], registry=r)
+        self.build_info = Gauge("sidecar_build_info", "Version and pricing table date.",
+                                ["version", "pricing_date"], registry=r)
+        self._init_series()
+
+    def _init_series(self) -> None:
+        for reason in ("queue_full", "spool_full", "shutdown"):
+            self.dropped.labels(reason=reason)
+        for sink in ("sqlite", "log", "metrics"):
+            self.events.labels(sink=sink, outcome="ok")
+            self.events.labels(sink=sink, outcome="error")
+            self.sink_errors.labels(sink=sink)
+        self.internal_errors.labels(component="accounting")
+        self.internal_errors.labels(component="policy")
+
+    def set_build_info(self, version: str, pricing_date: str) -> None:
+        self.build_info.labels(version=version, pricing_date=pricing_date).set(1)
+
+    def on_dropped(self, reason: str, n: int) -> None:
+        self.dropped.labels(reason=reason).inc(n)
+
+    def on_sink_result(self, sink: str, outcome: str, n: int) -> None:
+        self.events.labels(sink=sink, outcome=outcome).inc(n)
+        if outcome != "ok":
+            self.sink_errors.labels(sink=sink).inc()
+
+    def on_queue_depth(self, depth: int) -> None:
+        self.queue_depth.set(depth)
+
+    def count_internal_error(self, component: str) -> None:
+        self.internal_errors.labels(component=component).inc()

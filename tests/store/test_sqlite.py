@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidecar.core.events import CallEvent
+from sidecar.core.usage import Usage
+from sidecar.store.base import EventStore
+from sidecar.store.sqlite import SQLiteStore, parse_sqlite_url
+from sidecar.store.sqlite_schema import EVENT_COLUMNS
+from sidecar.telemetry.recorder import Recorder, Sink
+
+
+def minimal_event(event_id: str = "ev-min", started_at: float = 1_700_000_000.0, **kw: object) -> CallEvent:
+    base: dict[str, object] = {
+        "event_id": event_id,
+        "started_at": started_at,
+        "app": "default",
+        "session_id": "s-1",
+        "session_source": "generated",
+        "method": "GET",
+        "path": "/v1/models",
+        "operation": "models",
+        "stream": False,
+    }
+    base.update(kw)
+    return CallEvent(**base)  # type: ignore[arg-type]
+
+
+def full_event() -> CallEvent:
+    # Every field set to a non-default value, floats chosen to have no short decimal form.
+    return CallEvent(
+        event_id="ev-full",
+        started_at=1_712_345_678.123456789,
+        app="billing",
+        session_id="sess-42",
+        session_source="header",
+        method="POST",
+        path="/v1/messages",
+        operation="chat",
+        stream=True,
+        model="claude-sonnet-4-5",
+        model_canonical="claude-sonnet-4-5-20250929",
+        request_id="req_011CPxyz",
+        status=529,
+        outcome="upstream_error",
+        error_type="overloaded_error",
+        stop_reason="tool_use",
+        usage=Usage(
+            input_tokens=3,
+            output_tokens=777,
+            cache_read_input_tokens=12_345,
+            cache_creation_input_tokens=2_000,
+            cache_creation_5m=500,
+            cache_creation_1h=1_500,
+            web_search_requests=2,
+            web_fetch_requests=1,
+            service_tier="priority",
+            inference_geo="us",
+            speed="fast",
+        ),
+        cost_usd=0.1 + 0.2,  # 0.30000000000000004: REAL must keep every bit
+        cache_savings_usd=1 / 3,
+        ttfb_s=0.123456789012345,
+        ttft_s=0.2,
+        duration_s=12.000000000000002,
+        overhead_s=0.000123,
+        tool_use_ids=("toolu_01", "toolu_02"),
+        tool_uses=("get_weather", "search ü"),
+        cache_breakpoint_injected=True,
+        system_hash="sha256:abcd",
+        retry_count=2,
+        key_fingerprint="fp:0123",
+        request_bytes=123_456,
+        response_bytes=654_321,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "nested" / "dir" / "events.db")
+    s.open()
+    yield s
+    s.close()
+
+
+def test_full_and_minimal_events_round_trip_exactly(store: SQLiteStore) -> None:
+    full, minimal = full_event(), minimal_event()
+    store.write_events([full, minimal])
+    got_min, got_full = store.events()  # oldest first: minimal started in 2023, full in 2024
+    assert got_full == full
+    assert got_min == minimal
+    assert got_full.cost_usd == 0.30000000000000004
+    assert got_full.cache_savings_usd == 1 / 3
+    assert got_full.started_at == 1_712_345_678.123456789
+    assert got_full.usage.cache_creation_5m == 500 and got_full.usage.cache_creation_1h == 1_500
+    assert got_full.tool_uses == ("get_weather", "search ü") and got_full.stream is True
+    assert got_min.cost_usd is None
+    assert got_min.usage.cache_creation_5m is None and got_min.usage.cache_creation_1h is None
+    assert got_min.tool_uses == () and got_min.stream is False
+
+
+def test_every_callevent_field_has_a_column(store: SQLiteStore) -> None:
+    expected = {f.name for f in dataclasses.fields(CallEvent) if f.name != "usage"}
+    expected |= {f.name for f in dataclasses.fields(Usage)}
+    assert set(EVENT_COLUMNS) == expected
+    with sqlite3.connect(store.path) as conn:
+        cols = {row[1]: (row[2], row[3]) for row in conn.execute("PRAGMA table_info(events)")}
+    assert set(cols) == expected
+    assert cols["cost_usd"] == ("REAL", 0)  # nullable
+    assert cols["cache_creation_5m"] == ("INTEGER", 0)
+    assert cols["input_tokens"] == ("INTEGER", 1)
+
+
+def test_write_is_idempotent_by_event_id(store: SQLiteStore) -> None:
+    first = minimal_event("ev-1", status=200)
+    store.write_events([first])
+    store.write_events([first, minimal_event("ev-1", status=500)])
+    assert store.events() == [first]
+
+
+def test_events_filters_and_orders_oldest_first(store: SQLiteStore) -> None:
+    evs = [
+        minimal_event("c", 300.0, session_id="a"),
+        minimal_event("a", 100.0, session_id="a"),
+        minimal_event("b", 200.0, session_id="b"),
+        minimal_event("d", 300.0, session_id="b"),
+    ]
+    store.write_events(evs)
+
+    def ids(got: list[CallEvent]) -> list[str]:
+        return [e.event_id for e in got]
+
+    assert ids(store.events()) == ["a", "b", "c", "d"]
+    assert ids(store.events(since=200.0)) == ["b", "c", "d"]
+    assert ids(store.events(until=300.0)) == ["a", "b"]
+    assert ids(store.events(session_id="b")) == ["b", "d"]
+    assert ids(store.events(since=150.0, session_id="a")) == ["c"]
+    assert ids(store.events(limit=2)) == ["a", "b"]
+    assert store.events(limit=0) == []
+    with pytest.raises(ValueError):
+        store.events(limit=-1)
+
+
+def test_open_twice_and_reopen_apply_no_migration(store: SQLiteStore) -> None:
+    store.open()
+    store.close()
+    store.open()
+    with sqlite3.connect(store.path) as conn:
+        rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    assert len(rows) == 1 and rows[0][0] == 1
+    reopened = SQLiteStore(store.path)
+    reopened.open()
+    reopened.close()
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall() == rows
+
+
+@pytest.mark.parametrize("with_empty_migrations_table", [False, True])
+def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrations_table: bool) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE unrelated (x INTEGER)")
+        conn.execute("INSERT INTO unrelated VALUES (7)")
+        if with_empty_migrations_table:
+            conn.execute(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+    conn.close()
+    s = SQLiteStore(path)
+    s.open()
+    s.write_events([minimal_event()])
+    assert len(s.events()) == 1
+    s.close()
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
+        assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert {"events_started_at", "events_session_started_at", "events_app_started_at"} <= names
+
+
+def test_wal_mode_is_on(store: SQLiteStore) -> None:
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
+
+
+def test_parent_directories_are_created(tmp_path: Path) -> None:
+    s = SQLiteStore.from_url(f"sqlite:///{tmp_path}/a/b/c.db")  # absolute: four slashes in total
+    s.open()
+    s.close()
+    assert (tmp_path / "a" / "b" / "c.db").is_file()
+
+
+def test_parse_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert parse_sqlite_url("sqlite:///rel/path.db") == tmp_path / "rel" / "path.db"
+    assert parse_sqlite_url("sqlite:////abs/path.db") == Path("/abs/path.db")
+    assert parse_sqlite_url("sqlite:///with%20space.db") == tmp_path / "with space.db"
+    store = SQLiteStore.from_url("sqlite:///data/e.db", retention_days=7)
+    assert store.path == tmp_path / "data" / "e.db" and store.retention_days == 7
+    for bad in (
+        "postgres:///x.db",
+        "sqlite://host/x.db",
+        "sqlite://",
+        "sqlite:///",
+        "sqlite:////",
+        "sqlite:///dir/",
+        "sqlite:///:memory:",
+        "sqlite:///x.db?mode=ro",
+        "x.db",
+    ):
+        with pytest.raises(ValueError):
+            parse_sqlite_url(bad)
+
+
+def test_purge_and_hourly_maybe_purge(tmp_path: Path) -> None:
+    day = 86_400.0
+    now = 1_700_000_000.0
+    s = SQLiteStore(tmp_path / "p.db", retention_days=2)
+    s.open()
+    s.write_events([minimal_event(f"e{i}", now - i * day) for i in range(5)])  # ages 0..4 days
+    assert s.maybe_purge(now) == 2  # cutoff now - 2 days: ages 3 and 4 are older; age 2 is exactly at it
+    assert [e.event_id for e in s.events()] == ["e2", "e1", "e0"]
+    s.write_events([minimal_event("old", now - 10 * day)])
+    assert s.maybe_purge(now + 3599) is None  # at most once an hour
+    # An hour later the cutoff (now + 1 h - 2 days) has passed e2 too: "old" and e2 go.
+    assert s.maybe_purge(now + 3600) == 2
+    assert [e.event_id for e in s.events()] == ["e1", "e0"]
+    assert s.purge(older_than=now + 1) == 2
+    assert s.events() == []
+    s.close()
+    keep = SQLiteStore(tmp_path / "k.db", retention_days=0)
+    keep.open()
+    assert keep.maybe_purge(now) is None  # retention disabled
+    keep.close()
+
+
+def test_use_before_open_raises(tmp_path: Path) -> None:
+    s = SQLiteStore(tmp_path / "x.db")
+    with pytest.raises(RuntimeError):
+        s.write_events([minimal_event()])
+    with pytest.raises(RuntimeError):
+        s.events()
+    s.close()  # idempotent even when never opened
+
+
+def test_reads_while_another_thread_writes(store: SQLiteStore) -> None:
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for b in range(50):
+                store.write_events([minimal_event(f"w{b}-{i}", float(b * 10 + i)) for i in range(10)])
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    seen = 0
+    while t.is_alive():
+        got = store.events()
+        assert len(got) >= seen and len(got) % 10 == 0  # batches are atomic
+        seen = len(got)
+    t.join()
+    assert errors == []
+    assert len(store.events()) == 500
+
+
+def test_store_is_an_event_store_and_a_recorder_sink(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "r.db")
+    assert isinstance(store, EventStore)
+    sink: Sink = store
+    assert sink.name == "sqlite"
+    store.open()
+    rec = Recorder([store], batch_size=100, flush_interval_s=0.01)
+    rec.start()
+    sent = [minimal_event(f"r{i}", float(i)) for i in range(1000)]
+    for e in sent:
+        rec.submit(e)
+    rec.stop()  # drains, then closes the store
+    reopened = SQLiteStore(tmp_path / "r.db")
+    reopened.open()
+    assert reopened.events() == sent
+    reopened.close()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sidecar.errors import ConfigError
+from sidecar.settings import load_settings
+
+
+def test_defaults_need_no_configuration() -> None:
+    s = load_settings({}, env={})
+    assert (s.host, s.port, s.upstream_url) == ("127.0.0.1", 8788, "https://api.anthropic.com")
+    assert s.store == "sqlite:///sidecar-data/events.db"
+    assert s.drain_timeout == 30 and s.upstream_timeout == 600
+
+
+def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "sidecar.yaml"
+    cfg.write_text("port: 9001\nsession_header: X-Conv\nbudgets: {defaults: {session_max_usd: 2.0}}\n")
+    s = load_settings({}, env={}, config_path=str(cfg))
+    assert s.port == 9001 and s.session_header == "x-conv"
+    assert s.policies["budgets"]["defaults"]["session_max_usd"] == 2.0
+    s = load_settings({}, env={"SIDECAR_PORT": "9002"}, config_path=str(cfg))
+    assert s.port == 9002
+    s = load_settings({"port": "9003"}, env={"SIDECAR_PORT": "9002"}, config_path=str(cfg))
+    assert s.port == 9003
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [({"SIDECAR_PORT": "eighty"}, "SIDECAR_PORT"), ({"SIDECAR_UPSTREAM_URL": "ftp://x"}, "SIDECAR_UPSTREAM_URL"),
+     ({"SIDECAR_PROMPT_CACHE": "sometimes"}, "SIDECAR_PROMPT_CACHE"),
+     ({"SIDECAR_STORE": "postgres://x"}, "SIDECAR_STORE"), ({"SIDECAR_DRAIN_TIMEOUT": "-1"}, "SIDECAR_DRAIN_TIMEOUT")],
+)
+def test_bad_values_name_the_key(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env=env)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_file_key_is_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("prot: 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings({}, env={}, config_path=str(cfg))
