@@ -57,7 +57,9 @@ class AdminRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if not self._authorized(scope, path):
-            await error_response(Unauthorized("A valid admin bearer token is required."))(scope, receive, send)
+            await error_response(Unauthorized("A valid admin bearer token is required."))(
+                scope, receive, send
+            )
             return
         if self._router is None:
             self._router = Router(routes=self.routes, default=self._not_found)
@@ -69,7 +71,8 @@ class AdminRoutes:
 
     async def metrics(self, request: Request) -> Response:
         if "application/openmetrics-text" in request.headers.get("accept", ""):
-            return Response(generate_openmetrics(self.sidecar.registry), media_type=OPENMETRICS_TYPE)
+            body = generate_openmetrics(self.sidecar.registry)  # type: ignore[no-untyped-call]
+            return Response(body, media_type=OPENMETRICS_TYPE)
         return Response(generate_latest(self.sidecar.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def healthz(self, request: Request) -> Response:
@@ -77,6 +80,9 @@ class AdminRoutes:
 
     async def readyz(self, request: Request) -> Response:
         sc = self.sidecar
-        body = {"ready": sc.ready, "recorder_pending": sc.recorder.pending,
-                "pricing_date": sc.prices.table.version}
+        body = {
+            "ready": sc.ready,
+            "recorder_pending": sc.recorder.pending,
+            "pricing_date": sc.prices.table.version,
+        }
         return JSONResponse(body, status_code=200 if sc.ready else 503)

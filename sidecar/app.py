@@ -109,10 +109,13 @@ class Sidecar:
     recorder: Recorder
     upstream: UpstreamClient
     proxy: ProxyHandler
-    admin: AdminRoutes
     ready: bool = False
     reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
     settings_loader: Callable[[], Settings] | None = None
+    admin: AdminRoutes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = AdminRoutes(self)
 
     def reload(self) -> None:
         """SIGHUP: re-read configuration and swap prices (and policies) in place. Never raises."""
@@ -133,8 +136,12 @@ class Sidecar:
         self.recorder.start()
         await self.upstream.open()
         self.ready = True
-        log.info("sidecar ready", extra={"fields": {"upstream": self.settings.upstream_url,
-                                                     "pricing_date": self.prices.table.version}})
+        log.info(
+            "sidecar ready",
+            extra={
+                "fields": {"upstream": self.settings.upstream_url, "pricing_date": self.prices.table.version}
+            },
+        )
 
     async def shutdown(self) -> None:
         self.ready = False
@@ -158,7 +165,9 @@ class Sidecar:
 class _Router:
     """Pure-ASGI dispatch: ``/v1/*`` to the proxy, the sidecar's own paths to admin, else 404."""
 
-    def __init__(self, sidecar: Sidecar, *, admin: AdminRoutes | None, lifespan: bool, proxy: bool = True) -> None:
+    def __init__(
+        self, sidecar: Sidecar, *, admin: AdminRoutes | None, lifespan: bool, proxy: bool = True
+    ) -> None:
         self.sidecar = sidecar
         self.admin = admin
         self.lifespan = lifespan
@@ -208,13 +217,22 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
     if not settings.store.startswith("sqlite:///"):
         raise ConfigError("SIDECAR_STORE: only sqlite:/// stores are available in this build")
     store = SQLiteStore.from_url(settings.store, retention_days=settings.retention_days)
-    hooks = RecorderHooks(on_dropped=metrics.on_dropped, on_sink_result=metrics.on_sink_result,
-                          on_queue_depth=metrics.on_queue_depth)
-    recorder = Recorder([MetricsSink(metrics), store, RequestLogSink()],
-                        capacity=settings.queue_capacity, hooks=hooks)
-    upstream = UpstreamClient(UpstreamOptions(
-        base_url=settings.upstream_url, read_timeout_s=settings.upstream_timeout,
-        connect_timeout_s=settings.upstream_connect_timeout, pool_size=settings.upstream_pool_size))
+    hooks = RecorderHooks(
+        on_dropped=metrics.on_dropped,
+        on_sink_result=metrics.on_sink_result,
+        on_queue_depth=metrics.on_queue_depth,
+    )
+    recorder = Recorder(
+        [MetricsSink(metrics), store, RequestLogSink()], capacity=settings.queue_capacity, hooks=hooks
+    )
+    upstream = UpstreamClient(
+        UpstreamOptions(
+            base_url=settings.upstream_url,
+            read_timeout_s=settings.upstream_timeout,
+            connect_timeout_s=settings.upstream_connect_timeout,
+            pool_size=settings.upstream_pool_size,
+        )
+    )
     parts = urlsplit(settings.upstream_url)
     upstream_origin = f"{parts.scheme}://{parts.netloc}"
     public = settings.public_url or f"http://{settings.host}:{settings.port}"
@@ -224,14 +242,24 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         recorder.submit(event)
 
     deps = ProxyDeps(
-        settings=settings, upstream=upstream, submit=submit, price=prices.price,
+        settings=settings,
+        upstream=upstream,
+        submit=submit,
+        price=prices.price,
         fingerprint_key=make_fingerprinter(_key_salt(settings.store)),
         count_internal_error=metrics.count_internal_error,
         rewrite_origins=(upstream_origin, public),
     )
-    sidecar = Sidecar(settings=settings, registry=registry, metrics=metrics, prices=prices, store=store,
-                      recorder=recorder, upstream=upstream, proxy=ProxyHandler(deps), admin=None)  # type: ignore[arg-type]
-    sidecar.admin = AdminRoutes(sidecar)
+    sidecar = Sidecar(
+        settings=settings,
+        registry=registry,
+        metrics=metrics,
+        prices=prices,
+        store=store,
+        recorder=recorder,
+        upstream=upstream,
+        proxy=ProxyHandler(deps),
+    )
     return sidecar
 
 

@@ -26,8 +26,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sidecar.settings import load_settings
     from sidecar.telemetry.logs import configure_logging
 
-    flags = {"host": args.host, "port": args.port, "upstream_url": args.upstream_url, "store": args.store,
-             "admin_port": args.admin_port, "log_level": args.log_level}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "upstream_url": args.upstream_url,
+        "store": args.store,
+        "admin_port": args.admin_port,
+        "log_level": args.log_level,
+    }
 
     try:
         settings = load_settings(flags, config_path=args.config)
@@ -64,7 +70,9 @@ def warn_stale_prices(sidecar: object) -> None:
     age = sidecar.prices.table.age_days(time.time())
     if age > 90:
         logging.getLogger("sidecar").warning(
-            "pricing table is %d days old (%s); check for newer prices", int(age), sidecar.prices.table.version
+            "pricing table is %d days old (%s); check for newer prices",
+            int(age),
+            sidecar.prices.table.version,
         )
 
 
@@ -97,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from sidecar.demo import run_demo
 
-        return run_demo(port=args.port, duration_s=args.duration, keep_running=args.keep_running)
+        return int(run_demo(port=args.port, duration_s=args.duration, keep_running=args.keep_running))
     return 2
 
 

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import uvicorn
 
@@ -25,7 +26,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _config(app: object, host: str, port: int, drain: float, lifespan: str) -> uvicorn.Config:
+def _config(
+    app: object, host: str, port: int, drain: float, lifespan: Literal["on", "off"]
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
@@ -36,7 +39,7 @@ def _config(app: object, host: str, port: int, drain: float, lifespan: str) -> u
         access_log=False,
         server_header=False,  # the upstream's own server/date headers are relayed
         date_header=False,
-        timeout_graceful_shutdown=drain,
+        timeout_graceful_shutdown=max(1, round(drain)),
         timeout_keep_alive=75,  # longer than common client idle timeouts, so the client closes first
         log_config=None,
     )
@@ -48,7 +51,9 @@ async def serve(sidecar: Sidecar, on_started: Callable[[list[uvicorn.Server]], N
         _Server(_config(sidecar.proxy_app(), s.host, s.port, s.drain_timeout, "on"))
     ]
     if s.admin_port is not None:
-        servers.append(_Server(_config(sidecar.admin_app(), s.admin_host, s.admin_port, s.drain_timeout, "off")))
+        servers.append(
+            _Server(_config(sidecar.admin_app(), s.admin_host, s.admin_port, s.drain_timeout, "off"))
+        )
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

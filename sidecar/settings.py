@@ -104,7 +104,9 @@ def _http_url(key: str, raw: object) -> str:
 def _store_url(key: str, raw: object) -> str:
     text = str(raw)
     if not (text.startswith("sqlite:///") or text.startswith("clickhouse://")):
-        raise ConfigError(f"{key}: expected sqlite:///path or clickhouse://host:port/db, got a {text[:12]!r}… URL")
+        raise ConfigError(
+            f"{key}: expected sqlite:///path or clickhouse://host:port/db, got a {text[:12]!r}… URL"
+        )
     return text
 
 

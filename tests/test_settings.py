@@ -29,9 +29,13 @@ def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("env", "needle"),
-    [({"SIDECAR_PORT": "eighty"}, "SIDECAR_PORT"), ({"SIDECAR_UPSTREAM_URL": "ftp://x"}, "SIDECAR_UPSTREAM_URL"),
-     ({"SIDECAR_PROMPT_CACHE": "sometimes"}, "SIDECAR_PROMPT_CACHE"),
-     ({"SIDECAR_STORE": "postgres://x"}, "SIDECAR_STORE"), ({"SIDECAR_DRAIN_TIMEOUT": "-1"}, "SIDECAR_DRAIN_TIMEOUT")],
+    [
+        ({"SIDECAR_PORT": "eighty"}, "SIDECAR_PORT"),
+        ({"SIDECAR_UPSTREAM_URL": "ftp://x"}, "SIDECAR_UPSTREAM_URL"),
+        ({"SIDECAR_PROMPT_CACHE": "sometimes"}, "SIDECAR_PROMPT_CACHE"),
+        ({"SIDECAR_STORE": "postgres://x"}, "SIDECAR_STORE"),
+        ({"SIDECAR_DRAIN_TIMEOUT": "-1"}, "SIDECAR_DRAIN_TIMEOUT"),
+    ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -46,7 +46,11 @@ def session_from_metadata(user_id: str | None) -> str | None:
             doc = json.loads(user_id)
         except ValueError:
             return None
-        return _clean(doc.get("session_id")) if isinstance(doc, dict) and isinstance(doc.get("session_id"), str) else None
+        return (
+            _clean(doc.get("session_id"))
+            if isinstance(doc, dict) and isinstance(doc.get("session_id"), str)
+            else None
+        )
     match = _LEGACY_SESSION.search(user_id)
     return _clean(match.group(1)) if match else None
 

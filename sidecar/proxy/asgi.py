@@ -18,9 +18,7 @@ class ClientGone(Exception):
     """The client disconnected while the sidecar was still reading its request."""
 
 
-async def send_bytes(
-    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
-) -> None:
+async def send_bytes(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

@@ -179,10 +179,19 @@ def _apply_summary(event: CallEvent, summary: MessageSummary) -> None:
             event.outcome = outcomes.UPSTREAM_ERROR
 
 
-_STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                 403: "permission_error", 404: "not_found_error", 409: "conflict_error",
-                 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
-                 504: "timeout_error", 529: "overloaded_error"}
+_STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 def _status_error_type(status: int) -> str:

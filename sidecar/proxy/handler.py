@@ -27,8 +27,16 @@ from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.encoding import make_decoder
 from sidecar.sansio.messages import StreamParser, parse_message_body
-from sidecar.sansio.request import BATCHES, CHAT, COMPLETE, COUNT_TOKENS, FILES, RequestInfo, classify_path
-from sidecar.sansio.request import inspect_body
+from sidecar.sansio.request import (
+    BATCHES,
+    CHAT,
+    COMPLETE,
+    COUNT_TOKENS,
+    FILES,
+    RequestInfo,
+    classify_path,
+    inspect_body,
+)
 
 log = logging.getLogger("sidecar.proxy")
 
@@ -42,8 +50,12 @@ class ProxyHandler:
     def __init__(self, deps: ProxyDeps) -> None:
         self.deps = deps
         s = deps.settings
-        self._limits = {CHAT: s.max_body_messages, COUNT_TOKENS: s.max_body_messages,
-                        BATCHES: s.max_body_batches, FILES: s.max_body_files}
+        self._limits = {
+            CHAT: s.max_body_messages,
+            COUNT_TOKENS: s.max_body_messages,
+            BATCHES: s.max_body_batches,
+            FILES: s.max_body_files,
+        }
         self._session_header = s.session_header.encode()
         self._app_header = s.app_header.encode()
         self._client_tokens = frozenset(t.encode() for t in s.client_tokens)
@@ -98,7 +110,9 @@ class ProxyHandler:
     @staticmethod
     def _too_large(limit: int) -> Callable[[], SidecarError]:
         def make() -> SidecarError:
-            return RequestTooLarge(f"Request exceeds the maximum allowed size of {limit} bytes for this route.")
+            return RequestTooLarge(
+                f"Request exceeds the maximum allowed size of {limit} bytes for this route."
+            )
 
         return make
 
@@ -170,7 +184,9 @@ class ProxyHandler:
             if watcher is not None:
                 watcher.cancel()
 
-    async def _watch_disconnect(self, receive: Receive, ctx: CallContext, task: asyncio.Task[None] | None) -> None:
+    async def _watch_disconnect(
+        self, receive: Receive, ctx: CallContext, task: asyncio.Task[None] | None
+    ) -> None:
         """Cancel the call promptly when the client goes away (uvicorn's send() is silent about it)."""
         while True:
             message = await receive()
@@ -238,7 +254,7 @@ class ProxyHandler:
                     copy += chunk
                 ctx.response_bytes += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             # The upstream broke mid-answer: end the client's connection the same abrupt way.
             ctx.fail(UpstreamUnavailable(f"upstream stream ended early: {type(exc).__name__}"), relayed=True)
             ctx.t_last_byte = perf_counter()

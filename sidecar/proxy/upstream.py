@@ -6,7 +6,6 @@ request and hands back raw response header bytes, so nothing is re-encoded on th
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
@@ -42,7 +41,7 @@ def mapped_errors() -> Iterator[None]:
     """Map transport failures to the sidecar's error tree (one place, ``raise … from``)."""
     try:
         yield
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeout("The upstream API did not answer in time.") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamUnavailable("The upstream API could not be reached.") from exc

@@ -57,43 +57,78 @@ class Metrics:
         self.tool_label = LabelCap(max_tools)
         r = registry
         self.token_usage = Histogram(
-            "gen_ai_client_token_usage", "Tokens used per call (GenAI conventions: input includes cache).",
+            "gen_ai_client_token_usage",
+            "Tokens used per call (GenAI conventions: input includes cache).",
             ["gen_ai_token_type", "gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name"],
-            buckets=TOKEN_BUCKETS, registry=r)
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
         self.op_duration = Histogram(
-            "gen_ai_client_operation_duration_seconds", "Duration of upstream calls as the client sees them.",
+            "gen_ai_client_operation_duration_seconds",
+            "Duration of upstream calls as the client sees them.",
             ["gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name", "error_type"],
-            buckets=DURATION_BUCKETS, registry=r)
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         self.ttfc = Histogram(
-            "gen_ai_client_operation_time_to_first_chunk_seconds", "Time to the first content chunk.",
+            "gen_ai_client_operation_time_to_first_chunk_seconds",
+            "Time to the first content chunk.",
             ["gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name"],
-            buckets=TTFC_BUCKETS, registry=r)
-        self.requests = Counter("sidecar_requests", "Calls forwarded or refused.",
-                                ["model", "app", "status_class", "stream"], registry=r)
-        self.tokens = Counter("sidecar_tokens", "Tokens by Anthropic bucket (input = uncached input).",
-                              ["model", "app", "type"], registry=r)
+            buckets=TTFC_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "sidecar_requests",
+            "Calls forwarded or refused.",
+            ["model", "app", "status_class", "stream"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "sidecar_tokens",
+            "Tokens by Anthropic bucket (input = uncached input).",
+            ["model", "app", "type"],
+            registry=r,
+        )
         self.cost = Counter("sidecar_cost_usd", "Dollar cost of calls.", ["model", "app"], registry=r)
         self.unpriced = Counter("sidecar_unpriced_requests", "Calls whose model has no price.", registry=r)
-        self.overhead = Histogram("sidecar_overhead_seconds", "Time spent in the sidecar itself per call.",
-                                  buckets=OVERHEAD_BUCKETS, registry=r)
-        self.upstream_errors = Counter("sidecar_upstream_errors", "Upstream error answers and failures.",
-                                       ["model", "status"], registry=r)
-        self.ratelimit_remaining = Gauge("sidecar_ratelimit_remaining",
-                                         "Remaining quota from Anthropic's rate-limit headers.",
-                                         ["app", "type"], registry=r)
-        self.cache_savings = Counter("sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.",
-                                     ["model", "app"], registry=r)
-        self.events = Counter("sidecar_events", "Events handed to each sink.", ["sink", "outcome"], registry=r)
+        self.overhead = Histogram(
+            "sidecar_overhead_seconds",
+            "Time spent in the sidecar itself per call.",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "sidecar_upstream_errors", "Upstream error answers and failures.", ["model", "status"], registry=r
+        )
+        self.ratelimit_remaining = Gauge(
+            "sidecar_ratelimit_remaining",
+            "Remaining quota from Anthropic's rate-limit headers.",
+            ["app", "type"],
+            registry=r,
+        )
+        self.cache_savings = Counter(
+            "sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.", ["model", "app"], registry=r
+        )
+        self.events = Counter(
+            "sidecar_events", "Events handed to each sink.", ["sink", "outcome"], registry=r
+        )
         self.sink_errors = Counter("sidecar_sink_errors", "Sink write failures.", ["sink"], registry=r)
-        self.dropped = Counter("sidecar_events_dropped", "Events lost at a capacity limit.", ["reason"],
-                               registry=r)
+        self.dropped = Counter(
+            "sidecar_events_dropped", "Events lost at a capacity limit.", ["reason"], registry=r
+        )
         self.queue_depth = Gauge("sidecar_recorder_queue_events", "Events waiting for the sinks.", registry=r)
-        self.spool_pending = Gauge("sidecar_spool_pending_events", "Events waiting in the local spool.",
-                                   registry=r)
-        self.internal_errors = Counter("sidecar_internal_errors", "Failures inside the sidecar (never the call).",
-                                       ["component"], registry=r)
-        self.build_info = Gauge("sidecar_build_info", "Version and pricing table date.",
-                                ["version", "pricing_date"], registry=r)
+        self.spool_pending = Gauge(
+            "sidecar_spool_pending_events", "Events waiting in the local spool.", registry=r
+        )
+        self.internal_errors = Counter(
+            "sidecar_internal_errors",
+            "Failures inside the sidecar (never the call).",
+            ["component"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "sidecar_build_info", "Version and pricing table date.", ["version", "pricing_date"], registry=r
+        )
         self._init_series()
 
     def _init_series(self) -> None:

@@ -19,14 +19,21 @@ def test_claude_code_shaped_request() -> None:
     user_id = json.dumps({"device_id": "d", "account_uuid": "a", "session_id": "5e1f-sess"})
     headers = [(b"x-claude-code-session-id", b"5e1f-sess")]
     assert resolve_session(headers, _info(metadata={"user_id": user_id}), b"x-session-id") == (
-        "5e1f-sess", "harness_header")
-    assert resolve_session([], _info(metadata={"user_id": user_id}), b"x-session-id") == ("5e1f-sess", "metadata")
+        "5e1f-sess",
+        "harness_header",
+    )
+    assert resolve_session([], _info(metadata={"user_id": user_id}), b"x-session-id") == (
+        "5e1f-sess",
+        "metadata",
+    )
 
 
 def test_legacy_metadata_form_and_plain_user_id() -> None:
     legacy = "user_abc123_account_0000-1111_session_9f8e7d6c-aaaa"
     assert resolve_session([], _info(metadata={"user_id": legacy}), b"x-session-id") == (
-        "9f8e7d6c-aaaa", "metadata")
+        "9f8e7d6c-aaaa",
+        "metadata",
+    )
     sid, source = resolve_session([], _info(metadata={"user_id": "plain-user"}), b"x-session-id")
     assert source == "fingerprint" and sid.startswith("fp_")
 

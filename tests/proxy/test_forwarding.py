@@ -16,18 +16,25 @@ from tests.conftest import API_KEY
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "Hello"}]}
-TOOLS = [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {}}}]
+TOOLS = [
+    {"name": "get_weather", "description": "Weather", "input_schema": {"type": "object", "properties": {}}}
+]
 
 
 def _comparable_headers(resp: httpx.Response) -> dict[str, str]:
-    skip = {h.decode() for h in HOP_BY_HOP} | {"date", "anthropic-ratelimit-requests-remaining",
-                                               "anthropic-ratelimit-tokens-remaining",
-                                               "anthropic-ratelimit-input-tokens-remaining",
-                                               "anthropic-ratelimit-output-tokens-remaining"}
+    skip = {h.decode() for h in HOP_BY_HOP} | {
+        "date",
+        "anthropic-ratelimit-requests-remaining",
+        "anthropic-ratelimit-tokens-remaining",
+        "anthropic-ratelimit-input-tokens-remaining",
+        "anthropic-ratelimit-output-tokens-remaining",
+    }
     return {k: v for k, v in resp.headers.items() if k not in skip}
 
 
-def _both(fake: FakeUpstream, sidecar: RunningSidecar, method: str, path: str, **kw: Any) -> tuple[httpx.Response, httpx.Response]:
+def _both(
+    fake: FakeUpstream, sidecar: RunningSidecar, method: str, path: str, **kw: Any
+) -> tuple[httpx.Response, httpx.Response]:
     with httpx.Client(timeout=10) as client:
         direct = client.request(method, fake.url + path, **kw)
         proxied = client.request(method, sidecar.url + path, **kw)
@@ -60,9 +67,17 @@ def test_identical_status_headers_and_body(
 
 
 def test_request_reaches_upstream_intact(fake: FakeUpstream, sidecar: RunningSidecar) -> None:
-    content = b'{"model": "claude-sonnet-4-5", "max_tokens": 5,   "messages": [{"role":"user","content":"x"}]}'
-    headers = {**HEADERS, "x-custom": "kept", "anthropic-beta": "a-1,b-2", "x-sidecar-prompt-cache": "off",
-               "connection": "keep-alive, x-hop", "x-hop": "dropped"}
+    content = (
+        b'{"model": "claude-sonnet-4-5", "max_tokens": 5,   "messages": [{"role":"user","content":"x"}]}'
+    )
+    headers = {
+        **HEADERS,
+        "x-custom": "kept",
+        "anthropic-beta": "a-1,b-2",
+        "x-sidecar-prompt-cache": "off",
+        "connection": "keep-alive, x-hop",
+        "x-hop": "dropped",
+    }
     with httpx.Client() as client:
         client.post(sidecar.url + "/v1/messages?beta=true&x=%2F1", content=content, headers=headers)
     seen = fake.requests[-1]
@@ -91,8 +106,12 @@ def test_sdk_sync_create_stream_tools_count_models(fake: FakeUpstream, sidecar: 
     proxied = anthropic.Anthropic(base_url=sidecar.url, api_key=API_KEY, max_retries=0)
     for client in (direct, proxied):
         client.messages.create(model="claude-sonnet-4-5", max_tokens=32, messages=BODY["messages"])
-    a = direct.messages.create(model="claude-haiku-4-5", max_tokens=32, messages=BODY["messages"], tools=TOOLS)
-    b = proxied.messages.create(model="claude-haiku-4-5", max_tokens=32, messages=BODY["messages"], tools=TOOLS)
+    a = direct.messages.create(
+        model="claude-haiku-4-5", max_tokens=32, messages=BODY["messages"], tools=TOOLS
+    )
+    b = proxied.messages.create(
+        model="claude-haiku-4-5", max_tokens=32, messages=BODY["messages"], tools=TOOLS
+    )
     assert a.model_dump() == b.model_dump()
     assert b.stop_reason == "tool_use"
     assert [c.type for c in b.content][-1] == "tool_use"
@@ -101,7 +120,9 @@ def test_sdk_sync_create_stream_tools_count_models(fake: FakeUpstream, sidecar: 
     with proxied.messages.stream(model="claude-sonnet-4-5", max_tokens=32, messages=BODY["messages"]) as s:
         b_final = s.get_final_message()
     assert a_final.model_dump() == b_final.model_dump()
-    assert direct.messages.count_tokens(model="claude-sonnet-4-5", messages=BODY["messages"]).input_tokens == (
+    assert direct.messages.count_tokens(
+        model="claude-sonnet-4-5", messages=BODY["messages"]
+    ).input_tokens == (
         proxied.messages.count_tokens(model="claude-sonnet-4-5", messages=BODY["messages"]).input_tokens
     )
     assert [m.id for m in direct.models.list()] == [m.id for m in proxied.models.list()]
@@ -114,7 +135,9 @@ async def test_sdk_async_create_and_stream(fake: FakeUpstream, sidecar: RunningS
     b = await proxied.messages.create(model="claude-opus-4-6", max_tokens=16, messages=BODY["messages"])
     assert a.model_dump() == b.model_dump()
     texts = []
-    async with proxied.messages.stream(model="claude-opus-4-6", max_tokens=16, messages=BODY["messages"]) as s:
+    async with proxied.messages.stream(
+        model="claude-opus-4-6", max_tokens=16, messages=BODY["messages"]
+    ) as s:
         async for text in s.text_stream:
             texts.append(text)
         final = await s.get_final_message()
@@ -123,11 +146,17 @@ async def test_sdk_async_create_and_stream(fake: FakeUpstream, sidecar: RunningS
 
 
 def test_upstream_errors_come_back_unchanged(fake: FakeUpstream, sidecar: RunningSidecar) -> None:
-    for scenario, status in (("error-400", 400), ("error-401", 401), ("error-429", 429),
-                             ("error-500", 500), ("error-529", 529)):
+    for scenario, status in (
+        ("error-400", 400),
+        ("error-401", 401),
+        ("error-429", 429),
+        ("error-500", 500),
+        ("error-529", 529),
+    ):
         headers = {**HEADERS, "x-fake-scenario": scenario}
-        direct, proxied = _both(fake, sidecar, "POST", "/v1/messages", headers=headers,
-                                content=json.dumps(BODY).encode())
+        direct, proxied = _both(
+            fake, sidecar, "POST", "/v1/messages", headers=headers, content=json.dumps(BODY).encode()
+        )
         assert proxied.status_code == direct.status_code == status
         assert proxied.content == direct.content
         assert _comparable_headers(proxied) == _comparable_headers(direct)
@@ -138,11 +167,15 @@ def test_upstream_errors_come_back_unchanged(fake: FakeUpstream, sidecar: Runnin
 def test_sdk_retries_pass_through(fake: FakeUpstream, sidecar: RunningSidecar) -> None:
     client = anthropic.Anthropic(base_url=sidecar.url, api_key=API_KEY, max_retries=2)
     msg = client.messages.create(
-        model="claude-sonnet-4-5", max_tokens=8, messages=BODY["messages"],
+        model="claude-sonnet-4-5",
+        max_tokens=8,
+        messages=BODY["messages"],
         extra_headers={"x-fake-fail-times": "2", "x-fake-fail-key": "retry-test"},
     )
     assert msg.stop_reason == "end_turn"
-    retries = [dict((n.lower(), v) for n, v in r.headers).get("x-stainless-retry-count") for r in fake.requests]
+    retries = [
+        dict((n.lower(), v) for n, v in r.headers).get("x-stainless-retry-count") for r in fake.requests
+    ]
     assert retries[-3:] == ["0", "1", "2"]
     sidecar.sidecar.recorder.flush()
     events = sidecar.sidecar.store.events()

@@ -12,8 +12,14 @@ from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
-STREAM_BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "stream": True,
-                          "messages": [{"role": "user", "content": "Tell me a story"}]}).encode()
+STREAM_BODY = json.dumps(
+    {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "stream": True,
+        "messages": [{"role": "user", "content": "Tell me a story"}],
+    }
+).encode()
 
 
 def _chunk_times(url: str, headers: dict[str, str]) -> tuple[float, float, float, bytes]:
@@ -35,7 +41,7 @@ def _chunk_times(url: str, headers: dict[str, str]) -> tuple[float, float, float
 def test_chunks_reach_client_before_upstream_finishes(slow_fake: FakeUpstream, make_sidecar) -> None:  # type: ignore[no-untyped-def]
     sidecar = make_sidecar(slow_fake.url)
     # The slow fake: 0.2 s to first token, then 10 deltas 50 ms apart (≈0.7 s in all).
-    d_first, d_last, _, d_data = _chunk_times(slow_fake.url, HEADERS)
+    d_first, _, _, d_data = _chunk_times(slow_fake.url, HEADERS)
     p_first, p_last, _, p_data = _chunk_times(sidecar.url, HEADERS)
     assert p_data == d_data  # not re-encoded
     # The first delta arrives long before the stream ends, through the sidecar as directly.
@@ -47,8 +53,12 @@ def test_chunks_reach_client_before_upstream_finishes(slow_fake: FakeUpstream, m
 
 def test_stream_usage_recorded_once_with_ttft(slow_fake: FakeUpstream, make_sidecar) -> None:  # type: ignore[no-untyped-def]
     sidecar = make_sidecar(slow_fake.url)
-    usage = {"input_tokens": 120, "output_tokens": 40, "cache_read_input_tokens": 3000,
-             "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 100}}
+    usage = {
+        "input_tokens": 120,
+        "output_tokens": 40,
+        "cache_read_input_tokens": 3000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 200, "ephemeral_1h_input_tokens": 100},
+    }
     headers = {**HEADERS, "x-fake-usage": json.dumps(usage), "x-session-id": "s-stream"}
     _chunk_times(sidecar.url, headers)
     sidecar.sidecar.recorder.flush()
@@ -74,10 +84,19 @@ def test_stream_usage_recorded_once_with_ttft(slow_fake: FakeUpstream, make_side
 
 
 def test_cache_fields_only_in_message_delta(fake: FakeUpstream, sidecar: RunningSidecar) -> None:
-    usage = {"input_tokens": 10, "output_tokens": 7, "cache_read_input_tokens": 500,
-             "cache_creation": None, "cache_creation_input_tokens": 80}
-    headers = {**HEADERS, "x-fake-usage": json.dumps(usage), "x-fake-cache-fields-in-delta": "1",
-               "x-session-id": "s-delta"}
+    usage = {
+        "input_tokens": 10,
+        "output_tokens": 7,
+        "cache_read_input_tokens": 500,
+        "cache_creation": None,
+        "cache_creation_input_tokens": 80,
+    }
+    headers = {
+        **HEADERS,
+        "x-fake-usage": json.dumps(usage),
+        "x-fake-cache-fields-in-delta": "1",
+        "x-session-id": "s-delta",
+    }
     with httpx.Client() as client:
         client.post(sidecar.url + "/v1/messages", headers=headers, content=STREAM_BODY).read()
     sidecar.sidecar.recorder.flush()

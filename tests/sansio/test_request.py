@@ -19,15 +19,29 @@ def test_classify_paths() -> None:
 
 def test_inspect_reads_model_stream_metadata_and_trailing_tool_results() -> None:
     body = {
-        "model": "claude-opus-4-6", "max_tokens": 100, "stream": True,
+        "model": "claude-opus-4-6",
+        "max_tokens": 100,
+        "stream": True,
         "system": [{"type": "text", "text": "You are helpful."}],
         "metadata": {"user_id": "u1"},
         "messages": [
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_old", "name": "w", "input": {}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_old", "content": "x"}]},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_new", "name": "w", "input": {}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_new", "is_error": True}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_old", "name": "w", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_old", "content": "x"}],
+            },
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_new", "name": "w", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_new", "is_error": True}],
+            },
         ],
     }
     info = inspect_body(json.dumps(body).encode())
@@ -39,25 +53,41 @@ def test_inspect_reads_model_stream_metadata_and_trailing_tool_results() -> None
 
 def test_system_hash_ignores_cache_markers_and_string_form() -> None:
     plain = inspect_body(json.dumps({"system": "Be brief.", "messages": []}).encode())
-    marked = inspect_body(json.dumps({"system": [{"type": "text", "text": "Be brief.",
-                                                  "cache_control": {"type": "ephemeral"}}],
-                                      "messages": []}).encode())
+    marked = inspect_body(
+        json.dumps(
+            {
+                "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+                "messages": [],
+            }
+        ).encode()
+    )
     other = inspect_body(json.dumps({"system": "Be long.", "messages": []}).encode())
     assert plain.system_hash == marked.system_hash != other.system_hash
 
 
 def test_fingerprint_groups_turns_of_one_conversation() -> None:
     first = {"system": "S", "messages": [{"role": "user", "content": "hi"}]}
-    later = {"system": "S", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
-                                         {"role": "user", "content": "more"}]}
+    later = {
+        "system": "S",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "yo"},
+            {"role": "user", "content": "more"},
+        ],
+    }
     different = {"system": "S", "messages": [{"role": "user", "content": "bye"}]}
     fp = [inspect_body(json.dumps(d).encode()).fingerprint for d in (first, later, different)]
     assert fp[0] == fp[1] != fp[2]
 
 
 def test_messages_with_system_role_do_not_confuse_the_parser() -> None:
-    body = {"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "mid"},
-                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]}]}
+    body = {
+        "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "system", "content": "mid"},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1"}]},
+        ]
+    }
     assert inspect_body(json.dumps(body).encode()).tool_results == (("t1", False),)
 
 
@@ -66,11 +96,34 @@ def test_arbitrary_bytes_never_raise(data: bytes) -> None:
     inspect_body(data)
 
 
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(
-                        st.sampled_from(["model", "messages", "system", "stream", "metadata", "role",
-                                         "content", "type", "tool_use_id", "user_id", "text"]), c, max_size=5),
-                    max_leaves=30))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda c: (
+            st.lists(c, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "model",
+                        "messages",
+                        "system",
+                        "stream",
+                        "metadata",
+                        "role",
+                        "content",
+                        "type",
+                        "tool_use_id",
+                        "user_id",
+                        "text",
+                    ]
+                ),
+                c,
+                max_size=5,
+            )
+        ),
+        max_leaves=30,
+    )
+)
 def test_arbitrary_json_shapes_never_raise(doc: object) -> None:
     inspect_body(json.dumps(doc).encode())
 

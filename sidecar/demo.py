@@ -1,0 +1,140 @@
+"""``claude-sidecar demo``: the sidecar against the built-in fake upstream, with synthetic agent traffic.
+
+No API key and no network: everything runs on 127.0.0.1. It prints where to look and a per-session
+summary read back from the sidecar's own store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from sidecar.settings import Settings
+from sidecar.store.sqlite import SQLiteStore
+from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
+from sidecar.testing.harness import RunningSidecar
+
+DEMO_KEY = "sk-ant-demo-not-a-real-key"
+TOOLS = [
+    {
+        "name": "search_orders",
+        "description": "Find orders",
+        "input_schema": {"type": "object", "properties": {}},
+    },
+    {
+        "name": "refund",
+        "description": "Refund an order",
+        "input_schema": {"type": "object", "properties": {}},
+    },
+]
+MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-6")
+
+
+async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: random.Random) -> None:
+    """One multi-turn agent: model call → tool (sleeps) → model call with tool_result, a few times."""
+    model = MODELS[n % len(MODELS)]
+    app = ("support-bot", "voice-agent", "batch-jobs")[n % 3]
+    headers = {
+        "x-api-key": DEMO_KEY,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+        "x-session-id": f"demo-{n:03d}",
+        "x-app-name": app,
+    }
+    messages: list[dict[str, object]] = [{"role": "user", "content": f"Customer {n} wants a refund."}]
+    system = "You are a careful support agent. " * 40
+    for turn in range(rng.randint(2, 4)):
+        body = {
+            "model": model,
+            "max_tokens": 200,
+            "system": system,
+            "messages": messages,
+            "tools": TOOLS,
+            "stream": turn % 2 == 0,
+        }
+        async with http.post(url + "/v1/messages", headers=headers, data=json.dumps(body)) as resp:
+            raw = await resp.read()
+        if body["stream"]:
+            content = _content_from_sse(raw)
+        else:
+            content = json.loads(raw).get("content", [])
+        tool_uses = [b for b in content if b.get("type") == "tool_use"]
+        messages.append({"role": "assistant", "content": content})
+        if not tool_uses:
+            break
+        await asyncio.sleep(rng.uniform(0.05, 0.4))  # the "tool" runs
+        results = [{"type": "tool_result", "tool_use_id": b["id"], "content": "ok"} for b in tool_uses]
+        messages.append({"role": "user", "content": results})
+
+
+def _content_from_sse(raw: bytes) -> list[dict[str, object]]:
+    blocks: dict[int, dict[str, object]] = {}
+    for line in raw.split(b"\n"):
+        if line.startswith(b"data: "):
+            doc = json.loads(line[6:])
+            if doc.get("type") == "content_block_start":
+                block = dict(doc["content_block"])
+                if block.get("type") == "tool_use":
+                    block["input"] = {}
+                blocks[doc["index"]] = block
+    return [blocks[i] for i in sorted(blocks)]
+
+
+async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
+    rng = random.Random(seed)
+    deadline = time.monotonic() + duration_s
+    n = 0
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            batch = [_agent_session(http, url, n + i, rng) for i in range(4)]
+            await asyncio.gather(*batch)
+            n += len(batch)
+    return n
+
+
+def _summary(store: SQLiteStore) -> str:
+    events = store.events()
+    sessions: dict[str, list[float]] = {}
+    for e in events:
+        row = sessions.setdefault(e.session_id, [0.0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += e.cost_usd or 0.0
+        row[2] += len(e.tool_uses)
+    lines = [f"{'session':<12} {'calls':>5} {'tool calls':>10} {'cost USD':>12}"]
+    for sid, (calls, cost, tools) in sorted(sessions.items(), key=lambda kv: -kv[1][1])[:10]:
+        lines.append(f"{sid:<12} {int(calls):>5} {int(tools):>10} {cost:>12.6f}")
+    total = sum(e.cost_usd or 0.0 for e in events)
+    lines.append(f"{len(events)} calls in {len(sessions)} sessions, total ${total:.6f}")
+    return "\n".join(lines)
+
+
+def run_demo(port: int = 8788, duration_s: float = 20.0, keep_running: bool = False) -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="sidecar-demo-"))
+    with FakeUpstream(FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)) as fake:
+        settings = Settings(upstream_url=fake.url, port=port, store=f"sqlite:///{data_dir}/events.db")
+        sidecar = RunningSidecar(settings).start()
+        try:
+            print(f"fake Anthropic upstream: {fake.url}")
+            print(f"sidecar proxy:           {sidecar.url}   (ANTHROPIC_BASE_URL={sidecar.url})")
+            print(f"metrics:                 {sidecar.url}/metrics")
+            print(f"events store:            {data_dir}/events.db")
+            print(f"driving synthetic agent sessions for {duration_s:.0f} s ...")
+            n = asyncio.run(_traffic(sidecar.url, duration_s))
+            sidecar.sidecar.recorder.flush()
+            print(f"\n{n} agent sessions done. Top sessions by cost:\n")
+            print(_summary(sidecar.sidecar.store))
+            if keep_running:
+                print("\nstill serving; Ctrl+C to stop")
+                while True:
+                    time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sidecar.stop()
+    return 0
