@@ -7,11 +7,13 @@ on the proxy app opens and closes the upstream client, the store and the recorde
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
 import secrets
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -113,6 +115,8 @@ class Sidecar:
     reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
     settings_loader: Callable[[], Settings] | None = None
     admin: AdminRoutes = field(init=False)
+    chores: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
+    _housekeeper: asyncio.Future[None] | None = None
 
     def __post_init__(self) -> None:
         self.admin = AdminRoutes(self)
@@ -135,6 +139,7 @@ class Sidecar:
         self.store.open()
         self.recorder.start()
         await self.upstream.open()
+        self._housekeeper = asyncio.ensure_future(self._housekeeping())
         self.ready = True
         log.info(
             "sidecar ready",
@@ -143,15 +148,29 @@ class Sidecar:
             },
         )
 
+    async def _housekeeping(self, interval_s: float = 30.0) -> None:
+        """Periodic chores off the request path: retention, and whatever components register."""
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.time()
+            for chore in (self._purge, *self.chores):
+                try:
+                    await chore(now)
+                except Exception:
+                    self.metrics.count_internal_error("housekeeping")
+                    log.exception("housekeeping chore failed")
+
+    async def _purge(self, now: float) -> None:
+        purged = await asyncio.to_thread(self.store.maybe_purge, now)
+        if purged:
+            log.info("retention purge", extra={"fields": {"events_deleted": purged}})
+
     async def shutdown(self) -> None:
         self.ready = False
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
         await self.upstream.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
-
-    def public_origin(self) -> str:
-        if self.settings.public_url:
-            return self.settings.public_url
-        return f"http://{self.settings.host}:{self.settings.port}"
 
     def proxy_app(self) -> ASGIApp:
         """The ASGI app for the proxy listener (admin routes included unless they have their own port)."""
@@ -235,7 +254,6 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
     )
     parts = urlsplit(settings.upstream_url)
     upstream_origin = f"{parts.scheme}://{parts.netloc}"
-    public = settings.public_url or f"http://{settings.host}:{settings.port}"
 
     def submit(event: CallEvent) -> None:
         prices.price(event)
@@ -248,7 +266,9 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         price=prices.price,
         fingerprint_key=make_fingerprinter(_key_salt(settings.store)),
         count_internal_error=metrics.count_internal_error,
-        rewrite_origins=(upstream_origin, public),
+        observe_response_headers=metrics.observe_ratelimit,
+        upstream_origin=upstream_origin,
+        public_url=settings.public_url,
     )
     sidecar = Sidecar(
         settings=settings,

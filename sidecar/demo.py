@@ -60,10 +60,7 @@ async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: ran
         }
         async with http.post(url + "/v1/messages", headers=headers, data=json.dumps(body)) as resp:
             raw = await resp.read()
-        if body["stream"]:
-            content = _content_from_sse(raw)
-        else:
-            content = json.loads(raw).get("content", [])
+        content = _content_from_sse(raw) if body["stream"] else json.loads(raw).get("content", [])
         tool_uses = [b for b in content if b.get("type") == "tool_use"]
         messages.append({"role": "assistant", "content": content})
         if not tool_uses:

@@ -14,6 +14,17 @@ REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) wi
 SIDECAR_ERROR = "sidecar_error"
 
 
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool's measured latency: from the last byte of the response that asked for it (``tool_use``)
+    to the arrival of the first request carrying its ``tool_result``."""
+
+    tool_use_id: str
+    name: str
+    latency_s: float
+    is_error: bool
+
+
 @dataclass(slots=True)
 class CallEvent:
     event_id: str
@@ -41,6 +52,7 @@ class CallEvent:
     overhead_s: float = 0.0  # time spent in the sidecar itself, excluding upstream
     tool_use_ids: tuple[str, ...] = ()
     tool_uses: tuple[str, ...] = ()  # names, in order
+    tool_results: tuple[ToolResult, ...] = ()  # tools whose results this request delivered
     cache_breakpoint_injected: bool = False
     system_hash: str | None = None
     retry_count: int = 0

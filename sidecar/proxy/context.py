@@ -46,9 +46,12 @@ class ProxyDeps:
     price: Callable[[CallEvent], None]
     fingerprint_key: Callable[[Headers], str | None]
     count_internal_error: Callable[[str], None]
+    observe_response_headers: Callable[[str, Headers], None] = lambda app, headers: None
     policies: Policies = field(default_factory=NoPolicies)
-    # (upstream origin, public origin) for the batch ``results_url`` rewrite.
-    rewrite_origins: tuple[str, str] = ("", "")
+    # For the batch ``results_url`` rewrite: the upstream origin, and how clients reach the sidecar
+    # (SIDECAR_PUBLIC_URL; when unset, the local address of the listening socket — never the Host header).
+    upstream_origin: str = ""
+    public_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class CallContext:
     method: str
     path: str
     app: str = "default"
+    local_origin: str = ""
     session_id: str = ""
     session_source: str = "none"
     model: str | None = None

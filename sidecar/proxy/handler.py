@@ -67,6 +67,9 @@ class ProxyHandler:
         op = classify_path(path)
         ctx = CallContext(t0=t0, started_at=time.time(), op=op, method=scope["method"], path=path)
         ctx.app = resolve_app(headers, self._app_header)
+        server = scope.get("server")
+        if server:
+            ctx.local_origin = f"http://{server[0]}:{server[1]}"
         try:
             await self._handle(scope, receive, send, ctx, headers)
         finally:
@@ -230,7 +233,8 @@ class ProxyHandler:
         decoder = make_decoder(hdr.get(raw_headers, b"content-encoding"))
         if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
             body = await resp.read()
-            body, out_headers = rewrite_results_url(body, out_headers, decoder, self.deps.rewrite_origins)
+            origins = (self.deps.upstream_origin, self.deps.public_url or ctx.local_origin)
+            body, out_headers = rewrite_results_url(body, out_headers, decoder, origins)
             await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
             ctx.t_first_byte_out = perf_counter()
             await send({"type": "http.response.body", "body": body, "more_body": False})
@@ -275,6 +279,8 @@ class ProxyHandler:
         try:
             event = ctx.to_event(str(uuid.uuid4()))
             self.deps.policies.after_call(ctx, event)
+            if ctx.response_headers:
+                self.deps.observe_response_headers(ctx.app, ctx.response_headers)
             event.overhead_s = ctx.overhead(perf_counter())
             self.deps.submit(event)
         except Exception:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 
 _MIGRATION_1 = (
@@ -54,6 +54,7 @@ _MIGRATION_1 = (
         overhead_s REAL NOT NULL,
         tool_use_ids TEXT NOT NULL,
         tool_uses TEXT NOT NULL,
+        tool_results TEXT NOT NULL DEFAULT '[]',
         cache_breakpoint_injected INTEGER NOT NULL,
         system_hash TEXT,
         retry_count INTEGER NOT NULL,
@@ -109,6 +110,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "overhead_s",
     "tool_use_ids",
     "tool_uses",
+    "tool_results",
     "cache_breakpoint_injected",
     "system_hash",
     "retry_count",
@@ -214,6 +216,7 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.overhead_s,
         _json_tuple(event.tool_use_ids),
         _json_tuple(event.tool_uses),
+        orjson.dumps([[t.tool_use_id, t.name, t.latency_s, t.is_error] for t in event.tool_results]).decode(),
         int(event.cache_breakpoint_injected),
         event.system_hash,
         event.retry_count,
@@ -255,5 +258,8 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
         usage=usage,
         tool_use_ids=tuple(orjson.loads(r["tool_use_ids"])),
         tool_uses=tuple(orjson.loads(r["tool_uses"])),
+        tool_results=tuple(
+            ToolResult(str(i), str(n), float(t), bool(e)) for i, n, t, e in orjson.loads(r["tool_results"])
+        ),
         cache_breakpoint_injected=bool(r["cache_breakpoint_injected"]),
     )

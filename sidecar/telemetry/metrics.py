@@ -140,6 +140,7 @@ class Metrics:
             self.sink_errors.labels(sink=sink)
         self.internal_errors.labels(component="accounting")
         self.internal_errors.labels(component="policy")
+        self.internal_errors.labels(component="housekeeping")
 
     def set_build_info(self, version: str, pricing_date: str) -> None:
         self.build_info.labels(version=version, pricing_date=pricing_date).set(1)
@@ -154,6 +155,18 @@ class Metrics:
 
     def on_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)
+
+    def observe_ratelimit(self, app: str, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        """``anthropic-ratelimit-<type>-remaining`` headers → ``sidecar_ratelimit_remaining{app,type}``."""
+        for name, value in headers:
+            low = name.lower()
+            if low.startswith(b"anthropic-ratelimit-") and low.endswith(b"-remaining"):
+                kind = low[20:-10].decode("latin-1").replace("-", "_")
+                if kind in RATELIMIT_TYPES:
+                    try:
+                        self.ratelimit_remaining.labels(app=self.app_label(app), type=kind).set(float(value))
+                    except ValueError:
+                        continue
 
     def count_internal_error(self, component: str) -> None:
         self.internal_errors.labels(component=component).inc()
