@@ -33,7 +33,8 @@ with client.messages.stream(model="claude-haiku-4-5", max_tokens=32,
     out["stream"] = s.get_final_message().model_dump()
 beta = client.beta.messages.create(model="claude-sonnet-4-5", max_tokens=16,
                                    messages=[{"role": "user", "content": "beta"}],
-                                   betas=["token-counting-2024-11-01"], extra_headers={"x-session-id": "sdk0"})
+                                   betas=["token-counting-2024-11-01"],
+                                   extra_headers={"x-session-id": "sdk0"})
 out["beta"] = beta.model_dump()
 out["count"] = client.messages.count_tokens(model="claude-sonnet-4-5",
                                             messages=[{"role": "user", "content": "Hello"}]).input_tokens
