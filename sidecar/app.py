@@ -8,10 +8,7 @@ on the proxy app opens and closes the upstream client, the store and the recorde
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,20 +18,27 @@ from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
 from sidecar.admin import AdminRoutes
+from sidecar.admin_sessions import session_routes
 from sidecar.core.accounting import price_event
 from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
-from sidecar.errors import ConfigError, NotFound
-from sidecar.proxy.asgi import ASGIApp, Receive, Scope, Send, send_error
-from sidecar.proxy.context import Headers, ProxyDeps
+from sidecar.core.sessions import SessionLifecycle
+from sidecar.core.tools import ToolLatencyMatcher
+from sidecar.errors import ConfigError
+from sidecar.keys import key_salt, make_fingerprinter
+from sidecar.policy import SidecarPolicies
+from sidecar.proxy.asgi import ASGIApp
+from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
+from sidecar.router import Router
 from sidecar.settings import Settings
-from sidecar.store.sqlite import SQLiteStore, parse_sqlite_url
+from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
 from sidecar.telemetry.recorder import Recorder, RecorderHooks
+from sidecar.telemetry.sessions_sink import SessionsSink
 
 log = logging.getLogger("sidecar")
 
@@ -56,49 +60,6 @@ def load_prices(settings: Settings) -> PriceTable:
         return PriceTable.load(settings.pricing_file, overrides=overrides)
     except ValueError as exc:
         raise ConfigError(f"pricing: {exc}") from None
-
-
-def _key_salt(store_url: str) -> bytes:
-    """A salt kept beside the embedded store, so key fingerprints are stable across restarts."""
-    env = os.environ.get("SIDECAR_KEY_SALT")
-    if env:
-        return env.encode()
-    if store_url.startswith("sqlite:///"):
-        path = parse_sqlite_url(store_url).parent / ".key-salt"
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            salt = secrets.token_hex(16).encode()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(salt)
-            return salt
-        except OSError:
-            pass
-    return secrets.token_hex(16).encode()
-
-
-def make_fingerprinter(salt: bytes) -> Callable[[Headers], str | None]:
-    """A short salted hash that identifies a key without revealing it (memoised, bounded)."""
-    cache: dict[bytes, str] = {}
-
-    def fingerprint(headers: Headers) -> str | None:
-        key = None
-        for name, value in headers:
-            if name == b"x-api-key" or name == b"authorization":
-                key = value
-                break
-        if not key:
-            return None
-        found = cache.get(key)
-        if found is None:
-            found = "key_" + hashlib.blake2b(key, key=salt[:64], digest_size=6).hexdigest()
-            if len(cache) < 10_000:
-                cache[key] = found
-        return found
-
-    return fingerprint
 
 
 @dataclass
@@ -175,56 +136,10 @@ class Sidecar:
     def proxy_app(self) -> ASGIApp:
         """The ASGI app for the proxy listener (admin routes included unless they have their own port)."""
         admin = None if self.settings.admin_port is not None else self.admin
-        return _Router(self, admin=admin, lifespan=True)
+        return Router(self, admin=admin, lifespan=True)
 
     def admin_app(self) -> ASGIApp:
-        return _Router(self, admin=self.admin, lifespan=False, proxy=False)
-
-
-class _Router:
-    """Pure-ASGI dispatch: ``/v1/*`` to the proxy, the sidecar's own paths to admin, else 404."""
-
-    def __init__(
-        self, sidecar: Sidecar, *, admin: AdminRoutes | None, lifespan: bool, proxy: bool = True
-    ) -> None:
-        self.sidecar = sidecar
-        self.admin = admin
-        self.lifespan = lifespan
-        self.proxy = sidecar.proxy if proxy else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            path: str = scope["path"]
-            if self.proxy is not None and path.startswith("/v1/"):
-                await self.proxy(scope, receive, send)
-                return
-            if self.admin is not None and self.admin.handles(path):
-                await self.admin(scope, receive, send)
-                return
-            await send_error(send, NotFound(f"Not found: {scope['method']} {path[:200]}"))
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                if not self.lifespan:
-                    await send({"type": "lifespan.startup.complete"})
-                    continue
-                try:
-                    await self.sidecar.startup()
-                except Exception as exc:
-                    log.exception("start-up failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.lifespan:
-                    await self.sidecar.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        return Router(self, admin=self.admin, lifespan=False, proxy=False)
 
 
 def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None) -> Sidecar:
@@ -241,9 +156,13 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         on_sink_result=metrics.on_sink_result,
         on_queue_depth=metrics.on_queue_depth,
     )
+    sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     recorder = Recorder(
-        [MetricsSink(metrics), store, RequestLogSink()], capacity=settings.queue_capacity, hooks=hooks
+        [MetricsSink(metrics), sessions_sink, store, RequestLogSink()],
+        capacity=settings.queue_capacity,
+        hooks=hooks,
     )
+    policies = SidecarPolicies(ToolLatencyMatcher())
     upstream = UpstreamClient(
         UpstreamOptions(
             base_url=settings.upstream_url,
@@ -255,16 +174,13 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
     parts = urlsplit(settings.upstream_url)
     upstream_origin = f"{parts.scheme}://{parts.netloc}"
 
-    def submit(event: CallEvent) -> None:
-        prices.price(event)
-        recorder.submit(event)
-
     deps = ProxyDeps(
         settings=settings,
         upstream=upstream,
-        submit=submit,
+        submit=recorder.submit,
         price=prices.price,
-        fingerprint_key=make_fingerprinter(_key_salt(settings.store)),
+        policies=policies,
+        fingerprint_key=make_fingerprinter(key_salt(settings.store)),
         count_internal_error=metrics.count_internal_error,
         observe_response_headers=metrics.observe_ratelimit,
         upstream_origin=upstream_origin,
@@ -280,6 +196,13 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         upstream=upstream,
         proxy=ProxyHandler(deps),
     )
+
+    async def expire_sessions(now: float) -> None:
+        sessions_sink.expire(now)
+        await policies.expire(now, settings.session_idle_timeout)
+
+    sidecar.chores.append(expire_sessions)
+    sidecar.admin.add_routes(session_routes(sidecar))
     return sidecar
 
 

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     fake = sub.add_parser("fake-upstream", help="serve the built-in fake Anthropic API (for tests and demos)")
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=int, default=8790)
+    sub.add_parser("report", help="per-session spend and latency tables from the store (see report --help)")
+    sub.add_parser("check", help="exit 1 when latency or session cost is over a ceiling (see check --help)")
     demo = sub.add_parser("demo", help="run the sidecar against the fake upstream with synthetic traffic")
     demo.add_argument("--port", type=int, default=8788)
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of traffic")
@@ -97,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("report", "check"):
+        from sidecar.reporting import check_main, report_main
+
+        return report_main(argv[1:]) if argv[0] == "report" else check_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return cmd_serve(args)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sidecar.core import events as outcomes
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.errors import SidecarError
 from sidecar.proxy.upstream import UpstreamClient
@@ -21,20 +21,20 @@ Headers = Sequence[tuple[bytes, bytes]]
 class Policies(Protocol):
     """Decisions around a call (budgets, prompt cache, sessions). Both hooks must be fast and total."""
 
-    def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
+    async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         """Return the body to forward (the same object when unchanged); raise SidecarError to refuse."""
         ...
 
-    def after_call(self, ctx: CallContext, event: CallEvent) -> None:
+    async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
         """Observe the finished, priced call (reconcile reservations, track sessions and tools)."""
         ...
 
 
 class NoPolicies:
-    def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
+    async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         return body
 
-    def after_call(self, ctx: CallContext, event: CallEvent) -> None:
+    async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
         return None
 
 
@@ -83,6 +83,7 @@ class CallContext:
     refusal: SidecarError | None = None
     refusal_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     cache_breakpoint_injected: bool = False
+    tool_results: tuple[ToolResult, ...] = ()
     response_headers: Headers = ()
     parser: StreamParser | None = None
     summary: MessageSummary | None = None

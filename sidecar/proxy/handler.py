@@ -73,7 +73,7 @@ class ProxyHandler:
         try:
             await self._handle(scope, receive, send, ctx, headers)
         finally:
-            self._finish(ctx)
+            await self._finish(ctx)
 
     # -- request side -------------------------------------------------------------------------
 
@@ -159,7 +159,7 @@ class ProxyHandler:
             body = await self._request_body(receive, ctx, headers)
             if isinstance(body, bytes):
                 self._inspect(ctx, body, headers)
-                body = self.deps.policies.before_forward(ctx, body, headers)
+                body = await self.deps.policies.before_forward(ctx, body, headers)
             else:
                 ctx.key_fingerprint = self.deps.fingerprint_key(headers)
         except ClientGone:
@@ -272,13 +272,14 @@ class ProxyHandler:
 
     # -- accounting --------------------------------------------------------------------------------
 
-    def _finish(self, ctx: CallContext) -> None:
+    async def _finish(self, ctx: CallContext) -> None:
         """Build and submit the event exactly once. Never raises: accounting must not fail a call."""
         if not ctx.recordable:
             return
         try:
             event = ctx.to_event(str(uuid.uuid4()))
-            self.deps.policies.after_call(ctx, event)
+            self.deps.price(event)
+            await self.deps.policies.after_call(ctx, event)
             if ctx.response_headers:
                 self.deps.observe_response_headers(ctx.app, ctx.response_headers)
             event.overhead_s = ctx.overhead(perf_counter())

@@ -22,6 +22,18 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFC_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 RATELIMIT_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+SESSION_COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50)
+SESSION_TIME_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+COUNT_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
+BUDGET_LIMITS = (
+    "session_usd",
+    "session_tokens",
+    "session_model_calls",
+    "session_tool_calls",
+    "app_daily_usd",
+    "blocked",
+)
 
 
 class LabelCap:
@@ -129,7 +141,84 @@ class Metrics:
         self.build_info = Gauge(
             "sidecar_build_info", "Version and pricing table date.", ["version", "pricing_date"], registry=r
         )
+        self._declare_session_metrics(r)
         self._init_series()
+
+    def _declare_session_metrics(self, r: CollectorRegistry) -> None:
+        self.tool_latency = Histogram(
+            "sidecar_tool_latency_seconds",
+            "Time the app spent running a tool (tool_use answer → tool_result request).",
+            ["tool", "app"],
+            buckets=TOOL_BUCKETS,
+            registry=r,
+        )
+        self.active_sessions = Gauge(
+            "sidecar_active_sessions", "Sessions seen within the idle timeout.", registry=r
+        )
+        self.session_cost = Histogram(
+            "sidecar_session_cost_usd",
+            "Cost of a session, observed when it closes.",
+            ["app"],
+            buckets=SESSION_COST_BUCKETS,
+            registry=r,
+        )
+        self.session_tokens = Histogram(
+            "sidecar_session_tokens",
+            "Tokens of a session (all buckets), on close.",
+            ["app"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.session_model_calls = Histogram(
+            "sidecar_session_model_calls",
+            "Model calls per session, on close.",
+            ["app"],
+            buckets=COUNT_BUCKETS,
+            registry=r,
+        )
+        self.session_tool_calls = Histogram(
+            "sidecar_session_tool_calls",
+            "Tool calls per session, on close.",
+            ["app"],
+            buckets=COUNT_BUCKETS,
+            registry=r,
+        )
+        self.session_duration = Histogram(
+            "sidecar_session_duration_seconds",
+            "Wall time of a session, on close.",
+            ["app"],
+            buckets=SESSION_TIME_BUCKETS,
+            registry=r,
+        )
+        self.session_model_time = Histogram(
+            "sidecar_session_model_time_seconds",
+            "Time a session spent waiting on the model, on close.",
+            ["app"],
+            buckets=SESSION_TIME_BUCKETS,
+            registry=r,
+        )
+        self.session_tool_time = Histogram(
+            "sidecar_session_tool_time_seconds",
+            "Time a session spent running tools, on close.",
+            ["app"],
+            buckets=SESSION_TIME_BUCKETS,
+            registry=r,
+        )
+        self.budget_refusals = Counter(
+            "sidecar_budget_refusals", "Calls refused by a cost ceiling.", ["app", "limit"], registry=r
+        )
+        self.budget_warnings = Counter(
+            "sidecar_budget_warnings",
+            "Soft budget warnings (80 % reached, or a would-be refusal in warn mode).",
+            ["app", "limit"],
+            registry=r,
+        )
+        self.budget_backend_errors = Counter(
+            "sidecar_budget_backend_errors",
+            "Budget counter backend failures, by fail-mode outcome.",
+            ["outcome"],
+            registry=r,
+        )
 
     def _init_series(self) -> None:
         for reason in ("queue_full", "spool_full", "shutdown"):
@@ -141,6 +230,11 @@ class Metrics:
         self.internal_errors.labels(component="accounting")
         self.internal_errors.labels(component="policy")
         self.internal_errors.labels(component="housekeeping")
+        for limit in BUDGET_LIMITS:
+            self.budget_refusals.labels(app="default", limit=limit)
+            self.budget_warnings.labels(app="default", limit=limit)
+        for outcome in ("fail_open", "fail_closed"):
+            self.budget_backend_errors.labels(outcome=outcome)
 
     def set_build_info(self, version: str, pricing_date: str) -> None:
         self.build_info.labels(version=version, pricing_date=pricing_date).set(1)

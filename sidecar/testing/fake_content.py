@@ -149,7 +149,9 @@ def build_answer(body: Mapping[str, Any], seed: str, *, deltas: int, tool_calls:
     snippet = _text_of(last_user).split()[:8] or ["nothing"]
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
     choice = _as_dict(body.get("tool_choice"))
-    calls_tools = bool(tools) and choice.get("type") != "none" and not _has_tool_result(last_user)
+    # "any"/"tool" force a tool call even right after a tool_result, as the real API does.
+    forced = choice.get("type") in ("any", "tool")
+    calls_tools = bool(tools) and choice.get("type") != "none" and (forced or not _has_tool_result(last_user))
     blocks: list[Block] = []
     thinking = body.get("thinking")
     thinking_words = 0

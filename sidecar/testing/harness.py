@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
 import uvicorn
 
 from sidecar.app import Sidecar, build_sidecar
+from sidecar.core.events import CallEvent
 from sidecar.server import serve
 from sidecar.settings import Settings
 
@@ -37,6 +39,18 @@ class RunningSidecar:
     @property
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}" if self.admin_port else self.url
+
+    def wait_events(
+        self, count: int, *, session_id: str | None = None, timeout_s: float = 10.0
+    ) -> list[CallEvent]:
+        """The stored events once at least ``count`` are there (calls are recorded after their last byte)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.sidecar.recorder.flush()
+            events = self.sidecar.store.events(session_id=session_id)
+            if len(events) >= count or time.monotonic() > deadline:
+                return events
+            time.sleep(0.01)
 
     def start(self, timeout_s: float = 10.0) -> RunningSidecar:
         self._thread = threading.Thread(target=self._run, name="sidecar-under-test", daemon=True)

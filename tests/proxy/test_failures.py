@@ -37,8 +37,7 @@ def test_unreachable_upstream_is_502_api_error(make_sidecar) -> None:  # type: i
     assert resp.status_code == 502
     assert resp.headers["x-should-retry"] == "true"
     assert _error(resp)[0] == "api_error"
-    sidecar.sidecar.recorder.flush()
-    (event,) = sidecar.sidecar.store.events()
+    (event,) = sidecar.wait_events(1)
     assert (event.status, event.outcome, event.error_type) == (502, "upstream_error", "api_error")
 
 
@@ -96,8 +95,7 @@ def test_in_band_error_event_is_relayed_and_recorded(fake: FakeUpstream, sidecar
     ):
         s.get_final_message()
     assert "overloaded" in str(info.value).lower()
-    sidecar.sidecar.recorder.flush()
-    (event,) = sidecar.sidecar.store.events(session_id="e1")
+    (event,) = sidecar.wait_events(1, session_id="e1")
     assert event.status == 200
     assert event.error_type == "overloaded_error"
     assert event.outcome == "upstream_error"
@@ -121,8 +119,7 @@ def test_reset_mid_stream_ends_client_connection(fake: FakeUpstream, sidecar) ->
     proxied_data, proxied_exc = read(sidecar.url)
     assert direct_exc is not None and proxied_exc is not None  # both end abruptly
     assert proxied_data == direct_data
-    sidecar.sidecar.recorder.flush()
-    (event,) = sidecar.sidecar.store.events(session_id="r1")
+    (event,) = sidecar.wait_events(1, session_id="r1")
     assert event.outcome == "upstream_error"
     assert event.usage.input_tokens > 0  # partial usage from message_start is kept
 
@@ -164,7 +161,7 @@ def test_admin_token_guards_sidecar_api(fake: FakeUpstream, make_sidecar) -> Non
 
 def test_metrics_exposed_after_traffic(fake: FakeUpstream, sidecar) -> None:  # type: ignore[no-untyped-def]
     httpx.post(sidecar.url + "/v1/messages", headers={**HEADERS, "x-app-name": "billing"}, json=BODY)
-    sidecar.sidecar.recorder.flush()
+    sidecar.wait_events(1)
     text = httpx.get(sidecar.url + "/metrics").text
     labels = 'app="billing",model="claude-sonnet-4-5",status_class="2xx",stream="false"'
     assert "sidecar_requests_total{" + labels + "} 1.0" in text
@@ -198,5 +195,4 @@ def test_many_concurrent_calls_all_recorded(fake: FakeUpstream, sidecar) -> None
     for t in threads:
         t.join()
     assert not errors
-    sidecar.sidecar.recorder.flush()
-    assert len(sidecar.sidecar.store.events()) == 80
+    assert len(sidecar.wait_events(80)) == 80

@@ -177,7 +177,6 @@ def test_sdk_retries_pass_through(fake: FakeUpstream, sidecar: RunningSidecar) -
         dict((n.lower(), v) for n, v in r.headers).get("x-stainless-retry-count") for r in fake.requests
     ]
     assert retries[-3:] == ["0", "1", "2"]
-    sidecar.sidecar.recorder.flush()
-    events = sidecar.sidecar.store.events()
+    events = sidecar.wait_events(len(fake.requests))
     assert [e.retry_count for e in events][-3:] == [0, 1, 2]
     assert [e.status for e in events][-3:] == [529, 529, 200]

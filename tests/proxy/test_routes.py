@@ -102,8 +102,7 @@ def test_keys_never_appear_in_events_metrics_or_logs(fake: FakeUpstream, sidecar
             messages=[{"role": "user", "content": "x"}],
             extra_headers={"x-fake-scenario": "error-401"},
         )
-    sidecar.sidecar.recorder.flush()
-    events = sidecar.sidecar.store.events()
+    events = sidecar.wait_events(2)
     assert len(events) == 2
     dumped = json.dumps([e.__repr__() for e in events])
     assert API_KEY not in dumped and API_KEY[10:30] not in dumped

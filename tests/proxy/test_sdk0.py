@@ -67,8 +67,7 @@ def test_sdk_0x_through_sidecar_matches_direct(fake: FakeUpstream, sidecar: Runn
     assert versions == {"2023-06-01"}
     assert any(r.query_string == "beta=true" for r in fake.requests)  # ?beta=true kept verbatim
     assert all(r.header("x-api-key") == API_KEY for r in fake.requests)
-    sidecar.sidecar.recorder.flush()
-    events = sidecar.sidecar.store.events(session_id="sdk0")
+    events = sidecar.wait_events(3, session_id="sdk0")
     assert [e.stream for e in events] == [False, True, False]
     assert all(e.cost_usd and e.cost_usd > 0 for e in events)
 

@@ -61,8 +61,7 @@ def test_stream_usage_recorded_once_with_ttft(slow_fake: FakeUpstream, make_side
     }
     headers = {**HEADERS, "x-fake-usage": json.dumps(usage), "x-session-id": "s-stream"}
     _chunk_times(sidecar.url, headers)
-    sidecar.sidecar.recorder.flush()
-    events = sidecar.sidecar.store.events(session_id="s-stream")
+    events = sidecar.wait_events(1, session_id="s-stream")
     assert len(events) == 1
     e = events[0]
     assert e.stream is True
@@ -99,8 +98,7 @@ def test_cache_fields_only_in_message_delta(fake: FakeUpstream, sidecar: Running
     }
     with httpx.Client() as client:
         client.post(sidecar.url + "/v1/messages", headers=headers, content=STREAM_BODY).read()
-    sidecar.sidecar.recorder.flush()
-    (e,) = sidecar.sidecar.store.events(session_id="s-delta")
+    (e,) = sidecar.wait_events(1, session_id="s-delta")
     assert (e.usage.input_tokens, e.usage.output_tokens) == (10, 7)
     assert e.usage.cache_read_input_tokens == 500
     # No TTL split: all 80 written tokens priced as 5-minute writes.

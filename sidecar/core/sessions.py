@@ -1,0 +1,308 @@
+"""Sessions (SPEC R-AC-3/4/5, §13): pure aggregation of a session's events, and the open-session tracker.
+
+The store is the source of truth: :func:`session_summary` and :func:`list_sessions` rebuild sessions from
+the events they are given (a window's events give that window's part of a session).
+:class:`SessionLifecycle` follows live traffic to tell when a session closes (idle past the timeout), so
+the per-session histograms can be observed once per session.
+
+Definitions used everywhere (sessions API, ``report``, ``check``):
+
+* a *model call* is a forwarded ``/v1/messages`` request (operation ``chat``, SDK retries included);
+  ``count_tokens`` and refused requests are not model calls;
+* token counts, cost, ``tool_calls`` (``tool_use`` blocks) and ``model_time_s`` (sum of durations) are
+  summed over model calls; ``tool_time_s`` sums the measured tool latencies;
+* percentiles are **nearest-rank**: the smallest observed value with at least ``q`` % of the values at or
+  below it (``sorted(v)[ceil(q/100 * n) - 1]``), always an observed value;
+* events whose ``session_id`` is empty belong to no session and are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sidecar.core.events import REFUSED, CallEvent
+
+CHAT = "chat"
+DEFAULT_MAX_OPEN = 100_000
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank ``q``-th percentile (0 < q <= 100) of ``values``; ``None`` when there are none."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def iso_utc(ts: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds and a ``Z`` suffix."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def is_model_call(event: CallEvent) -> bool:
+    return event.operation == CHAT and event.outcome != REFUSED
+
+
+def model_name(event: CallEvent) -> str:
+    """The name reports group by: the price table's canonical id, else the requested id, else ``unknown``."""
+    return event.model_canonical or event.model or "unknown"
+
+
+def cache_hit_ratio(input_tokens: int, cache_read: int, cache_creation: int) -> float | None:
+    """``cache_read / (input + cache_read + cache_creation)``; ``None`` when no input was seen."""
+    total = input_tokens + cache_read + cache_creation
+    return cache_read / total if total else None
+
+
+def tool_stats(events: Iterable[CallEvent]) -> dict[str, dict[str, Any]]:
+    """Per tool name: ``count`` (``tool_use`` blocks in model calls), ``measured`` (latencies seen),
+    ``errors`` (results with ``is_error``), ``p50_s``, ``p95_s``, ``total_s`` over the measured latencies.
+
+    A tool whose result is measured but whose ``tool_use`` lies outside ``events`` has ``count`` 0.
+    """
+    counts: dict[str, int] = defaultdict(int)
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    for e in events:
+        if is_model_call(e):
+            for name in e.tool_uses:
+                counts[name] += 1
+        for r in e.tool_results:
+            latencies[r.name].append(r.latency_s)
+            errors[r.name] += int(r.is_error)
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(counts) | set(latencies)):
+        lat = latencies.get(name, [])
+        out[name] = {
+            "count": counts.get(name, 0),
+            "measured": len(lat),
+            "errors": errors.get(name, 0),
+            "p50_s": percentile(lat, 50),
+            "p95_s": percentile(lat, 95),
+            "total_s": math.fsum(lat),
+        }
+    return out
+
+
+def _call(e: CallEvent) -> dict[str, Any]:
+    u = e.usage
+    return {
+        "request_id": e.request_id,
+        "started_at": iso_utc(e.started_at),
+        "started_at_ts": e.started_at,
+        "operation": e.operation,
+        "model": e.model,
+        "stream": e.stream,
+        "status": e.status,
+        "outcome": e.outcome,
+        "error_type": e.error_type,
+        "stop_reason": e.stop_reason,
+        "retry_count": e.retry_count,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_input_tokens": u.cache_read_input_tokens,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens,
+        "cost_usd": e.cost_usd,
+        "ttft_s": e.ttft_s,
+        "duration_s": e.duration_s,
+        "tool_uses": list(e.tool_uses),
+        "tool_results": [
+            {"tool_use_id": r.tool_use_id, "name": r.name, "latency_s": r.latency_s, "is_error": r.is_error}
+            for r in e.tool_results
+        ],
+    }
+
+
+def session_summary(
+    events: Sequence[CallEvent], *, now: float, idle_timeout_s: float, with_calls: bool
+) -> dict[str, Any]:
+    """The sessions API object of SPEC §13 for one session's ``events`` (any order, at least one).
+
+    ``started_at`` / ``last_seen_at`` are ISO 8601 UTC strings (``*_ts``: unix seconds); ``last_seen`` is
+    the latest call end. ``open``: last seen at most ``idle_timeout_s`` before ``now``. ``cost_usd`` sums
+    priced model calls exactly (``math.fsum``); ``unpriced_calls`` counts model calls without a price.
+    ``calls`` (only ``with_calls``) lists every recorded call oldest first, model calls or not (told apart
+    by ``operation`` / ``outcome``).
+    """
+    if not events:
+        raise ValueError("a session needs at least one event")
+    ordered = sorted(events, key=lambda e: (e.started_at, e.event_id))
+    model = [e for e in ordered if is_model_call(e)]
+    first, started, last_seen = ordered[0], ordered[0].started_at, max(e.ended_at for e in ordered)
+    inp = sum(e.usage.input_tokens for e in model)
+    read = sum(e.usage.cache_read_input_tokens for e in model)
+    write = sum(e.usage.cache_creation_input_tokens for e in model)
+    tool_latencies = [r.latency_s for e in ordered for r in e.tool_results]
+    out: dict[str, Any] = {
+        "session_id": first.session_id,
+        "session_source": first.session_source,
+        "app": first.app,
+        "started_at": iso_utc(started),
+        "started_at_ts": started,
+        "last_seen_at": iso_utc(last_seen),
+        "last_seen_at_ts": last_seen,
+        "duration_s": last_seen - started,
+        "open": now - last_seen <= idle_timeout_s,
+        "model_calls": len(model),
+        "error_calls": sum(1 for e in model if e.status >= 400 or e.outcome != "ok"),
+        "retries": sum(1 for e in model if e.retry_count > 0),
+        "tool_calls": sum(len(e.tool_uses) for e in model),
+        "input_tokens": inp,
+        "output_tokens": sum(e.usage.output_tokens for e in model),
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": write,
+        "cost_usd": math.fsum(e.cost_usd for e in model if e.cost_usd is not None),
+        "unpriced_calls": sum(1 for e in model if e.cost_usd is None),
+        "cache_hit_ratio": cache_hit_ratio(inp, read, write),
+        "cache_savings_usd": math.fsum(e.cache_savings_usd for e in model),
+        "model_time_s": math.fsum(e.duration_s for e in model),
+        "tool_time_s": math.fsum(tool_latencies),
+        "tools": tool_stats(ordered),
+    }
+    if with_calls:
+        out["calls"] = [_call(e) for e in ordered]
+    return out
+
+
+def group_sessions(events: Iterable[CallEvent]) -> dict[str, list[CallEvent]]:
+    """Events by session id, skipping events that belong to no session."""
+    groups: dict[str, list[CallEvent]] = defaultdict(list)
+    for e in events:
+        if e.session_id:
+            groups[e.session_id].append(e)
+    return dict(groups)
+
+
+def list_sessions(
+    events: Iterable[CallEvent], *, now: float, idle_timeout_s: float, limit: int | None, order: str
+) -> list[dict[str, Any]]:
+    """Summaries (without ``calls``) of the sessions in ``events``.
+
+    ``order="cost"``: most expensive first; ``"recent"``: most recently seen first (ties: most recent,
+    then session id). ``limit=None`` keeps all.
+    """
+    if order not in ("cost", "recent"):
+        raise ValueError(f"order must be 'cost' or 'recent', not {order!r}")
+    summaries = [
+        session_summary(evs, now=now, idle_timeout_s=idle_timeout_s, with_calls=False)
+        for evs in group_sessions(events).values()
+    ]
+    summaries.sort(key=lambda s: s["session_id"])
+    summaries.sort(key=lambda s: s["last_seen_at_ts"], reverse=True)
+    if order == "cost":
+        summaries.sort(key=lambda s: s["cost_usd"], reverse=True)
+    return summaries if limit is None else summaries[: max(0, limit)]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedSession:
+    """A session that went idle: what the per-session histograms observe (``tokens``: all four buckets)."""
+
+    session_id: str
+    app: str
+    cost_usd: float
+    tokens: int
+    model_calls: int
+    tool_calls: int
+    duration_s: float  # first call start to last call end
+    model_time_s: float
+    tool_time_s: float
+
+
+@dataclass(slots=True)
+class _Open:
+    app: str
+    first_start: float
+    last_end: float
+    last_activity: float
+    cost_usd: float = 0.0
+    tokens: int = 0
+    model_calls: int = 0
+    tool_calls: int = 0
+    model_time_s: float = 0.0
+    tool_time_s: float = 0.0
+
+    def close(self, session_id: str) -> ClosedSession:
+        return ClosedSession(
+            session_id,
+            self.app,
+            self.cost_usd,
+            self.tokens,
+            self.model_calls,
+            self.tool_calls,
+            max(0.0, self.last_end - self.first_start),
+            self.model_time_s,
+            self.tool_time_s,
+        )
+
+
+class SessionLifecycle:
+    """Open sessions of live traffic, closed after ``idle_timeout_s`` without activity.
+
+    Not thread-safe: feed it from one thread. Bounded: past ``max_open`` sessions the least recently
+    active one is closed early and returned by :meth:`observe`, so it is still observed once.
+    """
+
+    def __init__(self, idle_timeout_s: float, max_open: int = DEFAULT_MAX_OPEN) -> None:
+        if max_open < 1:
+            raise ValueError("max_open must be >= 1")
+        self.idle_timeout_s = idle_timeout_s
+        self.max_open = max_open
+        # Ordered by last activity (moved to the end on each event): expiry and eviction pop the front.
+        self._open: OrderedDict[str, _Open] = OrderedDict()
+
+    @property
+    def open_count(self) -> int:
+        """Sessions currently open (the ``sidecar_active_sessions`` gauge)."""
+        return len(self._open)
+
+    def observe(self, event: CallEvent, now: float) -> list[ClosedSession]:
+        """Account a finished ``event`` observed at ``now`` (the idle clock restarts at ``now``; pass a
+        non-decreasing ``now``, as expiry scans sessions in observation order).
+
+        Returns sessions closed early because the cap was reached (normally none). Events without a
+        session are ignored; every session event is activity, but only model calls add to the totals.
+        """
+        sid = event.session_id
+        if not sid:
+            return []
+        s = self._open.pop(sid, None)
+        if s is None:
+            s = _Open(event.app, event.started_at, event.ended_at, now)
+        s.first_start = min(s.first_start, event.started_at)
+        s.last_end = max(s.last_end, event.ended_at)
+        s.last_activity = max(s.last_activity, now)
+        if is_model_call(event):
+            u = event.usage
+            s.cost_usd += event.cost_usd or 0.0
+            s.tokens += u.input_tokens + u.output_tokens + u.cache_read_input_tokens
+            s.tokens += u.cache_creation_input_tokens
+            s.model_calls += 1
+            s.tool_calls += len(event.tool_uses)
+            s.model_time_s += event.duration_s
+        s.tool_time_s += sum(r.latency_s for r in event.tool_results)
+        self._open[sid] = s
+        evicted: list[ClosedSession] = []
+        while len(self._open) > self.max_open:
+            old_id, old = self._open.popitem(last=False)
+            evicted.append(old.close(old_id))
+        return evicted
+
+    def expire(self, now: float) -> list[ClosedSession]:
+        """Close and return the sessions idle for more than ``idle_timeout_s`` at ``now``."""
+        closed: list[ClosedSession] = []
+        cutoff = now - self.idle_timeout_s
+        while self._open:
+            sid = next(iter(self._open))
+            s = self._open[sid]
+            if s.last_activity >= cutoff:
+                break
+            del self._open[sid]
+            closed.append(s.close(sid))
+        return closed
