@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
-from sidecar.errors import NotFound, Unauthorized, error_response_parts
+from sidecar.errors import NotFound, SidecarError, Unauthorized, error_response_parts
 from sidecar.proxy.asgi import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 OPEN_PATHS = ("/metrics", "/healthz", "/readyz")
 
 
-def error_response(exc: NotFound | Unauthorized) -> Response:
+def error_response(exc: SidecarError) -> Response:
     status, headers, body = error_response_parts(exc)
     return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
 

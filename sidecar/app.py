@@ -8,6 +8,7 @@ on the proxy app opens and closes the upstream client, the store and the recorde
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,8 +19,14 @@ from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
 from sidecar.admin import AdminRoutes
+from sidecar.admin_budgets import budget_routes
 from sidecar.admin_sessions import session_routes
+from sidecar.budget import BudgetCounters
+from sidecar.budget.local import SESSION_TTL_S, LocalCounters
+from sidecar.budget.redis_counters import RedisCounters
+from sidecar.budget.service import BudgetHooks, BudgetService
 from sidecar.core.accounting import price_event
+from sidecar.core.budgets import BudgetConfig, charge_usd
 from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
 from sidecar.core.sessions import SessionLifecycle
@@ -77,6 +84,8 @@ class Sidecar:
     settings_loader: Callable[[], Settings] | None = None
     admin: AdminRoutes = field(init=False)
     chores: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
+    startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    budgets: BudgetService | None = None
     _housekeeper: asyncio.Future[None] | None = None
 
     def __post_init__(self) -> None:
@@ -100,6 +109,8 @@ class Sidecar:
         self.store.open()
         self.recorder.start()
         await self.upstream.open()
+        for hook in self.startup_hooks:
+            await hook()
         self._housekeeper = asyncio.ensure_future(self._housekeeping())
         self.ready = True
         log.info(
@@ -130,6 +141,8 @@ class Sidecar:
         self.ready = False
         if self._housekeeper is not None:
             self._housekeeper.cancel()
+        if self.budgets is not None:
+            await self.budgets.aclose()
         await self.upstream.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
 
@@ -140,6 +153,17 @@ class Sidecar:
 
     def admin_app(self) -> ASGIApp:
         return Router(self, admin=self.admin, lifespan=False, proxy=False)
+
+
+async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> None:
+    """Process-local ceilings survive a restart: rebuild the counters from the embedded store."""
+    now = time.time()
+    events = await asyncio.to_thread(sidecar.store.events, since=now - SESSION_TTL_S)
+    table = sidecar.prices.table
+    counters = LocalCounters.restore(
+        events, now, charge=functools.partial(charge_usd, prices=table), limits_for=budgets.limits_for
+    )
+    budgets.replace_counters(counters)
 
 
 def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None) -> Sidecar:
@@ -162,7 +186,17 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         capacity=settings.queue_capacity,
         hooks=hooks,
     )
-    policies = SidecarPolicies(ToolLatencyMatcher())
+    budget_config = BudgetConfig.from_sources(settings.policies.get("budgets"), settings.policy_env)
+    budget_hooks = BudgetHooks(
+        on_refusal=metrics.on_budget_refusal,
+        on_warning=metrics.on_budget_warning,
+        on_backend_error=metrics.on_budget_backend_error,
+    )
+    counters: BudgetCounters = (
+        RedisCounters.from_url(settings.redis_url) if settings.redis_url else LocalCounters()
+    )
+    budgets = BudgetService(budget_config, counters, prices.table, budget_hooks)
+    policies = SidecarPolicies(ToolLatencyMatcher(), budgets, prices.price)
     upstream = UpstreamClient(
         UpstreamOptions(
             base_url=settings.upstream_url,
@@ -202,6 +236,16 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         await policies.expire(now, settings.session_idle_timeout)
 
     sidecar.chores.append(expire_sessions)
+    sidecar.budgets = budgets
+    if not settings.redis_url:
+        sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
+
+    def reload_budgets(fresh: Settings) -> None:
+        config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
+        budgets.reload(config, sidecar.prices.table)
+
+    sidecar.reloaders.append(reload_budgets)
+    sidecar.admin.add_routes(budget_routes(sidecar, budgets))
     sidecar.admin.add_routes(session_routes(sidecar))
     return sidecar
 

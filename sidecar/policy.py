@@ -1,39 +1,90 @@
-"""The decisions around each call, in one place: tool-latency matching, cost ceilings, prompt caching.
+"""The decisions around each call, in one place: tool-latency matching and cost ceilings.
 
-The proxy calls ``before_forward`` once the request is read (it may refuse or return a new body) and
-``after_call`` once the call is over and priced. Both must be fast on the common path.
+The proxy calls ``before_forward`` once the request is read (it may refuse or return a new body),
+``response_headers`` just before relaying the answer, and ``after_call`` once the call is over and
+priced. All must be fast on the common path; none may fail a call that would otherwise succeed
+(a budget refusal is a deliberate answer, not a failure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
-from sidecar.core.events import CallEvent, ToolResult
+from sidecar.budget.service import Admission, AdmitRequest, BudgetService, BudgetWarning
+from sidecar.core.events import CallEvent
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.proxy.context import CallContext
 from sidecar.sansio.request import CHAT
 
 Headers = Sequence[tuple[bytes, bytes]]
+REMAINING_HEADER = b"x-sidecar-budget-remaining-usd"
+log = logging.getLogger("sidecar.budget")
+
+
+def _log_warnings(warnings: Sequence[BudgetWarning], ctx: CallContext) -> None:
+    for w in warnings:
+        log.warning(
+            w.message,
+            extra={"fields": {"app": w.app, "limit": w.limit, "kind": w.kind, "session_id": ctx.session_id}},
+        )
 
 
 class SidecarPolicies:
-    def __init__(self, tools: ToolLatencyMatcher) -> None:
+    def __init__(
+        self, tools: ToolLatencyMatcher, budgets: BudgetService, price: Callable[[CallEvent], None]
+    ) -> None:
         self.tools = tools
+        self.budgets = budgets
+        self._price = price
 
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
-        if ctx.op != CHAT or not ctx.session_id:
+        if ctx.op != CHAT:
             return body
-        if ctx.info.tool_results:
-            matched: list[ToolResult] = self.tools.match(
-                ctx.session_id, ctx.info.tool_results, ctx.started_at
+        if ctx.session_id and ctx.info.tool_results:
+            ctx.tool_results = tuple(self.tools.match(ctx.session_id, ctx.info.tool_results, ctx.started_at))
+        admission = await self.budgets.admit(
+            AdmitRequest(
+                session_id=ctx.session_id,
+                app=ctx.app,
+                model=ctx.model,
+                body_bytes=len(body),
+                max_tokens=ctx.info.max_tokens,
+                now=ctx.started_at,
             )
-            ctx.tool_results = tuple(matched)
+        )
+        ctx.admission = admission
+        _log_warnings(admission.warnings, ctx)
+        limits = admission.reservation.limits
+        ctx.buffer_answer = not ctx.stream and (
+            limits.session_usd is not None or limits.app_daily_usd is not None
+        )
         return body
+
+    async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
+        """For a buffered (non-streaming) answer under a USD ceiling: settle now and say what remains."""
+        admission = ctx.admission
+        if not isinstance(admission, Admission) or not ctx.buffer_answer:
+            return []
+        event = ctx.to_event("")
+        self._price(event)
+        settlement = await self.budgets.settle(admission, event)
+        _log_warnings(settlement.warnings, ctx)
+        if settlement.remaining_usd is None:
+            return []
+        return [(REMAINING_HEADER, f"{settlement.remaining_usd:.6f}".encode())]
 
     async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
         event.tool_results = ctx.tool_results
         if event.tool_use_ids and event.session_id:
             self.tools.remember(event.session_id, event.tool_use_ids, event.tool_uses, event.ended_at)
+        admission = ctx.admission
+        if isinstance(admission, Admission) and not admission.settled:
+            if ctx.t_headers is None and event.outcome != "client_disconnected":
+                await self.budgets.settle_failed(admission)  # never reached the upstream
+            else:
+                settlement = await self.budgets.settle(admission, event)
+                _log_warnings(settlement.warnings, ctx)
 
     async def expire(self, now: float, idle_timeout_s: float) -> None:
         self.tools.expire(now, idle_timeout_s)

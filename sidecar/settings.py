@@ -20,6 +20,17 @@ from sidecar.errors import ConfigError
 MB = 1_000_000
 # Policy sections of the YAML file, parsed by the modules that own them.
 POLICY_SECTIONS = ("budgets", "prompt_cache", "pricing", "checks", "notify")
+POLICY_ENV = frozenset(
+    {
+        "SIDECAR_SESSION_MAX_USD",
+        "SIDECAR_SESSION_MAX_TOKENS",
+        "SIDECAR_SESSION_MAX_MODEL_CALLS",
+        "SIDECAR_SESSION_MAX_TOOL_CALLS",
+        "SIDECAR_APP_MAX_USD_PER_DAY",
+        "SIDECAR_BUDGET_MODE",
+        "SIDECAR_REDIS_FAIL_MODE",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,8 @@ class Settings:
     session_idle_timeout: float = 900.0
     # Raw policy sections from the YAML file (validated by their owners at start).
     policies: Mapping[str, Any] = field(default_factory=dict)
+    # SIDECAR_* variables owned by policy modules (budgets), handed over unparsed.
+    policy_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def upstream_host_header(self) -> bytes:
@@ -220,4 +233,5 @@ def load_settings(
         values[key] = PARSERS[key]("--" + key.replace("_", "-"), raw)
     known = {f.name for f in fields(Settings)}
     assert set(values) <= known
-    return Settings(**values, policies=policies)
+    policy_env = {k: v for k, v in env.items() if k in POLICY_ENV}
+    return Settings(**values, policies=policies, policy_env=policy_env)

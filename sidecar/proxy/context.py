@@ -25,6 +25,10 @@ class Policies(Protocol):
         """Return the body to forward (the same object when unchanged); raise SidecarError to refuse."""
         ...
 
+    async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
+        """Extra headers for a buffered answer (``ctx.buffer_answer``), its summary already parsed."""
+        ...
+
     async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
         """Observe the finished, priced call (reconcile reservations, track sessions and tools)."""
         ...
@@ -33,6 +37,9 @@ class Policies(Protocol):
 class NoPolicies:
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         return body
+
+    async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
+        return []
 
     async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
         return None
@@ -93,8 +100,8 @@ class CallContext:
     t_first_token: float | None = None
     t_last_byte: float | None = None
     parse_s: float = 0.0
-    # Scratch space for policies (e.g. a budget reservation handle).
-    extras: dict[str, object] = field(default_factory=dict)
+    admission: object | None = None  # the budget reservation held for this call
+    buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
 
     def refuse(self, exc: SidecarError) -> None:
         """The sidecar answered itself; nothing reached the upstream."""

@@ -242,6 +242,9 @@ class ProxyHandler:
             ctx.complete = True
             return
         sse = content_type.startswith("text/event-stream") and ctx.op == CHAT
+        if ctx.buffer_answer and not sse and decoder is not None:
+            await self._relay_buffered(send, ctx, resp, out_headers, decoder)
+            return
         parser = StreamParser() if sse and decoder is not None else None
         copy: bytearray | None = bytearray() if not sse and ctx.op == CHAT and decoder is not None else None
         await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
@@ -269,6 +272,35 @@ class ProxyHandler:
         if copy is not None and decoder is not None:
             ctx.summary = parse_message_body(decoder(bytes(copy)))
             ctx.t_first_token = ctx.t_headers
+
+    async def _relay_buffered(
+        self,
+        send: Send,
+        ctx: CallContext,
+        resp: aiohttp.ClientResponse,
+        out_headers: list[tuple[bytes, bytes]],
+        decoder: Callable[[bytes], bytes],
+    ) -> None:
+        """A JSON answer read whole, so headers can say what the call cost (small bodies only)."""
+        try:
+            body = await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            ctx.fail(UpstreamUnavailable(f"upstream answer ended early: {type(exc).__name__}"))
+            await send_error(send, UpstreamUnavailable("The upstream API closed the connection early."))
+            return
+        ctx.t_last_byte = perf_counter()
+        ctx.t_first_token = ctx.t_headers
+        ctx.summary = parse_message_body(decoder(body))
+        ctx.response_bytes = len(body)
+        try:
+            out_headers = out_headers + await self.deps.policies.response_headers(ctx)
+        except Exception:
+            self.deps.count_internal_error("policy")
+            log.exception("response policy failed; relaying the answer without its headers")
+        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+        ctx.t_first_byte_out = perf_counter()
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        ctx.complete = True
 
     # -- accounting --------------------------------------------------------------------------------
 

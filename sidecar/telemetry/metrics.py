@@ -233,7 +233,7 @@ class Metrics:
         for limit in BUDGET_LIMITS:
             self.budget_refusals.labels(app="default", limit=limit)
             self.budget_warnings.labels(app="default", limit=limit)
-        for outcome in ("fail_open", "fail_closed"):
+        for outcome in ("redis_unavailable", "redis_refused", "settle_lost"):
             self.budget_backend_errors.labels(outcome=outcome)
 
     def set_build_info(self, version: str, pricing_date: str) -> None:
@@ -261,6 +261,15 @@ class Metrics:
                         self.ratelimit_remaining.labels(app=self.app_label(app), type=kind).set(float(value))
                     except ValueError:
                         continue
+
+    def on_budget_refusal(self, app: str, limit: str) -> None:
+        self.budget_refusals.labels(app=self.app_label(app), limit=limit).inc()
+
+    def on_budget_warning(self, app: str, limit: str) -> None:
+        self.budget_warnings.labels(app=self.app_label(app), limit=limit).inc()
+
+    def on_budget_backend_error(self, kind: str) -> None:
+        self.budget_backend_errors.labels(outcome=kind).inc()
 
     def count_internal_error(self, component: str) -> None:
         self.internal_errors.labels(component=component).inc()
