@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
@@ -44,8 +45,9 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
-from sidecar.telemetry.recorder import Recorder, RecorderHooks
+from sidecar.telemetry.recorder import Recorder, RecorderHooks, Sink
 from sidecar.telemetry.sessions_sink import SessionsSink
+from sidecar.telemetry.tracing import TracingSink
 
 log = logging.getLogger("sidecar")
 
@@ -166,7 +168,19 @@ async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> No
     budgets.replace_counters(counters)
 
 
-def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None) -> Sidecar:
+def _span_exporter(settings: Settings, given: SpanExporter | None) -> SpanExporter | None:
+    if given is not None:
+        return given
+    if not settings.otlp_traces:
+        return None
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()  # endpoint, headers and TLS from the standard OTEL_EXPORTER_OTLP_* variables
+
+
+def build_sidecar(
+    settings: Settings, registry: CollectorRegistry | None = None, span_exporter: SpanExporter | None = None
+) -> Sidecar:
     """Wire every component from settings. Raises ``ConfigError`` for anything invalid, before serving."""
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, max_apps=settings.max_apps, max_tools=settings.max_tools)
@@ -181,8 +195,12 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         on_queue_depth=metrics.on_queue_depth,
     )
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
+    exporter = _span_exporter(settings, span_exporter)
+    sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, store, RequestLogSink()]
+    if exporter is not None:
+        sinks.append(TracingSink(exporter))
     recorder = Recorder(
-        [MetricsSink(metrics), sessions_sink, store, RequestLogSink()],
+        sinks,
         capacity=settings.queue_capacity,
         hooks=hooks,
     )
@@ -214,6 +232,7 @@ def build_sidecar(settings: Settings, registry: CollectorRegistry | None = None)
         submit=recorder.submit,
         price=prices.price,
         policies=policies,
+        tracing=exporter is not None,
         fingerprint_key=make_fingerprinter(key_salt(settings.store)),
         count_internal_error=metrics.count_internal_error,
         observe_response_headers=metrics.observe_ratelimit,

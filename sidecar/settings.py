@@ -68,6 +68,8 @@ class Settings:
     session_idle_timeout: float = 900.0
     # Raw policy sections from the YAML file (validated by their owners at start).
     policies: Mapping[str, Any] = field(default_factory=dict)
+    # Standard OTEL_EXPORTER_OTLP_* variables: traces are exported only when an endpoint is configured.
+    otlp_traces: bool = False
     # SIDECAR_* variables owned by policy modules (budgets), handed over unparsed.
     policy_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -234,4 +236,10 @@ def load_settings(
     known = {f.name for f in fields(Settings)}
     assert set(values) <= known
     policy_env = {k: v for k, v in env.items() if k in POLICY_ENV}
-    return Settings(**values, policies=policies, policy_env=policy_env)
+    otlp = bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    otlp = (
+        otlp
+        and env.get("OTEL_SDK_DISABLED", "").lower() != "true"
+        and env.get("OTEL_TRACES_EXPORTER") != "none"
+    )
+    return Settings(**values, policies=policies, policy_env=policy_env, otlp_traces=otlp)

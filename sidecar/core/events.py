@@ -59,6 +59,10 @@ class CallEvent:
     key_fingerprint: str | None = None
     request_bytes: int = 0
     response_bytes: int = 0
+    # W3C trace context of the sidecar's span for this call (hex), when tracing is on.
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None  # the client's span (from its traceparent), if it sent one
 
     @property
     def ended_at(self) -> float:

@@ -13,6 +13,7 @@ from sidecar.errors import SidecarError
 from sidecar.proxy.upstream import UpstreamClient
 from sidecar.sansio.messages import MessageSummary, StreamParser
 from sidecar.sansio.request import CHAT, RequestInfo
+from sidecar.sansio.traceparent import TraceRef
 from sidecar.settings import Settings
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -54,6 +55,7 @@ class ProxyDeps:
     fingerprint_key: Callable[[Headers], str | None]
     count_internal_error: Callable[[str], None]
     observe_response_headers: Callable[[str, Headers], None] = lambda app, headers: None
+    tracing: bool = False  # give each call a span id and send it upstream in traceparent
     policies: Policies = field(default_factory=NoPolicies)
     # For the batch ``results_url`` rewrite: the upstream origin, and how clients reach the sidecar
     # (SIDECAR_PUBLIC_URL; when unset, the local address of the listening socket — never the Host header).
@@ -100,6 +102,7 @@ class CallContext:
     t_first_token: float | None = None
     t_last_byte: float | None = None
     parse_s: float = 0.0
+    trace: TraceRef | None = None
     admission: object | None = None  # the budget reservation held for this call
     buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
 
@@ -164,6 +167,9 @@ class CallContext:
             event.ttft_s = self.t_first_token - self.t_sent
         request_id = _header(self.response_headers, b"request-id")
         event.request_id = request_id.decode("latin-1") if request_id else None
+        if self.trace is not None:
+            event.trace_id, event.span_id = self.trace.trace_id, self.trace.span_id
+            event.parent_span_id = self.trace.parent_span_id
         if summary is not None:
             _apply_summary(event, summary)
         if self.status >= 400 and event.error_type is None and self.op == CHAT:

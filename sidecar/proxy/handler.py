@@ -37,6 +37,7 @@ from sidecar.sansio.request import (
     classify_path,
     inspect_body,
 )
+from sidecar.sansio.traceparent import new_ref
 
 log = logging.getLogger("sidecar.proxy")
 
@@ -87,8 +88,14 @@ class ProxyHandler:
         if token is None or token not in self._client_tokens:
             raise Unauthorized("Invalid sidecar client token.")
 
-    def _upstream_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _upstream_headers(
+        self, headers: list[tuple[bytes, bytes]], ctx: CallContext
+    ) -> list[tuple[bytes, bytes]]:
         out = hdr.request_headers_for_upstream(headers)
+        if self.deps.tracing:
+            ctx.trace = new_ref(hdr.get(headers, b"traceparent"))
+            out = [(n, v) for n, v in out if n != b"traceparent"]
+            out.append((b"traceparent", ctx.trace.header()))
         key = self.deps.settings.upstream_api_key
         if key:
             out = [(n, v) for n, v in out if n not in (b"x-api-key", b"authorization")]
@@ -176,7 +183,7 @@ class ProxyHandler:
         task = asyncio.current_task()
         watcher = asyncio.ensure_future(self._watch_disconnect(receive, ctx, task)) if ctx.body_done else None
         try:
-            await self._forward(send, ctx, target, self._upstream_headers(headers), body)
+            await self._forward(send, ctx, target, self._upstream_headers(headers, ctx), body)
         except asyncio.CancelledError:
             if not ctx.client_gone or task is None:
                 raise

@@ -60,7 +60,10 @@ _MIGRATION_1 = (
         retry_count INTEGER NOT NULL,
         key_fingerprint TEXT,
         request_bytes INTEGER NOT NULL,
-        response_bytes INTEGER NOT NULL
+        response_bytes INTEGER NOT NULL,
+        trace_id TEXT,
+        span_id TEXT,
+        parent_span_id TEXT
     )
     """,
     "CREATE INDEX events_started_at ON events (started_at)",
@@ -117,6 +120,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "key_fingerprint",
     "request_bytes",
     "response_bytes",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
 )
 
 INSERT_SQL = (
@@ -223,6 +229,9 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.key_fingerprint,
         event.request_bytes,
         event.response_bytes,
+        event.trace_id,
+        event.span_id,
+        event.parent_span_id,
     )
 
 
@@ -249,7 +258,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "operation", "model", "model_canonical", "request_id", "status", "outcome", "error_type",
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
-            "response_bytes",
+            "response_bytes", "trace_id", "span_id", "parent_span_id",
         )
     }  # fmt: skip
     return CallEvent(
