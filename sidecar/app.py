@@ -26,6 +26,7 @@ from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
+from sidecar.cache_policy import CacheSettings
 from sidecar.core.accounting import price_event
 from sidecar.core.budgets import BudgetConfig, charge_usd
 from sidecar.core.events import CallEvent
@@ -214,7 +215,12 @@ def build_sidecar(
         RedisCounters.from_url(settings.redis_url) if settings.redis_url else LocalCounters()
     )
     budgets = BudgetService(budget_config, counters, prices.table, budget_hooks)
-    policies = SidecarPolicies(ToolLatencyMatcher(), budgets, prices.price)
+    cache_settings = CacheSettings.from_sources(
+        settings.policies.get("prompt_cache"), settings.prompt_cache, settings.cache_ttl
+    )
+    policies = SidecarPolicies(
+        ToolLatencyMatcher(), budgets, prices.price, cache_settings, lambda: prices.table, metrics
+    )
     upstream = UpstreamClient(
         UpstreamOptions(
             base_url=settings.upstream_url,
@@ -262,6 +268,9 @@ def build_sidecar(
     def reload_budgets(fresh: Settings) -> None:
         config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
         budgets.reload(config, sidecar.prices.table)
+        policies.cache = CacheSettings.from_sources(
+            fresh.policies.get("prompt_cache"), fresh.prompt_cache, fresh.cache_ttl
+        )
 
     sidecar.reloaders.append(reload_budgets)
     sidecar.admin.add_routes(budget_routes(sidecar, budgets))

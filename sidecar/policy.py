@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from sidecar import cache_policy
 from sidecar.budget.service import Admission, AdmitRequest, BudgetService, BudgetWarning
+from sidecar.core.cache_busting import CacheBustingDetector, shape_of_body
+from sidecar.core.cache_effect import WasteTracker, totals
 from sidecar.core.events import CallEvent
+from sidecar.core.pricing import PriceTable
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.proxy.context import CallContext
+from sidecar.sansio import headers as hdr
 from sidecar.sansio.request import CHAT
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -30,13 +36,52 @@ def _log_warnings(warnings: Sequence[BudgetWarning], ctx: CallContext) -> None:
         )
 
 
+class CacheMetrics(Protocol):
+    def on_cache_plan(self, reason: str) -> None: ...
+    def on_cache_busting(self, app: str, busting: bool) -> None: ...
+    def on_wasted_writes(self, model: str, app: str, tokens: int) -> None: ...
+
+
 class SidecarPolicies:
     def __init__(
-        self, tools: ToolLatencyMatcher, budgets: BudgetService, price: Callable[[CallEvent], None]
+        self,
+        tools: ToolLatencyMatcher,
+        budgets: BudgetService,
+        price: Callable[[CallEvent], None],
+        cache: cache_policy.CacheSettings,
+        prices: Callable[[], PriceTable],
+        metrics: CacheMetrics,
     ) -> None:
         self.tools = tools
         self.budgets = budgets
         self._price = price
+        self.cache = cache
+        self._prices = prices
+        self._metrics = metrics
+        self.busting = CacheBustingDetector()
+        self.waste = WasteTracker()
+
+    def _plan_cache(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
+        """Add prompt-cache breakpoints where they pay off; the client's original bytes otherwise."""
+        value = hdr.get(headers, cache_policy.HEADER)
+        header = value.decode("latin-1") if value else None
+        new, plan = cache_policy.apply(self.cache, self._prices(), body, ctx.model, ctx.app, header)
+        ctx.cache_breakpoint_injected = plan.changed
+        self._metrics.on_cache_plan(plan.reason)
+        self._observe_busting(ctx, body)
+        return new
+
+    def _observe_busting(self, ctx: CallContext, body: bytes) -> None:
+        digest = ctx.info.system_hash
+        if digest is None:
+            return
+        # The shape (digits and ids masked) is computed only for a prompt new to the app: it costs more.
+        shape = shape_of_body(body) if self.busting.needs_shape(ctx.app, digest) else None
+        verdict = self.busting.observe(ctx.app, digest, shape)
+        if verdict is None:
+            return
+        (log.warning if verdict.busting else log.info)(verdict.message(), extra={"fields": {"app": ctx.app}})
+        self._metrics.on_cache_busting(ctx.app, verdict.busting)
 
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         if ctx.op != CHAT:
@@ -59,7 +104,7 @@ class SidecarPolicies:
         ctx.buffer_answer = not ctx.stream and (
             limits.session_usd is not None or limits.app_daily_usd is not None
         )
-        return body
+        return self._plan_cache(ctx, body, headers)
 
     async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
         """For a buffered (non-streaming) answer under a USD ceiling: settle now and say what remains."""
@@ -75,6 +120,15 @@ class SidecarPolicies:
         return [(REMAINING_HEADER, f"{settlement.remaining_usd:.6f}".encode())]
 
     async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
+        if event.operation == CHAT and event.outcome == "ok" and 200 <= event.status < 300:
+            self.waste.observe(
+                session_id=event.session_id,
+                app=event.app,
+                model=event.model_canonical or "other",
+                system_hash=event.system_hash,
+                at=event.started_at,
+                usage=event.usage,
+            )
         event.tool_results = ctx.tool_results
         if event.tool_use_ids and event.session_id:
             self.tools.remember(event.session_id, event.tool_use_ids, event.tool_uses, event.ended_at)
@@ -88,3 +142,5 @@ class SidecarPolicies:
 
     async def expire(self, now: float, idle_timeout_s: float) -> None:
         self.tools.expire(now, idle_timeout_s)
+        for (model, app), tokens in totals(self.waste.expire(now)).items():
+            self._metrics.on_wasted_writes(model, app, tokens)

@@ -67,7 +67,7 @@ class Settings:
     pricing_file: str | None = None
     session_idle_timeout: float = 900.0
     # Raw policy sections from the YAML file (validated by their owners at start).
-    policies: Mapping[str, Any] = field(default_factory=dict)
+    policies: Mapping[str, Any] = field(default_factory=dict)  # checks: a list; the others: mappings
     # Standard OTEL_EXPORTER_OTLP_* variables: traces are exported only when an endpoint is configured.
     otlp_traces: bool = False
     # SIDECAR_* variables owned by policy modules (budgets), handed over unparsed.
@@ -215,8 +215,10 @@ def load_settings(
     policies: dict[str, Any] = {}
     for key, raw in file_doc.items():
         if key in POLICY_SECTIONS:
-            if not isinstance(raw, dict):
-                raise ConfigError(f"{key}: expected a mapping in the config file")
+            expected = list if key == "checks" else dict
+            if not isinstance(raw, expected):
+                kind = "a list" if expected is list else "a mapping"
+                raise ConfigError(f"{key}: expected {kind} in the config file")
             policies[key] = raw
         elif key in PARSERS:
             if raw is not None:

@@ -121,6 +121,34 @@ class Metrics:
         self.cache_savings = Counter(
             "sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.", ["model", "app"], registry=r
         )
+        self.cache_write_premium = Counter(
+            "sidecar_cache_write_premium_usd",
+            "Dollars that cache writes cost above plain input on calls that read less than they wrote "
+            "(net savings = sidecar_cache_savings_usd_total - this).",
+            ["model", "app"],
+            registry=r,
+        )
+        self.cache_injected = Counter(
+            "sidecar_cache_breakpoints_injected",
+            "Calls to which the sidecar added prompt-cache breakpoints.",
+            ["model", "app"],
+            registry=r,
+        )
+        self.cache_busting = Gauge(
+            "sidecar_cache_busting",
+            "1 while an app's system prompt changes on most calls (cache busting), else 0.",
+            ["app"],
+            registry=r,
+        )
+        self.cache_wasted_write_tokens = Counter(
+            "sidecar_cache_wasted_write_tokens",
+            "Cache-write tokens never read within their TTL.",
+            ["model", "app"],
+            registry=r,
+        )
+        self.cache_plans = Counter(
+            "sidecar_cache_plans", "Prompt-cache planner decisions on /v1/messages.", ["reason"], registry=r
+        )
         self.events = Counter(
             "sidecar_events", "Events handed to each sink.", ["sink", "outcome"], registry=r
         )
@@ -261,6 +289,15 @@ class Metrics:
                         self.ratelimit_remaining.labels(app=self.app_label(app), type=kind).set(float(value))
                     except ValueError:
                         continue
+
+    def on_cache_busting(self, app: str, busting: bool) -> None:
+        self.cache_busting.labels(app=self.app_label(app)).set(1.0 if busting else 0.0)
+
+    def on_cache_plan(self, reason: str) -> None:
+        self.cache_plans.labels(reason=reason).inc()
+
+    def on_wasted_writes(self, model: str, app: str, tokens: int) -> None:
+        self.cache_wasted_write_tokens.labels(model=model, app=self.app_label(app)).inc(tokens)
 
     def on_budget_refusal(self, app: str, limit: str) -> None:
         self.budget_refusals.labels(app=self.app_label(app), limit=limit).inc()

@@ -39,6 +39,8 @@ class MetricsSink:
             m.upstream_errors.labels(model=model, status=str(e.status)).inc()
         if e.operation != "chat" or e.outcome == "refused":
             return
+        if e.cache_breakpoint_injected:
+            m.cache_injected.labels(model=model, app=app).inc()
         u = e.usage
         w5, w1 = u.write_buckets()
         for kind, n in (
@@ -76,8 +78,12 @@ class MetricsSink:
             ).observe(e.ttft_s)
         if e.cost_usd is not None:
             m.cost.labels(model=model, app=app).inc(e.cost_usd)
+            # A counter cannot go down: a call that wrote more than it saved adds to the premium counter,
+            # so savings_total - premium_total is the exact net.
             if e.cache_savings_usd > 0:
                 m.cache_savings.labels(model=model, app=app).inc(e.cache_savings_usd)
+            elif e.cache_savings_usd < 0:
+                m.cache_write_premium.labels(model=model, app=app).inc(-e.cache_savings_usd)
         elif e.model is not None and e.status and e.status < 400:
             m.unpriced.inc()
             if e.model not in self._warned_models and len(self._warned_models) < 1000:
