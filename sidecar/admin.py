@@ -80,9 +80,11 @@ class AdminRoutes:
 
     async def readyz(self, request: Request) -> Response:
         sc = self.sidecar
-        body = {
+        body: dict[str, object] = {
             "ready": sc.ready,
             "recorder_pending": sc.recorder.pending,
             "pricing_date": sc.prices.table.version,
         }
+        if sc.stores is not None and sc.stores.shipper is not None:
+            body["clickhouse"] = sc.stores.shipper.status()
         return JSONResponse(body, status_code=200 if sc.ready else 503)

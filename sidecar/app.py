@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -34,6 +35,8 @@ from sidecar.core.pricing import PriceTable
 from sidecar.core.sessions import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
+from sidecar.fleet.metrics import declare_fleet_metrics
+from sidecar.fleet_service import FleetAndAlerts
 from sidecar.keys import key_salt, make_fingerprinter
 from sidecar.policy import SidecarPolicies
 from sidecar.proxy.asgi import ASGIApp
@@ -42,6 +45,9 @@ from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
 from sidecar.router import Router
 from sidecar.settings import Settings
+from sidecar.store.clickhouse import ClickHouseClient
+from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
+from sidecar.store.shipper import ShipperHooks
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
@@ -89,6 +95,8 @@ class Sidecar:
     chores: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
     startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     budgets: BudgetService | None = None
+    fleet: FleetAndAlerts | None = None
+    stores: EventStores | None = None
     _housekeeper: asyncio.Future[None] | None = None
 
     def __post_init__(self) -> None:
@@ -109,7 +117,10 @@ class Sidecar:
         log.info("configuration reloaded", extra={"fields": {"pricing_date": self.prices.table.version}})
 
     async def startup(self) -> None:
-        self.store.open()
+        if self.stores is not None:
+            self.stores.open()  # the local store, and the ClickHouse shipper's thread
+        else:
+            self.store.open()
         self.recorder.start()
         await self.upstream.open()
         for hook in self.startup_hooks:
@@ -144,6 +155,8 @@ class Sidecar:
         self.ready = False
         if self._housekeeper is not None:
             self._housekeeper.cancel()
+        if self.fleet is not None:
+            await self.fleet.stop()
         if self.budgets is not None:
             await self.budgets.aclose()
         await self.upstream.close()
@@ -179,17 +192,51 @@ def _span_exporter(settings: Settings, given: SpanExporter | None) -> SpanExport
     return OTLPSpanExporter()  # endpoint, headers and TLS from the standard OTEL_EXPORTER_OTLP_* variables
 
 
+def _build_stores(
+    settings: Settings, metrics: Metrics, connect: Callable[[], ClickHouseClient] | None
+) -> EventStores:
+    """SQLite alone, or SQLite beside a spool that ships to ClickHouse (SPEC R-ST-1..3)."""
+    clickhouse = is_clickhouse_url(settings.store)
+    config = StoreConfig(
+        retention_days=settings.retention_days,
+        spool_path=Path(settings.spool_path) if clickhouse else None,
+        local_url=settings.local_store,
+        spool_max_bytes=settings.spool_max_bytes,
+    )
+    hooks = ShipperHooks(
+        on_shipped=metrics.on_shipped,
+        on_error=metrics.on_ship_error,
+        on_dropped=lambda n: metrics.on_dropped("spool_full", n),
+    )
+    try:
+        stores = build_event_stores(settings.store, config, hooks=hooks, connect=connect)
+    except ValueError as exc:
+        raise ConfigError(f"SIDECAR_STORE: {exc}") from None
+    if stores.shipper is not None:
+        shipper = stores.shipper
+        metrics.spool_pending.set_function(lambda: float(shipper.depth()))
+        metrics.ship_lag.set_function(shipper.lag_seconds)
+    return stores
+
+
 def build_sidecar(
-    settings: Settings, registry: CollectorRegistry | None = None, span_exporter: SpanExporter | None = None
+    settings: Settings,
+    registry: CollectorRegistry | None = None,
+    span_exporter: SpanExporter | None = None,
+    clickhouse_connect: Callable[[], ClickHouseClient] | None = None,
 ) -> Sidecar:
-    """Wire every component from settings. Raises ``ConfigError`` for anything invalid, before serving."""
+    """Wire every component from settings. Raises ``ConfigError`` for anything invalid, before serving.
+
+    ``span_exporter`` and ``clickhouse_connect`` replace the OTLP exporter and the ClickHouse client
+    (tests use OpenTelemetry's in-memory exporter and an in-process ClickHouse engine).
+    """
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, max_apps=settings.max_apps, max_tools=settings.max_tools)
     prices = PriceHolder(load_prices(settings))
     metrics.set_build_info(__version__, prices.table.version)
-    if not settings.store.startswith("sqlite:///"):
-        raise ConfigError("SIDECAR_STORE: only sqlite:/// stores are available in this build")
-    store = SQLiteStore.from_url(settings.store, retention_days=settings.retention_days)
+    stores = _build_stores(settings, metrics, clickhouse_connect)
+    assert stores.local is not None  # a serving process always keeps the embedded store
+    store = stores.local
     hooks = RecorderHooks(
         on_dropped=metrics.on_dropped,
         on_sink_result=metrics.on_sink_result,
@@ -197,7 +244,8 @@ def build_sidecar(
     )
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     exporter = _span_exporter(settings, span_exporter)
-    sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, store, RequestLogSink()]
+    fleet = FleetAndAlerts.from_settings(settings, declare_fleet_metrics(registry))
+    sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()]
     if exporter is not None:
         sinks.append(TracingSink(exporter))
     recorder = Recorder(
@@ -239,7 +287,9 @@ def build_sidecar(
         price=prices.price,
         policies=policies,
         tracing=exporter is not None,
-        fingerprint_key=make_fingerprinter(key_salt(settings.store)),
+        fingerprint_key=make_fingerprinter(
+            key_salt(settings.local_store if stores.shipper else settings.store)
+        ),
         count_internal_error=metrics.count_internal_error,
         observe_response_headers=metrics.observe_ratelimit,
         upstream_origin=upstream_origin,
@@ -262,6 +312,10 @@ def build_sidecar(
 
     sidecar.chores.append(expire_sessions)
     sidecar.budgets = budgets
+    sidecar.stores = stores
+    sidecar.fleet = fleet
+    sidecar.startup_hooks.append(fleet.start)
+    sidecar.admin.add_routes(fleet.routes())
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
 

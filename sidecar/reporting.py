@@ -30,6 +30,8 @@ from sidecar.core.report import (
     parse_baseline,
 )
 from sidecar.store.base import EventStore
+from sidecar.store.clickhouse import ClickHouseStoreError
+from sidecar.store.factory import is_clickhouse_url, open_event_store, redact_url
 from sidecar.store.sqlite import SQLiteStore, parse_sqlite_url
 
 DEFAULT_STORE = "sqlite:///sidecar-data/events.db"
@@ -54,10 +56,11 @@ def parse_duration(text: str) -> float:
 
 def open_store(url: str) -> EventStore:
     """Open the event store named by ``url`` for reading; ``UsageError`` when it cannot be used."""
-    if url.startswith("clickhouse://") or url.startswith("clickhouses://"):
-        raise UsageError(
-            "ClickHouse stores are not supported by report/check in this version; use a sqlite:/// store"
-        )
+    if is_clickhouse_url(url):
+        try:
+            return open_event_store(url).analytics
+        except (ClickHouseStoreError, ValueError) as exc:
+            raise UsageError(f"cannot open ClickHouse store {redact_url(url)}: {exc}") from None
     if not url.startswith("sqlite:"):
         scheme = url.split(":", 1)[0] if ":" in url else url
         raise UsageError(

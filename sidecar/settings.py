@@ -39,6 +39,10 @@ class Settings:
     port: int = 8788
     upstream_url: str = "https://api.anthropic.com"
     store: str = "sqlite:///sidecar-data/events.db"
+    # ClickHouse mode: the embedded store kept beside it (sessions API, budgets) and the durable spool.
+    local_store: str = "sqlite:///sidecar-data/events.db"
+    spool_path: str = "sidecar-data/spool.db"
+    spool_max_bytes: int = 1_000_000_000
     admin_host: str = "127.0.0.1"
     admin_port: int | None = None
     redis_url: str | None = None
@@ -118,7 +122,7 @@ def _http_url(key: str, raw: object) -> str:
 
 def _store_url(key: str, raw: object) -> str:
     text = str(raw)
-    if not (text.startswith("sqlite:///") or text.startswith("clickhouse://")):
+    if not text.startswith(("sqlite:///", "clickhouse://", "clickhouses://")):
         raise ConfigError(
             f"{key}: expected sqlite:///path or clickhouse://host:port/db, got a {text[:12]!r}… URL"
         )
@@ -156,6 +160,9 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "port": _port,
     "upstream_url": _http_url,
     "store": _store_url,
+    "local_store": _store_url,
+    "spool_path": _text,
+    "spool_max_bytes": _pos_int,
     "admin_host": _text,
     "admin_port": _port,
     "redis_url": _text,

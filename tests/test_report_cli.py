@@ -182,9 +182,19 @@ def test_bad_baseline_files(store_url: str, tmp_path: Path, capsys: pytest.Captu
     assert "not a baseline file" in capsys.readouterr().err
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_store_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert check("--store", "clickhouse://default:pw@127.0.0.1:8123/sidecar") == 2
-    assert "ClickHouse stores are not supported" in capsys.readouterr().err
+    assert check("--store", f"clickhouse://default:s3cret-pw@127.0.0.1:{_closed_port()}/sidecar") == 2
+    err = capsys.readouterr().err
+    assert "cannot open ClickHouse store" in err
+    assert "s3cret-pw" not in err  # the password never appears
     assert report("--store", "postgres://127.0.0.1/db") == 2
     assert "unknown store scheme 'postgres'" in capsys.readouterr().err
     missing = tmp_path / "nowhere" / "events.db"

@@ -160,6 +160,11 @@ class Metrics:
         self.spool_pending = Gauge(
             "sidecar_spool_pending_events", "Events waiting in the local spool.", registry=r
         )
+        self.ship_lag = Gauge(
+            "sidecar_ship_lag_seconds", "Age of the oldest event not yet in ClickHouse.", registry=r
+        )
+        self.ship_errors = Counter("sidecar_ship_errors", "Failed ClickHouse insert attempts.", registry=r)
+        self.shipped = Counter("sidecar_events_shipped", "Events confirmed in ClickHouse.", registry=r)
         self.internal_errors = Counter(
             "sidecar_internal_errors",
             "Failures inside the sidecar (never the call).",
@@ -251,7 +256,7 @@ class Metrics:
     def _init_series(self) -> None:
         for reason in ("queue_full", "spool_full", "shutdown"):
             self.dropped.labels(reason=reason)
-        for sink in ("sqlite", "log", "metrics"):
+        for sink in ("sqlite", "log", "metrics", "sessions", "deadman", "clickhouse"):
             self.events.labels(sink=sink, outcome="ok")
             self.events.labels(sink=sink, outcome="error")
             self.sink_errors.labels(sink=sink)
@@ -307,6 +312,12 @@ class Metrics:
 
     def on_budget_backend_error(self, kind: str) -> None:
         self.budget_backend_errors.labels(outcome=kind).inc()
+
+    def on_shipped(self, n: int) -> None:
+        self.shipped.inc(n)
+
+    def on_ship_error(self) -> None:
+        self.ship_errors.inc()
 
     def count_internal_error(self, component: str) -> None:
         self.internal_errors.labels(component=component).inc()

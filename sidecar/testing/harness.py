@@ -20,9 +20,15 @@ from sidecar.settings import Settings
 
 
 class RunningSidecar:
-    def __init__(self, settings: Settings, registry: Any = None, span_exporter: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Any = None,
+        span_exporter: Any = None,
+        clickhouse_connect: Any = None,
+    ) -> None:
         self.settings = replace(settings, port=settings.port)
-        self.sidecar: Sidecar = build_sidecar(self.settings, registry, span_exporter)
+        self.sidecar: Sidecar = build_sidecar(self.settings, registry, span_exporter, clickhouse_connect)
         self._servers: list[uvicorn.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -1,0 +1,320 @@
+"""The dead-man engine: check-ins and fleet presence in, notifications and rows to persist out.
+
+Synchronous and clock-free (``now`` is always passed in); the service's loop calls :meth:`evaluate`
+about once a second, saves ``changed``/``removed`` and only then hands ``notifications`` to the
+dispatcher — so after a crash a resolved alert is never fired again. Runs on the event loop thread,
+except :meth:`observe_success`, which any thread may call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sidecar.alerting.checks import (
+    DOWN,
+    NEW,
+    RESOLVE,
+    UP,
+    Assessment,
+    Policy,
+    Subject,
+    assess_checkin,
+    assess_fleet_size,
+    assess_member,
+    assess_traffic,
+    decide,
+    record_checkin,
+)
+from sidecar.alerting.config import (
+    CHECK_NAME_RE,
+    CHECKIN,
+    FLEET_MEMBERS,
+    FLEET_SIZE,
+    AlertingConfig,
+    CheckSpec,
+)
+from sidecar.alerting.notifiers import KEEPALIVE, Notification
+from sidecar.fleet.metrics import FleetMetrics
+
+ALL = "*"  # snooze scope of a maintenance window over every check
+SEEN_PERSIST_EVERY_S = 60.0  # how stale a healthy subject's stored last_seen may get
+
+
+class MemberLike(Protocol):
+    @property
+    def member_id(self) -> str: ...
+    @property
+    def connected(self) -> bool: ...
+    @property
+    def last_seen(self) -> float | None: ...
+    @property
+    def disconnect_reason(self) -> str | None: ...
+
+
+class FleetView(Protocol):
+    def connected_count(self, fleet: str) -> int: ...
+    def members(self, fleet: str) -> Iterable[MemberLike]: ...
+
+
+class CheckinRefused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Evaluation:
+    changed: list[Subject] = field(default_factory=list)  # copies, safe to save from another thread
+    removed: list[str] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+
+
+class DeadmanEngine:
+    def __init__(
+        self, config: AlertingConfig, fleets: FleetView, metrics: FleetMetrics, *, started_at: float
+    ) -> None:
+        self.config = config
+        self.policy = Policy(config.after_misses, config.repeat_interval_s)
+        self.fleets = fleets
+        self.metrics = metrics
+        self.armed_at = started_at  # fleet and traffic checks get a fresh grace from here
+        self.subjects: dict[str, Subject] = {}
+        self.snoozes: dict[str, tuple[float, str]] = {}
+        self.last_success: float | None = None
+        self._details: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
+        self._saved_seen: dict[str, float | None] = {}
+        for spec in config.checks:
+            if spec.kind != FLEET_MEMBERS:
+                self._new_subject(spec.name, spec, None, started_at)
+
+    def _new_subject(self, key: str, spec: CheckSpec, member: str | None, now: float) -> Subject:
+        s = Subject(key, spec.name, spec.kind, member, spec.period_s, spec.grace_s, spec.dynamic, since=now)
+        self.subjects[key] = s
+        self._dirty.add(key)
+        return s
+
+    def restore(self, subjects: Iterable[Subject], snoozes: dict[str, tuple[float, str]]) -> None:
+        """Adopt persisted state. Subjects of checks no longer configured (and not dynamic) are dropped."""
+        self.snoozes = dict(snoozes)
+        for s in subjects:
+            spec = self.config.spec(s.check)
+            if spec is None and not (s.dynamic and s.kind == CHECKIN):
+                self._removed.add(s.key)
+                continue
+            if spec is not None:
+                s.kind, s.period_s, s.grace_s, s.dynamic = spec.kind, spec.period_s, spec.grace_s, False
+                if spec.kind == FLEET_MEMBERS and s.member is None:
+                    continue
+            self.subjects[s.key] = s
+            self._saved_seen[s.key] = s.last_seen
+            if s.kind == "traffic":
+                self.last_success = s.last_seen
+
+    def spec_of(self, s: Subject) -> CheckSpec:
+        spec = self.config.spec(s.check)
+        if spec is not None:
+            return spec
+        return CheckSpec(s.check, CHECKIN, s.period_s, s.grace_s, dynamic=True)
+
+    def checkin(
+        self, name: str, signal: str, now: float, period: float | None = None, grace: float | None = None
+    ) -> Subject:
+        """Record ``success``/``start``/``fail`` for check ``name``, creating it (dynamic) if unknown."""
+        spec = self.config.spec(name)
+        if spec is not None and spec.kind != CHECKIN:
+            raise CheckinRefused(409, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
+        s = self.subjects.get(name)
+        if s is None:
+            if not CHECK_NAME_RE.fullmatch(name) or name.startswith("fleet:"):
+                raise CheckinRefused(400, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
+            if len({x.check for x in self.subjects.values()}) >= self.config.max_checks:
+                raise CheckinRefused(429, f"Too many checks (limit {self.config.max_checks}).")
+            p = self.config.default_period_s if period is None else period
+            g = self.config.default_grace_s if grace is None else grace
+            s = self._new_subject(name, CheckSpec(name, CHECKIN, p, g, dynamic=True), None, now)
+        elif s.dynamic:
+            s.period_s = s.period_s if period is None else period
+            s.grace_s = s.grace_s if grace is None else grace
+        record_checkin(s, signal, now)
+        self._dirty.add(name)
+        return s
+
+    def observe_success(self, at: float) -> None:
+        """A successful upstream call finished at ``at`` (feeds the traffic check). Any thread."""
+        if self.last_success is None or at > self.last_success:
+            self.last_success = at
+
+    def muted(self, check: str, now: float) -> bool:
+        return any(self.snoozes.get(scope, (0.0, ""))[0] > now for scope in (check, ALL))
+
+    def snooze(self, scope: str, until: float, reason: str) -> None:
+        self.snoozes[scope] = (until, reason)
+
+    def unsnooze(self, scope: str) -> bool:
+        return self.snoozes.pop(scope, None) is not None
+
+    def forget(self, key: str, now: float, why: str) -> Notification | None:
+        """Stop watching a subject (a member removed, a dynamic check deleted); resolve it if notified."""
+        s = self.subjects.pop(key, None)
+        if s is None:
+            return None
+        self._removed.add(key)
+        self._dirty.discard(key)
+        if s.member is None:
+            self.metrics.deadman_up.remove(s.check)
+            if s.last_seen is not None:
+                self.metrics.deadman_last_seen.remove(s.check)
+        if not s.notified:
+            return None
+        return self._note(RESOLVE, self.spec_of(s), s, Assessment("removed", 0, why), now, s.fired_at or now)
+
+    def evaluate(self, now: float) -> Evaluation:
+        ev = Evaluation()
+        for spec in self._specs():
+            if spec.kind == FLEET_MEMBERS:
+                self._evaluate_members(spec, now, ev)
+                continue
+            s = self.subjects[spec.name]
+            if spec.kind == CHECKIN:
+                a = assess_checkin(spec, s, now)
+            elif spec.kind == FLEET_SIZE:
+                assert spec.fleet is not None
+                a = assess_fleet_size(spec, self.fleets.connected_count(spec.fleet), s, self.armed_at, now)
+            else:
+                s.last_seen = self.last_success
+                a = assess_traffic(spec, self.last_success, self.armed_at, now)
+            self._apply(spec, s, a, now, ev)
+            self.metrics.deadman_up.labels(spec.name).set(0 if s.status == DOWN else 1)
+            if s.last_seen is not None:
+                self.metrics.deadman_last_seen.labels(spec.name).set(s.last_seen)
+        for scope, (until, _) in list(self.snoozes.items()):
+            if until <= now:
+                del self.snoozes[scope]
+        ev.changed = [
+            dataclasses.replace(self.subjects[k]) for k in sorted(self._dirty) if k in self.subjects
+        ]
+        for s in ev.changed:
+            self._saved_seen[s.key] = s.last_seen
+        ev.removed = sorted(self._removed)
+        self._dirty.clear()
+        self._removed.clear()
+        return ev
+
+    def _specs(self) -> list[CheckSpec]:
+        dynamic = [self.spec_of(s) for s in self.subjects.values() if s.dynamic]
+        return [*self.config.checks, *dynamic]
+
+    def _evaluate_members(self, spec: CheckSpec, now: float, ev: Evaluation) -> None:
+        assert spec.fleet is not None
+        known = {m.member_id: m for m in self.fleets.members(spec.fleet)}
+        for m in known.values():
+            key = f"{spec.name}/{m.member_id}"
+            s = self.subjects.get(key)
+            if m.connected and s is not None and s.status == UP and not s.firing:
+                s.last_seen = now  # the common case, kept cheap for fleets of thousands
+                stale = self._saved_seen.get(key)
+                if stale is None or now - stale >= SEEN_PERSIST_EVERY_S:
+                    self._dirty.add(key)
+            elif m.connected or m.disconnect_reason != "client_close":  # a clean exit is no outage
+                s = s or self._new_subject(key, spec, m.member_id, now)
+                if m.last_seen is not None and (s.last_seen is None or m.last_seen > s.last_seen):
+                    s.last_seen = m.last_seen
+                self._apply(spec, s, assess_member(spec, m.connected, s, self.armed_at, now), now, ev)
+        down, last = 0, None
+        for key, s in list(self.subjects.items()):
+            if s.check != spec.name or s.member is None:
+                continue
+            member = known.get(s.member)
+            if member is not None and not member.connected and member.disconnect_reason == "client_close":
+                note = self.forget(key, now, "left the fleet cleanly")
+                ev.notifications.extend([note] if note else [])
+                continue
+            if member is None:  # known only from before a restart: gone until it reconnects
+                self._apply(spec, s, assess_member(spec, False, s, self.armed_at, now), now, ev)
+            down += s.status == DOWN
+            last = s.last_seen if last is None or (s.last_seen or 0.0) > last else last
+        self.metrics.deadman_up.labels(spec.name).set(0 if down else 1)
+        if last is not None:
+            self.metrics.deadman_last_seen.labels(spec.name).set(last)
+
+    def _apply(self, spec: CheckSpec, s: Subject, a: Assessment, now: float, ev: Evaluation) -> None:
+        before = (s.status, s.misses, s.firing, s.notified, s.last_reminder)
+        fired_at = s.fired_at
+        event = decide(s, a, now, self.policy, self.muted(s.check, now))
+        self._details[s.key] = a.detail
+        stale = self._saved_seen.get(s.key)
+        if (s.status, s.misses, s.firing, s.notified, s.last_reminder) != before or (
+            s.last_seen is not None and (stale is None or s.last_seen - stale >= SEEN_PERSIST_EVERY_S)
+        ):
+            self._dirty.add(s.key)
+        if event is not None:
+            ev.notifications.append(self._note(event, spec, s, a, now, s.fired_at or fired_at or now))
+
+    def _note(
+        self, event: str, spec: CheckSpec, s: Subject, a: Assessment, now: float, fired_at: float
+    ) -> Notification:
+        return Notification(
+            event,
+            s.key,
+            s.check,
+            spec.kind,
+            a.status,
+            a.detail,
+            fired_at,
+            now,
+            s.member,
+            spec.fleet,
+            spec.labels,
+        )
+
+    def keepalives(self, now: float) -> list[Notification]:
+        """Firing, notified, unmuted alerts to re-post to Alertmanager so it does not expire them."""
+        out = []
+        for s in self.subjects.values():
+            if s.firing and s.notified and not self.muted(s.check, now):
+                spec = self.spec_of(s)
+                a = Assessment(s.status, s.misses, self._details.get(s.key, ""))
+                out.append(self._note(KEEPALIVE, spec, s, a, now, s.fired_at or now))
+        return out
+
+    def view(self, now: float) -> dict[str, Any]:
+        """``GET /sidecar/v1/alerts``: what is firing, every check's state, and active snoozes."""
+
+        def subject_json(s: Subject) -> dict[str, Any]:
+            return {
+                "check": s.check,
+                "member": s.member,
+                "kind": s.kind,
+                "status": s.status,
+                "since": s.since,
+                "last_seen": s.last_seen,
+                "misses": s.misses,
+                "firing": s.firing,
+                "fired_at": s.fired_at,
+                "notified": s.notified,
+                "muted": self.muted(s.check, now),
+                "detail": self._details.get(s.key, "never evaluated" if s.status == NEW else ""),
+            }
+
+        subjects = sorted(self.subjects.values(), key=lambda s: s.key)
+        checks = []
+        for spec in self._specs():
+            doc: dict[str, Any] = {"check": spec.name, "kind": spec.kind, "period_s": spec.period_s}
+            doc.update(grace_s=spec.grace_s, fleet=spec.fleet, dynamic=spec.dynamic)
+            if spec.kind == FLEET_MEMBERS:
+                watched = [s for s in subjects if s.check == spec.name and s.member is not None]
+                doc.update(members_watched=len(watched), members_down=sum(s.status == DOWN for s in watched))
+            elif spec.name in self.subjects:
+                doc.update(subject_json(self.subjects[spec.name]))
+            checks.append(doc)
+        return {
+            "firing": [subject_json(s) for s in subjects if s.firing],
+            "checks": checks,
+            "snoozes": [{"scope": k, "until": u, "reason": r} for k, (u, r) in sorted(self.snoozes.items())],
+        }

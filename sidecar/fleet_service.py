@@ -1,0 +1,203 @@
+"""Fleets and dead-man alerts as one component: what ``app.py`` creates, starts, stops and routes to.
+
+``FleetAndAlerts.from_settings(settings, metrics)`` validates everything at build time (``ConfigError``);
+``start()`` opens the alert state, starts the fleet listener, the dispatcher and the evaluation loop on
+the serving event loop; ``stop()`` undoes that (a last evaluation is saved first). ``observe_call`` (or
+the recorder sink from :meth:`sink`) feeds the traffic check from finished calls, from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.routing import Route
+
+from sidecar.alerting.config import AlertingConfig, parse_duration
+from sidecar.alerting.engine import DeadmanEngine
+from sidecar.alerting.notifiers import (
+    AlertmanagerReceiver,
+    Dispatcher,
+    Receiver,
+    RetryPolicy,
+    WebhookReceiver,
+)
+from sidecar.alerting.store import AlertStore
+from sidecar.core.events import OK, CallEvent
+from sidecar.errors import ConfigError
+from sidecar.fleet.metrics import FleetMetrics
+from sidecar.fleet.registry import FleetRegistry
+from sidecar.fleet.server import FleetOptions, FleetServer
+from sidecar.settings import Settings
+from sidecar.store.sqlite import parse_sqlite_url
+
+log = logging.getLogger("sidecar.alerting")
+# SIDECAR_* variables this component reads from ``settings.policy_env`` (settings.POLICY_ENV must list them).
+ENV_NAMES = (
+    "SIDECAR_FLEET_PORT",
+    "SIDECAR_FLEET_PING_INTERVAL",
+    "SIDECAR_FLEET_PING_TIMEOUT",
+    "SIDECAR_CHECK_DEFAULT_PERIOD",
+    "SIDECAR_CHECK_DEFAULT_GRACE",
+    "SIDECAR_ALERT_REPEAT_INTERVAL",
+    "SIDECAR_ALERT_AFTER_MISSES",
+    "SIDECAR_ALERTMANAGER_URL",
+    "SIDECAR_ALERT_WEBHOOK_URL",
+)
+
+
+def _port(env: Mapping[str, str], proxy_port: int) -> int:
+    # A proxy on "any free port" (tests, demo) gets a fleet listener on any free port too, by default.
+    raw = env.get("SIDECAR_FLEET_PORT") or ("0" if proxy_port == 0 else "8789")
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigError(f"SIDECAR_FLEET_PORT: expected a port number (0 = any free port), got {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class FleetAlertOptions:
+    fleet: FleetOptions = field(default_factory=FleetOptions)
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
+    state_path: Path = Path("sidecar-data/alerts.db")
+    eval_interval_s: float = 1.0
+    forget_after_s: float = 7 * 86400.0  # disconnected members drop out of the fleet view after this
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FleetAlertOptions:
+        env = settings.policy_env
+        interval = parse_duration("SIDECAR_FLEET_PING_INTERVAL", env.get("SIDECAR_FLEET_PING_INTERVAL") or 10)
+        timeout = parse_duration("SIDECAR_FLEET_PING_TIMEOUT", env.get("SIDECAR_FLEET_PING_TIMEOUT") or 10)
+        public = urlsplit(settings.public_url).hostname if settings.public_url else None
+        fleet = FleetOptions(
+            host=settings.host,
+            port=_port(env, settings.port),
+            ping_interval_s=interval,
+            ping_timeout_s=timeout,
+            ingest_token=settings.ingest_token,
+            public_host=public,
+        )
+        policies = settings.policies
+        alerting = AlertingConfig.from_sources(policies.get("checks"), policies.get("notify"), env)
+        if settings.store.startswith("sqlite:///"):
+            state = parse_sqlite_url(settings.store).parent / "alerts.db"
+        else:
+            state = Path.cwd() / "sidecar-data" / "alerts.db"
+        return cls(fleet=fleet, alerting=alerting, state_path=state)
+
+
+class _TrafficSink:
+    """Recorder sink that feeds the traffic check (``write`` runs on the recorder's worker thread)."""
+
+    name = "deadman"
+
+    def __init__(self, observe: Callable[[CallEvent], None]) -> None:
+        self._observe = observe
+
+    def write(self, events: Sequence[CallEvent]) -> None:
+        for event in events:
+            self._observe(event)
+
+    def close(self) -> None:
+        return None
+
+
+class FleetAndAlerts:
+    def __init__(
+        self, options: FleetAlertOptions, metrics: FleetMetrics, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.options = options
+        self.metrics = metrics
+        self.clock = clock
+        self.registry = FleetRegistry(metrics)
+        self.server = FleetServer(self.registry, options.fleet)
+        self.engine = DeadmanEngine(options.alerting, self.registry, metrics, started_at=clock())
+        self.store = AlertStore(options.state_path)
+        receivers: list[Receiver] = [WebhookReceiver(w.url, w.format) for w in options.alerting.webhooks]
+        if options.alerting.alertmanager_url:
+            ttl = 4 * options.alerting.alertmanager_resend_s
+            receivers.insert(0, AlertmanagerReceiver(options.alerting.alertmanager_url, ttl_s=ttl))
+        self.dispatcher = Dispatcher(receivers, metrics.notification, options.retry)
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_keepalive = 0.0
+        self._last_prune = 0.0
+        self._started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, metrics: FleetMetrics) -> FleetAndAlerts:
+        """Validate configuration now (raises ``ConfigError``); nothing is opened until ``start``."""
+        return cls(FleetAlertOptions.from_settings(settings), metrics)
+
+    @property
+    def connect_url(self) -> str:
+        return self.server.connect_url
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.open)
+        subjects = await asyncio.to_thread(self.store.subjects)
+        self.engine.restore(subjects, await asyncio.to_thread(self.store.snoozes))
+        await self.dispatcher.start()
+        try:
+            await self.server.start()
+        except OSError as exc:
+            await self.dispatcher.stop(timeout_s=0.0)
+            await asyncio.to_thread(self.store.close)
+            o = self.options.fleet
+            raise ConfigError(
+                f"SIDECAR_FLEET_PORT: cannot listen on {o.host}:{o.port}: {exc.strerror}"
+            ) from exc
+        self._started = True
+        self._last_keepalive = self.clock()  # restored firing alerts are re-posted one interval from now
+        self._loop_task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        """Undo ``start``: final evaluation saved, members closed (1001), deliveries drained (5 s)."""
+        if not self._started:
+            return
+        self._started = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        await self.tick(self.clock())  # before the listener closes, so shutdown is not seen as an outage
+        await self.server.stop()
+        await self.dispatcher.stop(timeout_s=5.0)
+        await asyncio.to_thread(self.store.close)
+
+    def routes(self) -> list[Route]:
+        from sidecar.admin_fleet import fleet_routes
+
+        return fleet_routes(self)
+
+    def observe_call(self, event: CallEvent) -> None:
+        """A finished upstream call: a 2xx answer relayed in full counts for the traffic check."""
+        if event.outcome == OK and 200 <= event.status < 300:
+            self.engine.observe_success(event.ended_at)
+
+    def sink(self) -> _TrafficSink:
+        return _TrafficSink(self.observe_call)
+
+    async def tick(self, now: float) -> None:
+        """One evaluation: persist what changed, then notify; re-post firing alerts when due."""
+        ev = self.engine.evaluate(now)
+        await asyncio.to_thread(self.store.save, ev.changed, ev.removed, now)
+        self.dispatcher.submit(ev.notifications)
+        if now - self._last_keepalive >= self.options.alerting.alertmanager_resend_s:
+            self._last_keepalive = now
+            self.dispatcher.submit(self.engine.keepalives(now))
+        self.registry.export_gauges()
+        if now - self._last_prune >= 3600.0:
+            self._last_prune = now
+            self.registry.prune(now, self.options.forget_after_s)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.eval_interval_s)
+            try:
+                await self.tick(self.clock())
+            except Exception:
+                log.exception("dead-man evaluation failed")

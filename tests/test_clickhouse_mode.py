@@ -1,0 +1,64 @@
+"""A sidecar in ClickHouse mode: the local store answers the sessions API, the spool ships every event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from sidecar.settings import Settings
+from sidecar.store.clickhouse import ClickHouseStore
+from sidecar.store.clickhouse_schema import SchemaOptions
+from sidecar.testing.fake_upstream import FakeUpstream
+from sidecar.testing.harness import RunningSidecar
+from tests.conftest import API_KEY, require_service
+from tests.metrics_util import sample
+
+
+def test_events_reach_clickhouse_once_and_sessions_stay_local(fake: FakeUpstream, tmp_path: Path) -> None:
+    from sidecar.store.chdb_client import ChdbClient
+
+    try:
+        engine = ChdbClient(tmp_path / "chdb")
+    except ImportError:
+        require_service(False, "chdb (pip install chdb)")
+        return
+    try:
+        settings = Settings(
+            upstream_url=fake.url,
+            port=0,
+            store="clickhouse://default:pw@127.0.0.1:8123/default",
+            local_store=f"sqlite:///{tmp_path}/local.db",
+            spool_path=str(tmp_path / "spool.db"),
+        )
+        with RunningSidecar(settings, clickhouse_connect=engine.borrow) as sidecar:
+            client = anthropic.Anthropic(base_url=sidecar.url, api_key=API_KEY, max_retries=0)
+            for i in range(3):
+                client.messages.create(
+                    model="claude-haiku-4-5",
+                    max_tokens=10,
+                    messages=[{"role": "user", "content": f"q{i}"}],
+                    extra_headers={"x-session-id": "ch-1"},
+                )
+            local = sidecar.wait_events(3)
+            shipper = sidecar.sidecar.stores.shipper  # type: ignore[union-attr]
+            assert shipper is not None and shipper.flush(10)
+            ready = httpx.get(sidecar.url + "/readyz").json()
+            assert ready["clickhouse"]["spool_pending"] == 0
+            session = httpx.get(sidecar.url + "/sidecar/v1/sessions/ch-1").json()
+            assert session["model_calls"] == 3
+            metrics = httpx.get(sidecar.url + "/metrics").text
+            assert sample(metrics, "sidecar_spool_pending_events") == 0
+            assert sample(metrics, "sidecar_events_shipped_total") == 3
+        remote = ClickHouseStore(engine.borrow, SchemaOptions(), migrate=False)
+        remote.open()
+        shipped = remote.events(session_id="ch-1")
+        remote.close()
+        assert sorted(e.event_id for e in shipped) == sorted(e.event_id for e in local)
+        assert sum(e.cost_usd or 0 for e in shipped) == pytest.approx(
+            sum(e.cost_usd or 0 for e in local), abs=1e-12
+        )
+    finally:
+        engine.close()
