@@ -15,8 +15,9 @@ from pathlib import Path
 
 import aiohttp
 
+from sidecar.fleet.demo import alert_printer, demo_fleet_config, run_demo_fleet
+from sidecar.reporting import report_main
 from sidecar.settings import Settings
-from sidecar.store.sqlite import SQLiteStore
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
 from sidecar.testing.harness import RunningSidecar
 
@@ -48,7 +49,7 @@ async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: ran
         "x-app-name": app,
     }
     messages: list[dict[str, object]] = [{"role": "user", "content": f"Customer {n} wants a refund."}]
-    system = "You are a careful support agent. " * 40
+    system = "You are a careful support agent. Follow the refund policy exactly. " * 300  # cacheable
     for turn in range(rng.randint(2, 4)):
         body = {
             "model": model,
@@ -95,37 +96,51 @@ async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
     return n
 
 
-def _summary(store: SQLiteStore) -> str:
-    events = store.events()
-    sessions: dict[str, list[float]] = {}
-    for e in events:
-        row = sessions.setdefault(e.session_id, [0.0, 0.0, 0.0])
-        row[0] += 1
-        row[1] += e.cost_usd or 0.0
-        row[2] += len(e.tool_uses)
-    lines = [f"{'session':<12} {'calls':>5} {'tool calls':>10} {'cost USD':>12}"]
-    for sid, (calls, cost, tools) in sorted(sessions.items(), key=lambda kv: -kv[1][1])[:10]:
-        lines.append(f"{sid:<12} {int(calls):>5} {int(tools):>10} {cost:>12.6f}")
-    total = sum(e.cost_usd or 0.0 for e in events)
-    lines.append(f"{len(events)} calls in {len(sessions)} sessions, total ${total:.6f}")
-    return "\n".join(lines)
+async def _demo(port: int, duration_s: float, data_dir: Path, fake_url: str) -> RunningSidecar:
+    async with alert_printer() as webhook:
+        fleet_cfg = demo_fleet_config(fleet="voice", members=3, webhook_url=webhook)
+        settings = Settings(
+            upstream_url=fake_url,
+            port=port,
+            store=f"sqlite:///{data_dir}/events.db",
+            policies=fleet_cfg["policies"],
+            policy_env=fleet_cfg["policy_env"],
+        )
+        sidecar = await asyncio.to_thread(RunningSidecar(settings).start)
+        fleet = sidecar.sidecar.fleet
+        assert fleet is not None
+        print(f"fake Anthropic upstream: {fake_url}")
+        print(f"sidecar proxy:           {sidecar.url}   (ANTHROPIC_BASE_URL={sidecar.url})")
+        print(f"metrics:                 {sidecar.url}/metrics")
+        print(f"sessions:                {sidecar.url}/sidecar/v1/sessions?order=cost")
+        print(f"fleet / alerts:          {sidecar.url}/sidecar/v1/fleet   {sidecar.url}/sidecar/v1/alerts")
+        print(f"events store:            {data_dir}/events.db")
+        print(f"driving synthetic agent sessions and a 3-member fleet for {duration_s:.0f} s ...\n")
+        traffic = asyncio.ensure_future(_traffic(sidecar.url, duration_s))
+        await run_demo_fleet(
+            fleet.connect_url,
+            fleet="voice",
+            members=3,
+            freeze_after_s=min(3.0, duration_s / 6),
+            freeze_for_s=max(duration_s * 0.5, 8.0),
+            duration_s=duration_s,
+        )
+        n = await traffic
+        await asyncio.sleep(1.5)  # let the resolved notification arrive
+        print(f"\n{n} agent sessions done.")
+        return sidecar
 
 
 def run_demo(port: int = 8788, duration_s: float = 20.0, keep_running: bool = False) -> int:
+    """Sidecar + fake upstream + agents + a fleet whose frozen member fires and resolves a dead-man alert."""
     data_dir = Path(tempfile.mkdtemp(prefix="sidecar-demo-"))
     with FakeUpstream(FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)) as fake:
-        settings = Settings(upstream_url=fake.url, port=port, store=f"sqlite:///{data_dir}/events.db")
-        sidecar = RunningSidecar(settings).start()
+        sidecar = asyncio.run(_demo(port, duration_s, data_dir, fake.url))
         try:
-            print(f"fake Anthropic upstream: {fake.url}")
-            print(f"sidecar proxy:           {sidecar.url}   (ANTHROPIC_BASE_URL={sidecar.url})")
-            print(f"metrics:                 {sidecar.url}/metrics")
-            print(f"events store:            {data_dir}/events.db")
-            print(f"driving synthetic agent sessions for {duration_s:.0f} s ...")
-            n = asyncio.run(_traffic(sidecar.url, duration_s))
             sidecar.sidecar.recorder.flush()
-            print(f"\n{n} agent sessions done. Top sessions by cost:\n")
-            print(_summary(sidecar.sidecar.store))
+            store_url = f"sqlite:///{data_dir}/events.db"
+            print(f"$ claude-sidecar report --store {store_url} --limit 5\n")
+            report_main(["--store", store_url, "--limit", "5"])
             if keep_running:
                 print("\nstill serving; Ctrl+C to stop")
                 while True:
