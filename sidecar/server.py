@@ -37,6 +37,7 @@ def _config(
         http="httptools",
         lifespan=lifespan,
         access_log=False,
+        proxy_headers=False,  # the sidecar never trusts X-Forwarded-* from its clients
         server_header=False,  # the upstream's own server/date headers are relayed
         date_header=False,
         timeout_graceful_shutdown=max(1, round(drain)),

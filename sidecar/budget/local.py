@@ -7,7 +7,7 @@ After a restart, :meth:`LocalCounters.restore` rebuilds the counters from the em
 
 from __future__ import annotations
 
-import secrets
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -63,6 +63,7 @@ class LocalCounters:
         self._last_day = ""
         self._blocked: dict[str, set[str]] = {SESSION_SCOPE: set(), APP_SCOPE: set()}
         self._held: set[str] = set()  # ids of reservations not yet reconciled or released
+        self._ids = itertools.count(1)  # reservation ids are process-local here: a counter is enough
 
     def _session(self, session_id: str, now: float) -> _Scope:
         scope = self._sessions.get(session_id)
@@ -110,7 +111,9 @@ class LocalCounters:
             s.counts.reserved_tokens += estimate.tokens
             s.counts.reserved_calls += 1
         a.counts.reserved_nanos += estimate.nanos
-        res = Reservation(secrets.token_hex(8), session_id, app, day, limits, estimate.nanos, estimate.tokens)
+        res = Reservation(
+            f"r{next(self._ids)}", session_id, app, day, limits, estimate.nanos, estimate.tokens
+        )
         self._held.add(res.id)
         return Decision(True, res, found, blocked)
 

@@ -7,9 +7,11 @@ request and hands back raw response header bytes, so nothing is re-encoded on th
 from __future__ import annotations
 
 import ssl
+import urllib.request
 from collections.abc import AsyncIterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
@@ -49,14 +51,25 @@ def mapped_errors() -> Iterator[None]:
         raise UpstreamUnavailable("The upstream API could not be reached.") from exc
 
 
+def upstream_proxy(base_url: str) -> str | None:
+    """The proxy for the upstream host from the standard environment (``HTTPS_PROXY``, ``NO_PROXY``)."""
+    parts = urlsplit(base_url)
+    bypass = getattr(urllib.request, "proxy_bypass_environment")  # noqa: B009 - missing from typeshed
+    if parts.hostname and bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
+
+
 class UpstreamClient:
     """Opens one pooled session for the process; ``send`` returns a response whose body is unread."""
 
     def __init__(self, options: UpstreamOptions) -> None:
         self.options = options
         self._session: aiohttp.ClientSession | None = None
+        self._proxy: str | None = None
 
     async def open(self) -> None:
+        self._proxy = upstream_proxy(self.options.base_url)
         connector = aiohttp.TCPConnector(
             limit=self.options.pool_size,
             ttl_dns_cache=300,
@@ -73,7 +86,9 @@ class UpstreamClient:
             timeout=timeout,
             auto_decompress=False,
             skip_auto_headers=_SKIP_AUTO,
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY / SSL_CERT_FILE for the upstream hop
+            # trust_env would look proxies and netrc up in a thread on every request; the proxy for the
+            # one upstream host is resolved once in open() instead (HTTPS_PROXY / NO_PROXY honoured).
+            trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
 
@@ -102,6 +117,7 @@ class UpstreamClient:
                 headers=hdrs,
                 data=body,
                 allow_redirects=False,
+                proxy=self._proxy,
                 compress=None,
                 chunked=None,
             )

@@ -180,3 +180,13 @@ def test_sdk_retries_pass_through(fake: FakeUpstream, sidecar: RunningSidecar) -
     events = sidecar.wait_events(len(fake.requests))
     assert [e.retry_count for e in events][-3:] == [0, 1, 2]
     assert [e.status for e in events][-3:] == [529, 529, 200]
+
+
+def test_upstream_proxy_from_environment(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sidecar.proxy.upstream import upstream_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,.corp")
+    assert upstream_proxy("https://api.anthropic.com") == "http://proxy.internal:3128"
+    assert upstream_proxy("https://llm.corp") is None
+    assert upstream_proxy("http://127.0.0.1:8790") is None
