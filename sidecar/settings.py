@@ -29,6 +29,16 @@ POLICY_ENV = frozenset(
         "SIDECAR_APP_MAX_USD_PER_DAY",
         "SIDECAR_BUDGET_MODE",
         "SIDECAR_REDIS_FAIL_MODE",
+        # fleet heartbeats and dead-man alerting (parsed by sidecar.fleet_service)
+        "SIDECAR_FLEET_PORT",
+        "SIDECAR_FLEET_PING_INTERVAL",
+        "SIDECAR_FLEET_PING_TIMEOUT",
+        "SIDECAR_CHECK_DEFAULT_PERIOD",
+        "SIDECAR_CHECK_DEFAULT_GRACE",
+        "SIDECAR_ALERT_REPEAT_INTERVAL",
+        "SIDECAR_ALERT_AFTER_MISSES",
+        "SIDECAR_ALERTMANAGER_URL",
+        "SIDECAR_ALERT_WEBHOOK_URL",
     }
 )
 

@@ -49,3 +49,17 @@ def test_unknown_file_key_is_rejected(tmp_path: Path) -> None:
     cfg.write_text("prot: 1\n")
     with pytest.raises(ConfigError, match="prot"):
         load_settings({}, env={}, config_path=str(cfg))
+
+
+def test_policy_environment_reaches_its_owners() -> None:
+    from sidecar.fleet_service import ENV_NAMES
+
+    env = {name: "7" for name in ENV_NAMES} | {"SIDECAR_SESSION_MAX_USD": "2.5", "SIDECAR_UNRELATED": "x"}
+    s = load_settings({}, env=env)
+    assert set(s.policy_env) == set(ENV_NAMES) | {"SIDECAR_SESSION_MAX_USD"}
+
+
+def test_checks_section_is_a_list(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("checks:\n  - {name: nightly-eval, period: 1d, grace: 1h}\n")
+    assert load_settings({}, env={}, config_path=str(cfg)).policies["checks"][0]["name"] == "nightly-eval"
