@@ -30,6 +30,7 @@ from sidecar.core.budgets import (
     SESSION_USD,
     Breach,
     BudgetConfig,
+    Estimate,
     Limits,
     Rates,
     actual_of,
@@ -194,16 +195,20 @@ class BudgetService:
         """Reserve an upper bound of the call, or refuse it (see the module docstring)."""
         limits = self._config.limits_for(req.app)
         day = utc_day(req.now)
-        estimate = estimate_call(
-            self._prices,
-            req.model,
-            req.body_bytes,
-            req.max_tokens,
-            req.now,
-            speed=req.speed,
-            inference_geo=req.inference_geo,
-            unknown=self._unknown_rates(day, req.now, req.speed, req.inference_geo),
-        )
+        if limits.caps():
+            estimate = estimate_call(
+                self._prices,
+                req.model,
+                req.body_bytes,
+                req.max_tokens,
+                req.now,
+                speed=req.speed,
+                inference_geo=req.inference_geo,
+                unknown=self._unknown_rates(day, req.now, req.speed, req.inference_geo),
+            )
+        else:
+            # No ceiling to keep: the estimate (the costly part) bounds nothing; usage is still counted.
+            estimate = Estimate(0, 0)
         try:
             decision = await self._counters.try_reserve(req.session_id, req.app, day, limits, estimate)
         except CountersUnavailable:

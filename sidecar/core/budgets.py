@@ -19,6 +19,7 @@ calls of the calls in flight.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -81,9 +82,14 @@ class Limits:
         return {name: cap for name, cap in raw.items() if cap is not None}
 
 
+@functools.lru_cache(maxsize=8)
+def _day_of(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * 86400, tz=UTC).strftime("%Y-%m-%d")
+
+
 def utc_day(ts: float) -> str:
     """``YYYY-MM-DD`` of unix time ``ts`` in UTC: the key of the daily app ceiling."""
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
+    return _day_of(int(ts // 86400))  # unix days are exactly 86,400 s (no leap seconds)
 
 
 def threshold(cap: int) -> int:

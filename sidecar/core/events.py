@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from dataclasses import dataclass, field
 
 from sidecar.core.usage import Usage
@@ -12,6 +14,11 @@ UPSTREAM_ERROR = "upstream_error"  # upstream unreachable, timed out, reset, or 
 CLIENT_DISCONNECTED = "client_disconnected"
 REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) without calling upstream
 SIDECAR_ERROR = "sidecar_error"
+
+
+def new_event_id() -> str:
+    """A random UUIDv4 string. Event ids need uniqueness, not secrecy: the PRNG avoids a syscall per call."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 @dataclass(frozen=True, slots=True)

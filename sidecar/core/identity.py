@@ -32,7 +32,7 @@ def _clean(value: bytes | str | None) -> str | None:
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
     for n, v in headers:
-        if n == name or n.lower() == name:
+        if n == name:  # ASGI header names are lower-case
             return v
     return None
 

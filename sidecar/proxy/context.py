@@ -11,6 +11,7 @@ from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.errors import SidecarError
 from sidecar.proxy.upstream import UpstreamClient
+from sidecar.sansio.headers import get_ci
 from sidecar.sansio.messages import MessageSummary, StreamParser
 from sidecar.sansio.request import CHAT, RequestInfo
 from sidecar.sansio.traceparent import TraceRef
@@ -165,7 +166,7 @@ class CallContext:
             event.ttfb_s = self.t_headers - self.t_sent
         if self.t_sent is not None and self.t_first_token is not None:
             event.ttft_s = self.t_first_token - self.t_sent
-        request_id = _header(self.response_headers, b"request-id")
+        request_id = get_ci(self.response_headers, b"request-id")
         event.request_id = request_id.decode("latin-1") if request_id else None
         if self.trace is not None:
             event.trace_id, event.span_id = self.trace.trace_id, self.trace.span_id
@@ -175,13 +176,6 @@ class CallContext:
         if self.status >= 400 and event.error_type is None and self.op == CHAT:
             event.error_type = _status_error_type(self.status)
         return event
-
-
-def _header(headers: Headers, name: bytes) -> bytes | None:
-    for n, v in headers:
-        if n.lower() == name:
-            return v
-    return None
 
 
 def _apply_summary(event: CallEvent, summary: MessageSummary) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from time import perf_counter
 
 import aiohttp
 
 from sidecar.core import events as outcomes
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, new_event_id
 from sidecar.core.identity import resolve_app, resolve_session
 from sidecar.errors import RequestTooLarge, SidecarError, Unauthorized, UpstreamUnavailable
 from sidecar.proxy.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
@@ -237,7 +236,7 @@ class ProxyHandler:
         ctx.response_headers = raw_headers
         out_headers = hdr.response_headers_for_client(raw_headers)
         content_type = resp.headers.get("content-type", "")
-        decoder = make_decoder(hdr.get(raw_headers, b"content-encoding"))
+        decoder = make_decoder(hdr.get_ci(raw_headers, b"content-encoding"))
         if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
             body = await resp.read()
             origins = (self.deps.upstream_origin, self.deps.public_url or ctx.local_origin)
@@ -253,7 +252,11 @@ class ProxyHandler:
             await self._relay_buffered(send, ctx, resp, out_headers, decoder)
             return
         parser = StreamParser() if sse and decoder is not None else None
-        copy: bytearray | None = bytearray() if not sse and ctx.op == CHAT and decoder is not None else None
+        copy: list[bytes] | None = [] if not sse and ctx.op == CHAT and decoder is not None else None
+        # Event streams go out chunk by chunk as they arrive. Other bodies hold back one chunk so the last
+        # one leaves with more_body=False: one write fewer per answer, no delay that a client can see.
+        immediate = content_type.startswith("text/event-stream")
+        held: bytes | None = None
         await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
         ctx.t_first_byte_out = perf_counter()
         ctx.parser = parser
@@ -264,20 +267,27 @@ class ProxyHandler:
                     if parser.feed(decoder(chunk)) and ctx.t_first_token is None:
                         ctx.t_first_token = p0
                     ctx.parse_s += perf_counter() - p0
-                elif copy is not None and len(copy) + len(chunk) <= _MAX_JSON_COPY:
-                    copy += chunk
+                elif copy is not None and ctx.response_bytes + len(chunk) <= _MAX_JSON_COPY:
+                    copy.append(chunk)
                 ctx.response_bytes += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if immediate:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                else:
+                    if held is not None:
+                        await send({"type": "http.response.body", "body": held, "more_body": True})
+                    held = chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # The upstream broke mid-answer: end the client's connection the same abrupt way.
+            # The upstream broke mid-answer: relay what came, then end the connection the same abrupt way.
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
             ctx.fail(UpstreamUnavailable(f"upstream stream ended early: {type(exc).__name__}"), relayed=True)
             ctx.t_last_byte = perf_counter()
             return
         ctx.t_last_byte = perf_counter()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
         ctx.complete = True
         if copy is not None and decoder is not None:
-            ctx.summary = parse_message_body(decoder(bytes(copy)))
+            ctx.summary = parse_message_body(decoder(b"".join(copy)))
             ctx.t_first_token = ctx.t_headers
 
     async def _relay_buffered(
@@ -316,7 +326,7 @@ class ProxyHandler:
         if not ctx.recordable:
             return
         try:
-            event = ctx.to_event(str(uuid.uuid4()))
+            event = ctx.to_event(new_event_id())
             self.deps.price(event)
             await self.deps.policies.after_call(ctx, event)
             if ctx.response_headers:

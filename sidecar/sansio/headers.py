@@ -34,7 +34,7 @@ def _connection_tokens(headers: Headers) -> frozenset[bytes]:
     """Headers named in ``Connection`` are hop-by-hop for this hop too (RFC 9110 §7.6.1)."""
     tokens: set[bytes] = set()
     for name, value in headers:
-        if name.lower() == b"connection":
+        if len(name) == 10 and name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b","))
     return frozenset(tokens)
 
@@ -59,9 +59,18 @@ def response_headers_for_client(headers: Iterable[tuple[bytes, bytes]]) -> list[
 
 
 def get(headers: Headers, name: bytes) -> bytes | None:
-    """First value of ``name`` (lower-case) or None."""
+    """First value of ``name`` in ASGI request headers, whose names are lower-case by the ASGI spec."""
     for n, v in headers:
-        if n.lower() == name:
+        if n == name:
+            return v
+    return None
+
+
+def get_ci(headers: Headers, name: bytes) -> bytes | None:
+    """First value of ``name`` (lower-case) in headers of any case (the upstream's raw headers)."""
+    size = len(name)
+    for n, v in headers:
+        if len(n) == size and n.lower() == name:
             return v
     return None
 

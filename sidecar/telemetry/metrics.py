@@ -22,6 +22,9 @@ DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 
 TTFC_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 RATELIMIT_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
+_RATELIMIT_HEADERS = {
+    f"anthropic-ratelimit-{t.replace('_', '-')}-remaining".encode(): t for t in RATELIMIT_TYPES
+}
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SESSION_COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50)
 SESSION_TIME_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -174,6 +177,7 @@ class Metrics:
         self.build_info = Gauge(
             "sidecar_build_info", "Version and pricing table date.", ["version", "pricing_date"], registry=r
         )
+        self._ratelimit_children: dict[tuple[str, str], Gauge] = {}
         self._declare_session_metrics(r)
         self._init_series()
 
@@ -286,14 +290,20 @@ class Metrics:
     def observe_ratelimit(self, app: str, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """``anthropic-ratelimit-<type>-remaining`` headers → ``sidecar_ratelimit_remaining{app,type}``."""
         for name, value in headers:
-            low = name.lower()
-            if low.startswith(b"anthropic-ratelimit-") and low.endswith(b"-remaining"):
-                kind = low[20:-10].decode("latin-1").replace("-", "_")
-                if kind in RATELIMIT_TYPES:
-                    try:
-                        self.ratelimit_remaining.labels(app=self.app_label(app), type=kind).set(float(value))
-                    except ValueError:
-                        continue
+            if len(name) < 30 or not name.endswith((b"-remaining", b"-Remaining")):
+                continue
+            kind = _RATELIMIT_HEADERS.get(name.lower())
+            if kind is None:
+                continue
+            child = self._ratelimit_children.get((app, kind))
+            if child is None:
+                child = self.ratelimit_remaining.labels(app=self.app_label(app), type=kind)
+                if len(self._ratelimit_children) < 4096:
+                    self._ratelimit_children[(app, kind)] = child
+            try:
+                child.set(float(value))
+            except ValueError:
+                continue
 
     def on_cache_busting(self, app: str, busting: bool) -> None:
         self.cache_busting.labels(app=self.app_label(app)).set(1.0 if busting else 0.0)
