@@ -104,6 +104,7 @@ class CallContext:
     t_last_byte: float | None = None
     parse_s: float = 0.0
     trace: TraceRef | None = None
+    on_body_done: Callable[[], None] | None = None
     admission: object | None = None  # the budget reservation held for this call
     buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
 

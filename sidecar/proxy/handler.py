@@ -126,10 +126,14 @@ class ProxyHandler:
         return make
 
     async def _stream_body(self, receive: Receive, ctx: CallContext, limit: int) -> AsyncIterator[bytes]:
-        """Uploads (files, batches) go upstream as they arrive; the size limit is still enforced."""
+        """Uploads (files, batches) go upstream as they arrive; the size limit is still enforced.
+
+        Once the last chunk is read, the disconnect watcher takes over ``receive`` (see ``_handle``).
+        """
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
+                ctx.client_gone = True
                 raise ClientGone()
             chunk = message.get("body", b"")
             ctx.request_bytes += len(chunk)
@@ -142,6 +146,8 @@ class ProxyHandler:
                 yield chunk
             if not message.get("more_body", False):
                 ctx.body_done = True
+                if ctx.on_body_done is not None:
+                    ctx.on_body_done()
                 return
 
     def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> RequestInfo:
@@ -180,7 +186,15 @@ class ProxyHandler:
         qs: bytes = scope.get("query_string", b"")
         target = raw_path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
         task = asyncio.current_task()
-        watcher = asyncio.ensure_future(self._watch_disconnect(receive, ctx, task)) if ctx.body_done else None
+        watchers: list[asyncio.Future[None]] = []
+
+        def watch() -> None:
+            watchers.append(asyncio.ensure_future(self._watch_disconnect(receive, ctx, task)))
+
+        if ctx.body_done:
+            watch()
+        else:
+            ctx.on_body_done = watch  # a streamed upload: watch once its last chunk is read
         try:
             await self._forward(send, ctx, target, self._upstream_headers(headers, ctx), body)
         except asyncio.CancelledError:
@@ -188,9 +202,10 @@ class ProxyHandler:
                 raise
             task.uncancel()
             ctx.outcome = outcomes.CLIENT_DISCONNECTED
+            ctx.t_last_byte = ctx.t_last_byte or perf_counter()  # the call ran until the client left
         finally:
             ctx.done = True
-            if watcher is not None:
+            for watcher in watchers:
                 watcher.cancel()
 
     async def _watch_disconnect(
@@ -217,6 +232,10 @@ class ProxyHandler:
         try:
             resp = await self.deps.upstream.send(ctx.method, target, headers, body)
         except SidecarError as exc:
+            if ctx.client_gone:  # the client left mid-upload: nobody to answer
+                ctx.outcome = outcomes.CLIENT_DISCONNECTED
+                ctx.t_last_byte = perf_counter()
+                return
             if isinstance(exc, RequestTooLarge) or ctx.refusal is not None:
                 exc = ctx.refusal or exc
                 ctx.refuse(exc)
