@@ -1,0 +1,70 @@
+"""Non-streaming load with ``wrk`` (one thread, closed loop): the Lua POST script and its result line.
+
+wrk costs a few µs per request where an asyncio client costs ~100, so on a shared core it leaves the
+proxy as the bottleneck. Its durations are whole seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from workload import request_body, request_headers
+
+_MARK = "WRKJSON "
+_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%s{"requests":%d,"duration_us":%d,"errors":%d,"p50":%.1f,"p90":%.1f,"p99":%.1f,"max":%.1f,"mean":%.1f}\\n',
+    "MARK", summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+
+def available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def lua_script(ttfb_ms: int) -> str:
+    """A wrk script that POSTs the bench's JSON Messages request and prints a JSON result line."""
+    body = request_body(stream=False).decode()
+    assert "]==]" not in body
+    lines = ['wrk.method = "POST"', f"wrk.body = [==[{body}]==]"]
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in request_headers(ttfb_ms).items()]
+    return "\n".join(lines) + _DONE.replace('"MARK"', json.dumps(_MARK))
+
+
+def command(url: str, script_path: str, connections: int, seconds: int) -> list[str]:
+    return [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, seconds)}s",
+        "--timeout",
+        "30s",
+        "-s",
+        script_path,
+        url,
+    ]
+
+
+def parse(stdout: str) -> dict[str, object]:
+    """wrk's output → the same result shape as ``loadgen.py`` (non-2xx answers count as errors)."""
+    for line in stdout.splitlines():
+        if line.startswith(_MARK):
+            raw = json.loads(line[len(_MARK) :])
+            break
+    else:
+        raise ValueError(f"no result line in wrk output: {stdout[-500:]!r}")
+    seconds = raw["duration_us"] / 1e6
+    latency = {k: round(raw[k] / 1000.0, 3) for k in ("p50", "p90", "p99", "max", "mean")}
+    return {
+        "requests": raw["requests"],
+        "errors": raw["errors"],
+        "duration_s": round(seconds, 3),
+        "rps": round(raw["requests"] / seconds, 1) if seconds else 0.0,
+        "latency_ms": latency,
+        "ttfb_ms": None,
+    }
