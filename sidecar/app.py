@@ -123,8 +123,12 @@ class Sidecar:
             self.store.open()
         self.recorder.start()
         await self.upstream.open()
-        for hook in self.startup_hooks:
-            await hook()
+        try:
+            for hook in self.startup_hooks:
+                await hook()
+        except BaseException:
+            await self.shutdown()  # undo what did start (listeners, loops, threads) before failing
+            raise
         self._housekeeper = asyncio.ensure_future(self._housekeeping())
         self.ready = True
         log.info(

@@ -6,6 +6,7 @@
     ├── ConfigError                   (start-up only, never HTTP)
     ├── UpstreamUnavailable           api_error                   502  x-should-retry: true
     ├── UpstreamTimeout               timeout_error               504  x-should-retry: true
+    ├── InvalidRequest                invalid_request_error       400
     ├── RequestTooLarge               request_too_large           413
     ├── NotFound                      not_found_error             404
     ├── Unauthorized                  authentication_error        401
@@ -44,6 +45,11 @@ class UpstreamTimeout(SidecarError):
     status = 504
     error_type = "timeout_error"
     should_retry = True
+
+
+class InvalidRequest(SidecarError):
+    status = 400
+    error_type = "invalid_request_error"
 
 
 class RequestTooLarge(SidecarError):

@@ -199,5 +199,9 @@ class FleetAndAlerts:
             await asyncio.sleep(self.options.eval_interval_s)
             try:
                 await self.tick(self.clock())
+            except RuntimeError as exc:
+                if "after shutdown" in str(exc):
+                    return  # the interpreter is exiting under a loop nobody stopped: nothing left to save
+                log.exception("dead-man evaluation failed")
             except Exception:
                 log.exception("dead-man evaluation failed")

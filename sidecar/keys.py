@@ -41,7 +41,8 @@ def make_fingerprinter(salt: bytes) -> Callable[[Headers], str | None]:
         key = None
         for name, value in headers:
             if name == b"x-api-key" or name == b"authorization":
-                key = value
+                # One key, one fingerprint: SDK 2.x sends it as ``Bearer <key>``, older SDKs as x-api-key.
+                key = value[7:].strip() if value[:7].lower() == b"bearer " else value
                 break
         if not key:
             return None

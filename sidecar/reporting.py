@@ -63,9 +63,8 @@ def open_store(url: str) -> EventStore:
             raise UsageError(f"cannot open ClickHouse store {redact_url(url)}: {exc}") from None
     if not url.startswith("sqlite:"):
         scheme = url.split(":", 1)[0] if ":" in url else url
-        raise UsageError(
-            f"unknown store scheme {scheme!r} in {url!r} (expected sqlite:///path or clickhouse://)"
-        )
+        expected = "expected sqlite:///path or clickhouse://"
+        raise UsageError(f"unknown store scheme {scheme!r} in {redact_url(url)!r} ({expected})")
     try:
         path = parse_sqlite_url(url)
     except ValueError as exc:

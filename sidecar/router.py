@@ -39,6 +39,10 @@ class Router:
             await send_error(send, NotFound(f"Not found: {scope['method']} {path[:200]}"))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+        elif kind == "websocket":
+            # Fleet WebSockets have their own listener; closing before accept makes uvicorn answer 403
+            # (returning without a word would be a 500).
+            await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

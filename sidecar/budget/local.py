@@ -29,6 +29,7 @@ from sidecar.core.budgets import (
 )
 from sidecar.core.events import REFUSED, CallEvent
 
+MAX_SESSIONS = 200_000
 SESSION_TTL_S = 7 * 86400.0  # a session idle this long is forgotten (its events stay in the store)
 
 
@@ -54,9 +55,14 @@ class LocalCounters:
     """
 
     def __init__(
-        self, *, session_ttl_s: float = SESSION_TTL_S, clock: Callable[[], float] = time.time
+        self,
+        *,
+        session_ttl_s: float = SESSION_TTL_S,
+        clock: Callable[[], float] = time.time,
+        max_sessions: int = MAX_SESSIONS,
     ) -> None:
         self._ttl = session_ttl_s
+        self._max_sessions = max_sessions
         self._clock = clock
         self._sessions: OrderedDict[str, _Scope] = OrderedDict()  # least recently touched first
         self._days: dict[tuple[str, str], _Scope] = {}
@@ -85,6 +91,10 @@ class LocalCounters:
         return scope
 
     def _evict(self, now: float) -> None:
+        # Bounded memory: past the cap the least recently active sessions are forgotten first (their
+        # events stay in the store; use Redis counters for more live sessions than this).
+        while len(self._sessions) > self._max_sessions:
+            self._sessions.popitem(last=False)
         while self._sessions:
             sid, oldest = next(iter(self._sessions.items()))
             if oldest.touched >= now - self._ttl:

@@ -25,9 +25,13 @@ _LEGACY_SESSION = re.compile(r"_session_([0-9A-Za-z-]{8,})$")
 def _clean(value: bytes | str | None) -> str | None:
     if value is None:
         return None
-    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    text = text.strip()
-    return text[:_MAX_ID] if text else None
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace").strip()[:_MAX_ID]
+    else:
+        # Text from the client's JSON may hold lone surrogates ("\udc80"), which no store, log line or
+        # span can encode: one such id would make the whole batch of events fail to store.
+        text = value.strip()[:_MAX_ID].encode("utf-8", "replace").decode("utf-8")
+    return text or None
 
 
 def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> bytes | None:
@@ -44,7 +48,7 @@ def session_from_metadata(user_id: str | None) -> str | None:
     if user_id.startswith("{"):
         try:
             doc = json.loads(user_id)
-        except ValueError:
+        except (ValueError, RecursionError):  # client text: deep nesting must not fail the call
             return None
         return (
             _clean(doc.get("session_id"))

@@ -19,7 +19,13 @@ import aiohttp
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
 from sidecar.core.identity import resolve_app, resolve_session
-from sidecar.errors import RequestTooLarge, SidecarError, Unauthorized, UpstreamUnavailable
+from sidecar.errors import (
+    InvalidRequest,
+    RequestTooLarge,
+    SidecarError,
+    Unauthorized,
+    UpstreamUnavailable,
+)
 from sidecar.proxy.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import CallContext, ProxyDeps
 from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
@@ -91,6 +97,14 @@ class ProxyHandler:
         self, headers: list[tuple[bytes, bytes]], ctx: CallContext
     ) -> list[tuple[bytes, bytes]]:
         out = hdr.request_headers_for_upstream(headers)
+        for name, value in out:
+            if not value.isascii():
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError:
+                    # The upstream client can only send header values as UTF-8 text: refuse rather than
+                    # forward altered bytes.
+                    raise InvalidRequest(f"Header {name.decode('latin-1')!r} is not valid UTF-8.") from None
         if self.deps.tracing:
             ctx.trace = new_ref(hdr.get(headers, b"traceparent"))
             out = [(n, v) for n, v in out if n != b"traceparent"]
@@ -107,8 +121,11 @@ class ProxyHandler:
         limit = self._limits.get(ctx.op, self.deps.settings.max_body_default)
         declared = hdr.get(headers, b"content-length")
         too_large = self._too_large(limit)
-        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-            raise too_large()
+        if declared is not None:
+            digits = declared.strip().lstrip(b"0") or b"0"
+            # Compare lengths first: int() of thousands of digits raises (and costs) before any limit.
+            if digits.isdigit() and (len(digits) > len(str(limit)) or int(digits) > limit):
+                raise too_large()
         if ctx.op in _BUFFERED_OPS or ctx.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
             body = await read_body(receive, limit, too_large)
             ctx.request_bytes = len(body)
@@ -157,7 +174,8 @@ class ProxyHandler:
         ctx.stream = info.stream
         ctx.session_id, ctx.session_source = resolve_session(headers, info, self._session_header)
         retry = hdr.get(headers, b"x-stainless-retry-count")
-        ctx.retry_count = int(retry) if retry is not None and retry.isdigit() else 0
+        # SDKs send small numbers; anything else is not a retry count (and must not overflow a column).
+        ctx.retry_count = int(retry) if retry is not None and retry.isdigit() and len(retry) <= 4 else 0
         ctx.key_fingerprint = self.deps.fingerprint_key(headers)
         return info
 
@@ -174,6 +192,7 @@ class ProxyHandler:
                 body = await self.deps.policies.before_forward(ctx, body, headers)
             else:
                 ctx.key_fingerprint = self.deps.fingerprint_key(headers)
+            upstream_headers = self._upstream_headers(headers, ctx)
         except ClientGone:
             ctx.outcome = outcomes.CLIENT_DISCONNECTED
             ctx.recordable = False
@@ -196,7 +215,7 @@ class ProxyHandler:
         else:
             ctx.on_body_done = watch  # a streamed upload: watch once its last chunk is read
         try:
-            await self._forward(send, ctx, target, self._upstream_headers(headers, ctx), body)
+            await self._forward(send, ctx, target, upstream_headers, body)
         except asyncio.CancelledError:
             if not ctx.client_gone or task is None:
                 raise

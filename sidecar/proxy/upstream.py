@@ -31,11 +31,9 @@ class UpstreamOptions:
 
 
 def _header_str(value: bytes) -> str:
-    # aiohttp writes header values as UTF-8: decoding as UTF-8 gives back the very same bytes.
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
+    # aiohttp writes header values as UTF-8: decoding as UTF-8 gives back the very same bytes. The
+    # handler refuses values that are not UTF-8 before they get here.
+    return value.decode("utf-8", "replace")
 
 
 @contextmanager

@@ -17,6 +17,9 @@ MODELS = "models"
 FILES = "files"
 COMPLETE = "complete"
 OTHER = "other"
+# Model ids are short; a longer value is client junk that would otherwise be copied into every log
+# line, row and span of the call.
+_MAX_MODEL = 256
 
 
 def classify_path(path: str) -> str:
@@ -52,6 +55,14 @@ class RequestInfo:
 
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+
+def _fingerprint(system: bytes, first_user: bytes) -> str:
+    # Hashed in parts: joining them first would copy a large first message once more.
+    h = hashlib.blake2b(system, digest_size=8)
+    h.update(b"\x1f")
+    h.update(first_user)
+    return h.hexdigest()
 
 
 def _system_text(system: object) -> bytes | None:
@@ -109,12 +120,12 @@ def inspect_body(body: bytes) -> RequestInfo:
     first_user = _first_user(messages)
     if first_user is not None or system_bytes:
         try:
-            fingerprint = _digest((system_bytes or b"") + b"\x1f" + orjson.dumps(first_user))
+            fingerprint = _fingerprint(system_bytes or b"", orjson.dumps(first_user))
         except (TypeError, orjson.JSONEncodeError):
             fingerprint = None
     return RequestInfo(
         parsed=True,
-        model=model if isinstance(model, str) else None,
+        model=model[:_MAX_MODEL] if isinstance(model, str) else None,
         stream=doc.get("stream") is True,
         system_hash=_digest(system_bytes) if system_bytes else None,
         metadata_user_id=user_id if isinstance(user_id, str) else None,

@@ -36,13 +36,20 @@ _OPTIONS = ("secure", "verify", "ca_cert", "cluster")
 
 
 def is_clickhouse_url(url: str) -> bool:
-    return urlsplit(url).scheme in _SCHEMES
+    # Not urlsplit: it raises on a malformed authority, and this runs before any validation.
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in _SCHEMES
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs and messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """``url`` with its password replaced by ``***`` (for logs and messages). Never raises."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # unparseable: hide all the user information
+        scheme, sep, rest = url.partition("://")
+        return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else url
+    if password is None:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
