@@ -56,7 +56,7 @@ async def _agent(http: aiohttp.ClientSession, url: str, n: int, rng: random.Rand
         "x-api-key": "sk-ant-soak",
         "anthropic-version": "2023-06-01",
         "content-type": "application/json",
-        "x-session-id": f"soak-{n}",
+        "x-session-id": f"soak-{n % SESSIONS}",
         "x-app-name": f"app-{n % 4}",
     }
     messages: list[dict[str, Any]] = [{"role": "user", "content": f"case {n}: please help"}]
