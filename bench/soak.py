@@ -26,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from sidecar.demo import content_from_sse
+
 HERE = Path(__file__).resolve().parent
 TOOLS = [
     {"name": n, "description": "a tool", "input_schema": {"type": "object", "properties": {}}}
@@ -94,16 +96,7 @@ async def _agent(http: aiohttp.ClientSession, url: str, n: int, rng: random.Rand
 def _content(raw: bytes, stream: bool) -> list[dict[str, Any]]:
     if not stream:
         return list(json.loads(raw).get("content", []))
-    blocks: dict[int, dict[str, Any]] = {}
-    for line in raw.split(b"\n"):
-        if line.startswith(b"data: "):
-            doc = json.loads(line[6:])
-            if doc.get("type") == "content_block_start":
-                block = dict(doc["content_block"])
-                if block.get("type") == "tool_use":
-                    block["input"] = {}
-                blocks[doc["index"]] = block
-    return [blocks[i] for i in sorted(blocks)]
+    return [dict(b) for b in content_from_sse(raw)]
 
 
 async def _load(

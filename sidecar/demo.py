@@ -61,7 +61,7 @@ async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: ran
         }
         async with http.post(url + "/v1/messages", headers=headers, data=json.dumps(body)) as resp:
             raw = await resp.read()
-        content = _content_from_sse(raw) if body["stream"] else json.loads(raw).get("content", [])
+        content = content_from_sse(raw) if body["stream"] else json.loads(raw).get("content", [])
         tool_uses = [b for b in content if b.get("type") == "tool_use"]
         messages.append({"role": "assistant", "content": content})
         if not tool_uses:
@@ -71,7 +71,8 @@ async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: ran
         messages.append({"role": "user", "content": results})
 
 
-def _content_from_sse(raw: bytes) -> list[dict[str, object]]:
+def content_from_sse(raw: bytes) -> list[dict[str, object]]:
+    """The content blocks of a recorded Messages stream (tool_use inputs left empty): for sample agents."""
     blocks: dict[int, dict[str, object]] = {}
     for line in raw.split(b"\n"):
         if line.startswith(b"data: "):

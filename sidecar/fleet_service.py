@@ -33,22 +33,12 @@ from sidecar.errors import ConfigError
 from sidecar.fleet.metrics import FleetMetrics
 from sidecar.fleet.registry import FleetRegistry
 from sidecar.fleet.server import FleetOptions, FleetServer
-from sidecar.settings import Settings
+from sidecar.settings import FLEET_ENV, Settings
 from sidecar.store.sqlite import parse_sqlite_url
 
 log = logging.getLogger("sidecar.alerting")
-# SIDECAR_* variables this component reads from ``settings.policy_env`` (settings.POLICY_ENV must list them).
-ENV_NAMES = (
-    "SIDECAR_FLEET_PORT",
-    "SIDECAR_FLEET_PING_INTERVAL",
-    "SIDECAR_FLEET_PING_TIMEOUT",
-    "SIDECAR_CHECK_DEFAULT_PERIOD",
-    "SIDECAR_CHECK_DEFAULT_GRACE",
-    "SIDECAR_ALERT_REPEAT_INTERVAL",
-    "SIDECAR_ALERT_AFTER_MISSES",
-    "SIDECAR_ALERTMANAGER_URL",
-    "SIDECAR_ALERT_WEBHOOK_URL",
-)
+# SIDECAR_* variables this component reads from ``settings.policy_env``.
+ENV_NAMES = FLEET_ENV
 
 
 def _port(env: Mapping[str, str], proxy_port: int) -> int:

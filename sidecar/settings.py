@@ -20,27 +20,29 @@ from sidecar.errors import ConfigError
 MB = 1_000_000
 # Policy sections of the YAML file, parsed by the modules that own them.
 POLICY_SECTIONS = ("budgets", "prompt_cache", "pricing", "checks", "notify")
-POLICY_ENV = frozenset(
-    {
-        "SIDECAR_SESSION_MAX_USD",
-        "SIDECAR_SESSION_MAX_TOKENS",
-        "SIDECAR_SESSION_MAX_MODEL_CALLS",
-        "SIDECAR_SESSION_MAX_TOOL_CALLS",
-        "SIDECAR_APP_MAX_USD_PER_DAY",
-        "SIDECAR_BUDGET_MODE",
-        "SIDECAR_REDIS_FAIL_MODE",
-        # fleet heartbeats and dead-man alerting (parsed by sidecar.fleet_service)
-        "SIDECAR_FLEET_PORT",
-        "SIDECAR_FLEET_PING_INTERVAL",
-        "SIDECAR_FLEET_PING_TIMEOUT",
-        "SIDECAR_CHECK_DEFAULT_PERIOD",
-        "SIDECAR_CHECK_DEFAULT_GRACE",
-        "SIDECAR_ALERT_REPEAT_INTERVAL",
-        "SIDECAR_ALERT_AFTER_MISSES",
-        "SIDECAR_ALERTMANAGER_URL",
-        "SIDECAR_ALERT_WEBHOOK_URL",
-    }
+BUDGET_ENV = (
+    "SIDECAR_SESSION_MAX_USD",
+    "SIDECAR_SESSION_MAX_TOKENS",
+    "SIDECAR_SESSION_MAX_MODEL_CALLS",
+    "SIDECAR_SESSION_MAX_TOOL_CALLS",
+    "SIDECAR_APP_MAX_USD_PER_DAY",
+    "SIDECAR_BUDGET_MODE",
+    "SIDECAR_REDIS_FAIL_MODE",
 )
+# Fleet heartbeats and dead-man alerting (parsed by sidecar.fleet_service).
+FLEET_ENV = (
+    "SIDECAR_FLEET_PORT",
+    "SIDECAR_FLEET_PING_INTERVAL",
+    "SIDECAR_FLEET_PING_TIMEOUT",
+    "SIDECAR_CHECK_DEFAULT_PERIOD",
+    "SIDECAR_CHECK_DEFAULT_GRACE",
+    "SIDECAR_ALERT_REPEAT_INTERVAL",
+    "SIDECAR_ALERT_AFTER_MISSES",
+    "SIDECAR_ALERTMANAGER_URL",
+    "SIDECAR_ALERT_WEBHOOK_URL",
+)
+# SIDECAR_* variables handed over unparsed to the policy modules that own them.
+POLICY_ENV = frozenset(BUDGET_ENV + FLEET_ENV)
 
 
 @dataclass(frozen=True)
