@@ -16,6 +16,7 @@ import pytest
 from fuzz import run
 from fuzz.seeds import seeds
 from fuzz.targets import NAMES, one_input
+from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,8 +39,8 @@ def test_single_target_selection() -> None:
         run.main(["--engine", "hypothesis", "--target", "nope"])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
 def test_atheris_engine_runs_a_few_seconds(tmp_path: Path) -> None:
+    require_service(importlib.util.find_spec("atheris") is not None, "atheris (pip install atheris)")
     proc = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "run.py"), "--engine", "atheris", "--seconds", "3"],
         cwd=tmp_path,  # libFuzzer may drop files in the working directory
