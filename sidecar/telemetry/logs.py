@@ -8,6 +8,7 @@ recorder sink, so they are written off the request path (R-TM-4) and never conta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -75,7 +76,31 @@ class JsonFormatter(logging.Formatter):
 
 
 class _JsonHandler(logging.StreamHandler[TextIO]):
-    """Marks the handler ``configure_logging`` installed, so a second call replaces it."""
+    """The handler ``configure_logging`` installs (marked, so a second call replaces it)."""
+
+    def emit_many(self, records: Sequence[logging.LogRecord]) -> None:
+        """Write several records with one write and one flush (the recorder logs a batch at a time)."""
+        if not records:
+            return
+        try:
+            text = "".join(self.format(r) + self.terminator for r in records)
+            with self.lock or contextlib.nullcontext():
+                self.stream.write(text)
+                self.flush()
+        except Exception:
+            self.handleError(records[0])
+
+
+def _handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The handlers a record from ``logger`` reaches, walking up while loggers propagate."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found.extend(current.handlers)
+        if not current.propagate:
+            break
+        current = current.parent
+    return found
 
 
 def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
@@ -144,15 +169,27 @@ class RequestLogSink:
         logger = self._logger
         if not logger.isEnabledFor(logging.INFO):
             return
+        records = []
         for event in events:
-            logger.info(
+            record = logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                __file__,
+                0,
                 "%s %s -> %d %s",
-                event.method,
-                event.path,
-                event.status,
-                event.outcome,
+                (event.method, event.path, event.status, event.outcome),
+                None,
                 extra={"fields": event_log_fields(event)},
             )
+            if logger.filter(record):
+                records.append(record)
+        for handler in _handlers(logger):
+            chosen = [r for r in records if r.levelno >= handler.level]
+            if isinstance(handler, _JsonHandler) and not handler.filters:
+                handler.emit_many(chosen)  # one write per batch instead of a write and flush per line
+            else:
+                for record in chosen:
+                    handler.handle(record)
 
     def close(self) -> None:
         """Nothing to release: handlers belong to the logging configuration."""

@@ -184,3 +184,33 @@ def test_request_log_sink_is_silent_above_info() -> None:
     configure_logging("warning", stream=buf)
     RequestLogSink().write([full_event()])
     assert buf.getvalue() == ""
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_a_batch_is_written_once_one_line_per_event_and_propagates_to_other_handlers() -> None:
+    stream = _CountingStream()
+    configure_logging("info", stream=stream)
+    events = []
+    for i in range(5):
+        event = full_event()
+        event.event_id = f"ev-{i}"
+        events.append(event)
+    other = io.StringIO()
+    extra = logging.StreamHandler(other)
+    logging.getLogger("sidecar.requests").addHandler(extra)
+    try:
+        RequestLogSink().write(events)
+    finally:
+        logging.getLogger("sidecar.requests").removeHandler(extra)
+    assert [line["event_id"] for line in lines(stream)] == [f"ev-{i}" for i in range(5)]
+    assert stream.writes == 1  # one write (and flush) for the batch, not one per line
+    assert len(other.getvalue().splitlines()) == 5  # a plain handler still gets every record
