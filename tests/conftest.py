@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,10 @@ import pytest
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
 from sidecar.testing.harness import RunningSidecar
+from tests.net import free_port
+from tests.redis_server import RedisServer
+
+__all__ = ["free_port"]
 
 API_KEY = "sk-ant-api03-TESTKEY-0123456789abcdef-do-not-leak"
 
@@ -23,6 +28,18 @@ def require_service(found: bool, what: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is required in CI but was not found")
     pytest.skip(f"{what} not available on this machine")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real ``redis-server`` on a free 127.0.0.1 port, stopped after the test."""
+    binary = shutil.which("redis-server")
+    require_service(binary is not None, "redis-server (apt-get install redis-server)")
+    assert binary is not None
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

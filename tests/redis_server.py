@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.net import free_port
 
 
 class RedisServer:
     """A throwaway ``redis-server`` (no persistence) that a test can stop and start again."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
-        self.binary, self.workdir, self.port = binary, workdir, _free_port()
+        self.binary, self.workdir, self.port = binary, workdir, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,6 +50,7 @@ class RedisServer:
 
     def stop(self) -> None:
         if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen (SIGSTOP) server must wake to be killed cleanly
             self.proc.kill()
             self.proc.wait(timeout=5)
             self.proc = None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
 from sidecar.testing.harness import RunningSidecar
-from tests.conftest import API_KEY, require_service
+from tests.conftest import API_KEY
 from tests.metrics_util import sample
 from tests.redis_server import RedisServer
 
@@ -162,17 +161,6 @@ def test_parallel_burst_overshoots_by_at_most_one_request(
     events = sidecar.wait_events(20, session_id="burst")
     spent = sum(e.cost_usd or 0 for e in events)
     assert spent <= ceiling + CALL_USD + 1e-12
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    require_service(binary is not None, "redis-server (apt-get install redis-server)")
-    assert binary is not None
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_two_sidecars_share_one_ceiling_through_redis(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,12 +16,7 @@ import httpx
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
 from tests.conftest import API_KEY
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.net import free_port
 
 
 def _serve(tmp_path: Path, upstream: str, port: int, **env: str) -> subprocess.Popen[str]:
@@ -57,7 +51,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[str]) -> None:
 
 
 def test_invalid_config_fails_at_start_with_one_line(tmp_path: Path) -> None:
-    proc = _serve(tmp_path, "http://127.0.0.1:1", _free_port(), SIDECAR_PROMPT_CACHE="sometimes")
+    proc = _serve(tmp_path, "http://127.0.0.1:1", free_port(), SIDECAR_PROMPT_CACHE="sometimes")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     lines = [line for line in err.splitlines() if line.strip()]
@@ -66,7 +60,7 @@ def test_invalid_config_fails_at_start_with_one_line(tmp_path: Path) -> None:
 
 
 def test_admin_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
-    proc = _serve(tmp_path, "http://127.0.0.1:1", _free_port(), SIDECAR_HOST="0.0.0.0")
+    proc = _serve(tmp_path, "http://127.0.0.1:1", free_port(), SIDECAR_HOST="0.0.0.0")
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "SIDECAR_ADMIN_TOKEN" in err
@@ -75,7 +69,7 @@ def test_admin_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
 def test_sigterm_drains_in_flight_stream_flushes_and_exits_0(tmp_path: Path) -> None:
     config = FakeConfig(first_token_delay_s=0.1, chunk_delay_s=0.1, deltas=15)  # ≈1.7 s stream
     with FakeUpstream(config) as fake:
-        port = _free_port()
+        port = free_port()
         proc = _serve(tmp_path, fake.url, port)
         try:
             _wait_ready(port, proc)

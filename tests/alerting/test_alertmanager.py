@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,6 +26,7 @@ from sidecar.alerting.notifiers import AlertmanagerReceiver, Dispatcher, RetryPo
 from sidecar.fleet.metrics import declare_fleet_metrics
 from tests.alerting.test_engine import FakeFleets
 from tests.conftest import require_service
+from tests.net import free_port
 
 BINARY = "prometheus-alertmanager"
 AM_CONFIG = """
@@ -42,12 +42,6 @@ receivers:
       - url: "{url}"
         send_resolved: true
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -4,12 +4,10 @@ nano-dollar accounting, fail modes while the server is down, recovery when it re
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -20,7 +18,6 @@ from sidecar.core.budgets import FAIL_CLOSED, Actual, BudgetConfig, Counts, Esti
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
 from tests.budget.test_local import COST, Recorded, burst, event, req
-from tests.conftest import require_service
 from tests.redis_server import RedisServer
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()
@@ -28,14 +25,8 @@ DAY = "2026-11-20"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    require_service(binary is not None, "redis-server (apt-get install redis-server)")
-    assert binary is not None
-    srv = RedisServer(binary, tmp_path)
-    srv.start()
-    yield srv
-    srv.stop()
+def server(redis_server: RedisServer) -> RedisServer:
+    return redis_server
 
 
 @pytest.fixture(scope="module")

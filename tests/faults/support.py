@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from sidecar.sansio.headers import HOP_BY_HOP
 from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
+from tests.net import free_port as free_port  # shared with the tests of this package
 
 MODEL = "claude-sonnet-4-5"
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
@@ -127,13 +127,6 @@ def metric(sidecar: RunningSidecar, name: str, **labels: str) -> float:
     text = httpx.get(sidecar.admin_url + "/metrics", timeout=5).text
     value = sample(text, name, **labels)
     return 0.0 if value is None else value
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def port_of(url: str) -> int:

@@ -8,7 +8,6 @@ retryable 503 on purpose); each failure is counted and logged; every call is sti
 from __future__ import annotations
 
 import logging
-import shutil
 import signal
 import socket
 import statistics
@@ -26,7 +25,6 @@ import sidecar.store.sqlite as sqlite_store
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
 from sidecar.testing.harness import RunningSidecar
-from tests.conftest import require_service
 from tests.faults.support import (
     HEADERS,
     MODEL,
@@ -104,19 +102,6 @@ def test_store_locked_by_another_process(
         holder.wait(5)
     assert metric(sidecar, "sidecar_events_total", sink="sqlite", outcome="ok") == 1
     assert metric(sidecar, "sidecar_events_total", sink="metrics", outcome="ok") == n + 1
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    require_service(binary is not None, "redis-server (apt-get install redis-server)")
-    assert binary is not None
-    server = RedisServer(binary, tmp_path)
-    server.start()
-    yield server
-    if server.proc is not None:
-        server.proc.send_signal(signal.SIGCONT)  # a frozen server must wake up to be killed cleanly
-    server.stop()
 
 
 def _break(server: RedisServer, fault: str) -> None:

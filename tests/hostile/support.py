@@ -12,13 +12,9 @@ from types import TracebackType
 
 import httpx
 
+from tests.net import free_port
+
 API_HEADERS = b"x-api-key: sk-ant-api03-hostile-tests\r\nanthropic-version: 2023-06-01\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def raw_request(port: int, data: bytes, timeout_s: float = 5.0) -> bytes:

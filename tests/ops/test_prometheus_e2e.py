@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,15 +19,10 @@ from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
 from sidecar.testing.harness import RunningSidecar
 from tests.conftest import require_service
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE = "ClaudeSidecarDeadManCheckDown"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Receiver(ThreadingHTTPServer):
@@ -112,7 +106,7 @@ def test_deadman_rule_fires_through_prometheus_and_alertmanager(fake: FakeUpstre
     procs: list[subprocess.Popen[bytes]] = []
     try:
         httpx.post(sidecar.url + "/sidecar/v1/checkins/nightly-eval").raise_for_status()  # up, then silence
-        am_port, prom_port = _port(), _port()
+        am_port, prom_port = free_port(), free_port()
         am_config = tmp_path / "am.yml"
         am_config.write_text(
             yaml.safe_dump(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -13,15 +12,10 @@ import pytest
 
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
+from tests.net import free_port
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _error(resp: httpx.Response) -> tuple[str, str]:
@@ -32,7 +26,7 @@ def _error(resp: httpx.Response) -> tuple[str, str]:
 
 
 def test_unreachable_upstream_is_502_api_error(make_sidecar) -> None:  # type: ignore[no-untyped-def]
-    sidecar = make_sidecar(f"http://127.0.0.1:{_free_port()}")
+    sidecar = make_sidecar(f"http://127.0.0.1:{free_port()}")
     resp = httpx.post(sidecar.url + "/v1/messages", headers=HEADERS, json=BODY)
     assert resp.status_code == 502
     assert resp.headers["x-should-retry"] == "true"
