@@ -155,6 +155,7 @@ def apply(
     model: str | None,
     app: str,
     header_value: str | None,
+    doc: dict[str, Any] | None = None,
 ) -> tuple[bytes, CachePlan]:
     """Plan breakpoints for one ``POST /v1/messages`` body; returns ``body`` itself when unchanged.
 
@@ -164,4 +165,4 @@ def apply(
     if mode == "off":
         return body, CachePlan(False, 0, (), "off")
     minimum = min_tokens_for(settings, prices, model) if mode == "auto" else None
-    return plan_and_apply(body, model=model, mode=mode, ttl=settings.ttl, min_tokens=minimum)
+    return plan_and_apply(body, model=model, mode=mode, ttl=settings.ttl, min_tokens=minimum, doc=doc)

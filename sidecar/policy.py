@@ -65,7 +65,9 @@ class SidecarPolicies:
         """Add prompt-cache breakpoints where they pay off; the client's original bytes otherwise."""
         value = hdr.get(headers, cache_policy.HEADER)
         header = value.decode("latin-1") if value else None
-        new, plan = cache_policy.apply(self.cache, self._prices(), body, ctx.model, ctx.app, header)
+        # The handler's parsed copy of the body is reused, then let go (large bodies, long streams).
+        doc, ctx.doc = ctx.doc, None
+        new, plan = cache_policy.apply(self.cache, self._prices(), body, ctx.model, ctx.app, header, doc)
         ctx.cache_breakpoint_injected = plan.changed
         self._metrics.on_cache_plan(plan.reason)
         self._observe_busting(ctx, body)

@@ -290,14 +290,21 @@ def _apply(doc: dict[str, Any], placed: list[tuple[_Candidate, str]]) -> None:
 
 
 def plan_and_apply(
-    body: bytes, *, model: str | None, mode: str, ttl: str, min_tokens: int | None
+    body: bytes,
+    *,
+    model: str | None,
+    mode: str,
+    ttl: str,
+    min_tokens: int | None,
+    doc: dict[str, Any] | None = None,
 ) -> tuple[bytes, CachePlan]:
     """Plan breakpoints for a Messages request body and return ``(body to forward, plan)``.
 
     When nothing changes the *same* ``body`` object is returned (forward the client's bytes); otherwise
     a new body (``orjson.dumps`` of the modified document, key order kept). ``min_tokens`` is the model's
     minimum cacheable length (``None``: unknown, 1024 is assumed); ``model`` is not used yet (the caller
-    resolves the minimum). Never
+    resolves the minimum). ``doc`` is ``body`` already parsed (a JSON object), when the caller has it:
+    it is used, and changed in place when markers are added, instead of parsing ``body`` again. Never
     raises: a bad mode, a non-JSON body or an unexpected shape leaves the body as it is.
     """
     if mode == "off":
@@ -306,10 +313,11 @@ def plan_and_apply(
         return body, _unchanged("invalid_mode")
     if b'"system"' not in body and b'"tools"' not in body:
         return body, _unchanged("nothing_to_mark")  # cheap exit: no position to mark
-    try:
-        doc = orjson.loads(body)
-    except (orjson.JSONDecodeError, RecursionError):
-        return body, _unchanged("not_json")
+    if doc is None:
+        try:
+            doc = orjson.loads(body)
+        except (orjson.JSONDecodeError, RecursionError):
+            return body, _unchanged("not_json")
     if not isinstance(doc, dict):
         return body, _unchanged("not_json")
     placed, plan = _plan(doc, mode, ttl, min_tokens)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, ToolResult
@@ -78,6 +78,7 @@ class CallContext:
     model: str | None = None
     stream: bool = False
     info: RequestInfo = field(default_factory=RequestInfo)
+    doc: dict[str, Any] | None = None  # the parsed body, until the prompt-cache planner has used it
     retry_count: int = 0
     key_fingerprint: str | None = None
     request_bytes: int = 0

@@ -40,7 +40,8 @@ from sidecar.sansio.request import (
     FILES,
     RequestInfo,
     classify_path,
-    inspect_body,
+    inspect_doc,
+    parse_object,
 )
 from sidecar.sansio.traceparent import new_ref
 
@@ -168,8 +169,10 @@ class ProxyHandler:
                 return
 
     def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> RequestInfo:
-        info = inspect_body(body) if ctx.op in (CHAT, COUNT_TOKENS) else RequestInfo()
+        doc = parse_object(body) if ctx.op in (CHAT, COUNT_TOKENS) else None
+        info = inspect_doc(doc) if doc is not None else RequestInfo(parsed=False)
         ctx.info = info
+        ctx.doc = doc if ctx.op == CHAT else None  # parsed once; the prompt-cache planner reads it too
         ctx.model = info.model
         ctx.stream = info.stream
         ctx.session_id, ctx.session_source = resolve_session(headers, info, self._session_header)

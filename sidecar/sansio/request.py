@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -101,13 +102,23 @@ def _first_user(messages: list[object]) -> object:
     return None
 
 
-def inspect_body(body: bytes) -> RequestInfo:
-    """Read a Messages-shaped request body. Non-JSON or non-object bodies give an unparsed info."""
+def parse_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (not JSON, too deep, or not an object). Never raises."""
     try:
         doc = orjson.loads(body)
     except (orjson.JSONDecodeError, RecursionError):
-        return RequestInfo()
-    if not isinstance(doc, dict):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def inspect_body(body: bytes) -> RequestInfo:
+    """Read a Messages-shaped request body. Non-JSON or non-object bodies give an unparsed info."""
+    return inspect_doc(parse_object(body))
+
+
+def inspect_doc(doc: dict[str, Any] | None) -> RequestInfo:
+    """:func:`inspect_body` for a body already parsed by :func:`parse_object` (parse once, read twice)."""
+    if doc is None:
         return RequestInfo()
     model = doc.get("model")
     messages = doc.get("messages")

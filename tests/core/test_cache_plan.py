@@ -497,3 +497,24 @@ def test_output_is_accepted_whenever_the_input_was(
     assert len(after) - len(before) == plan.markers_added
     if not plan.changed:
         assert new is original
+
+
+def test_a_parsed_document_is_used_instead_of_parsing_the_body_again() -> None:
+    import orjson
+
+    doc = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 10,
+        "system": "Policy text. " * 2000,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    body = orjson.dumps(doc)
+    from_bytes, plan_a = plan_and_apply(body, model=None, mode="auto", ttl="5m", min_tokens=1024)
+    from_doc, plan_b = plan_and_apply(body, model=None, mode="auto", ttl="5m", min_tokens=1024, doc=doc)
+    assert plan_a.changed and plan_b.changed and from_doc == from_bytes
+    # The body is not read when a document is given (here it says "system" but is not JSON).
+    junk = b'{"system": not json'
+    _, plan_c = plan_and_apply(
+        junk, model=None, mode="auto", ttl="5m", min_tokens=1024, doc=orjson.loads(body)
+    )
+    assert plan_c.changed

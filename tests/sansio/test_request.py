@@ -130,3 +130,13 @@ def test_arbitrary_json_shapes_never_raise(doc: object) -> None:
 
 def test_deep_nesting_does_not_raise() -> None:
     inspect_body(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_inspect_doc_equals_inspect_body() -> None:
+    from sidecar.sansio.request import inspect_doc, parse_object
+
+    body = json.dumps(
+        {"model": "m", "stream": True, "system": "S", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert inspect_doc(parse_object(body.encode())) == inspect_body(body.encode())
+    assert parse_object(b"[1, 2]") is None and inspect_doc(None) == inspect_body(b"not json")
