@@ -11,7 +11,7 @@ import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from sidecar.budget import APP_SCOPE, SESSION_SCOPE, Decision, Reconciled, Reservation, Snapshot
 from sidecar.core.budgets import (
@@ -170,10 +170,10 @@ class LocalCounters:
         s = self._sessions.get(session_id) if session_id else None
         a = self._days.get((app, day))
         session = (s.counts if s else Counts()) if session_id else None
-        return Snapshot(replace(session) if session else None, replace(a.counts) if a else Counts())
+        return Snapshot(session.copy() if session else None, a.counts.copy() if a else Counts())
 
     def _snapshot(self, s: _Scope | None, a: _Scope) -> Snapshot:
-        return Snapshot(replace(s.counts) if s else None, replace(a.counts))
+        return Snapshot(s.counts.copy() if s else None, a.counts.copy())
 
     async def aclose(self) -> None:
         return None

@@ -24,6 +24,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from sidecar.core.events import REFUSED, CallEvent
@@ -70,16 +71,22 @@ class Limits:
     app_daily_usd: float | None = None
     mode: str = ENFORCE
 
-    def caps(self) -> dict[str, int]:
-        """Set ceilings by limit name, in counter units (nano-dollars for USD)."""
-        raw = {
-            SESSION_USD: None if self.session_usd is None else round(self.session_usd * NANOS),
-            SESSION_TOKENS: self.session_tokens,
-            SESSION_MODEL_CALLS: self.session_model_calls,
-            SESSION_TOOL_CALLS: self.session_tool_calls,
-            APP_DAILY_USD: None if self.app_daily_usd is None else round(self.app_daily_usd * NANOS),
-        }
-        return {name: cap for name, cap in raw.items() if cap is not None}
+    def caps(self) -> Mapping[str, int]:
+        """Set ceilings by limit name, in counter units (nano-dollars for USD). Read-only; computed once
+        per ``Limits`` (it is asked several times for every call)."""
+        return _caps_of(self)
+
+
+@functools.lru_cache(maxsize=256)
+def _caps_of(limits: Limits) -> Mapping[str, int]:
+    raw = {
+        SESSION_USD: None if limits.session_usd is None else round(limits.session_usd * NANOS),
+        SESSION_TOKENS: limits.session_tokens,
+        SESSION_MODEL_CALLS: limits.session_model_calls,
+        SESSION_TOOL_CALLS: limits.session_tool_calls,
+        APP_DAILY_USD: None if limits.app_daily_usd is None else round(limits.app_daily_usd * NANOS),
+    }
+    return MappingProxyType({name: cap for name, cap in raw.items() if cap is not None})
 
 
 @functools.lru_cache(maxsize=8)
@@ -333,6 +340,18 @@ class Counts:
     reserved_tokens: int = 0
     reserved_calls: int = 0
 
+    def copy(self) -> Counts:
+        # Spelled out: dataclasses.replace costs several times more, and this runs on every call.
+        return Counts(
+            self.used_nanos,
+            self.used_tokens,
+            self.model_calls,
+            self.tool_calls,
+            self.reserved_nanos,
+            self.reserved_tokens,
+            self.reserved_calls,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Breach:
@@ -346,6 +365,8 @@ class Breach:
 
 def breaches(caps: Mapping[str, int], session: Counts | None, app_day: Counts) -> list[Breach]:
     """Every ceiling that refuses a new call now (the admission rule above), in a fixed order."""
+    if not caps:
+        return []
     rows: list[tuple[str, int, int]] = []
     if session is not None:
         s = session
@@ -365,6 +386,8 @@ def breaches(caps: Mapping[str, int], session: Counts | None, app_day: Counts) -
 
 def reached(caps: Mapping[str, int], session: Counts | None, app_day: Counts) -> list[str]:
     """Ceilings whose *used* amount is at or above 80 % (soft warning)."""
+    if not caps:
+        return []
     used = {APP_DAILY_USD: app_day.used_nanos}
     if session is not None:
         used |= {

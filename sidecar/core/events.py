@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-import uuid
+import time
 from dataclasses import dataclass, field
 
 from sidecar.core.usage import Usage
@@ -16,9 +16,26 @@ REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) wi
 SIDECAR_ERROR = "sidecar_error"
 
 
+_RAND_B = (1 << 62) - 1
+
+
 def new_event_id() -> str:
-    """A random UUIDv4 string. Event ids need uniqueness, not secrecy: the PRNG avoids a syscall per call."""
-    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+    """A UUIDv7 string (RFC 9562): 48 bits of unix milliseconds, then 74 random bits.
+
+    Time-ordered ids land at the end of the stores' primary-key indexes instead of at random pages, which
+    keeps inserts cheap as the tables grow; within one millisecond, 74 random bits keep ids unique.
+    Uniqueness, not secrecy, is needed: the PRNG avoids a syscall per call.
+    """
+    rand = random.getrandbits(74)
+    n = (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76  # version
+        | (rand >> 62) << 64  # rand_a, 12 bits
+        | 0b10 << 62  # variant
+        | (rand & _RAND_B)
+    )
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

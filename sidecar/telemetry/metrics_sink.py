@@ -1,14 +1,23 @@
-"""Updates the Prometheus series from finished events, on the recorder's worker thread."""
+"""Updates the Prometheus series from finished events, on the recorder's worker thread.
+
+Per batch, counter increments are summed by series and applied once, and every series' child is looked
+up once and kept: ``labels()`` and ``inc()`` each take a lock and cost microseconds, which at thousands of
+calls a second would be a visible share of the sidecar's CPU. Histograms are still observed per event.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from sidecar.core.events import CallEvent
 from sidecar.telemetry.metrics import OTHER, PROVIDER, Metrics, status_class
 
 log = logging.getLogger("sidecar.metrics")
+
+_MAX_CHILDREN = 100_000  # label values are capped upstream (apps, models); this only bounds the cache
 
 
 class MetricsSink:
@@ -17,30 +26,47 @@ class MetricsSink:
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
         self._warned_models: set[str] = set()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def write(self, events: Sequence[CallEvent]) -> None:
-        for event in events:
-            self.observe(event)
+        sums: defaultdict[Any, float] = defaultdict(float)
+        try:
+            for event in events:
+                self._observe(event, sums)
+        finally:  # what was counted before a failure still counts
+            for child, amount in sums.items():
+                child.inc(amount)
+
+    def observe(self, event: CallEvent) -> None:
+        """One event (the batch path, for one)."""
+        self.write((event,))
 
     def close(self) -> None:
         return None
 
-    def observe(self, e: CallEvent) -> None:
-        m = self.m
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*values)
+            if len(self._children) < _MAX_CHILDREN:
+                self._children[key] = child
+        return child
+
+    def _observe(self, e: CallEvent, sums: defaultdict[Any, float]) -> None:
+        m, child = self.m, self._child
         model = e.model_canonical or OTHER
         app = m.app_label(e.app)
-        m.requests.labels(
-            model=model, app=app, status_class=status_class(e), stream="true" if e.stream else "false"
-        ).inc()
+        sums[child(m.requests, model, app, status_class(e), "true" if e.stream else "false")] += 1
         m.overhead.observe(e.overhead_s)
         if e.status >= 500 or e.outcome == "upstream_error":
-            m.upstream_errors.labels(model=model, status=str(e.status) if e.status else "none").inc()
+            sums[child(m.upstream_errors, model, str(e.status) if e.status else "none")] += 1
         elif e.status >= 400 and e.outcome != "refused":
-            m.upstream_errors.labels(model=model, status=str(e.status)).inc()
+            sums[child(m.upstream_errors, model, str(e.status))] += 1
         if e.operation != "chat" or e.outcome == "refused":
             return
         if e.cache_breakpoint_injected:
-            m.cache_injected.labels(model=model, app=app).inc()
+            sums[child(m.cache_injected, model, app)] += 1
         u = e.usage
         w5, w1 = u.write_buckets()
         for kind, n in (
@@ -51,41 +77,24 @@ class MetricsSink:
             ("cache_write_1h", w1),
         ):
             if n:
-                m.tokens.labels(model=model, app=app, type=kind).inc(n)
+                sums[child(m.tokens, model, app, kind)] += n
         op = "chat"
         if (e.status and e.status < 400) or u.total_input or u.output_tokens:
-            m.token_usage.labels(
-                gen_ai_token_type="input",
-                gen_ai_request_model=model,
-                gen_ai_operation_name=op,
-                gen_ai_provider_name=PROVIDER,
-            ).observe(u.total_input)
-            m.token_usage.labels(
-                gen_ai_token_type="output",
-                gen_ai_request_model=model,
-                gen_ai_operation_name=op,
-                gen_ai_provider_name=PROVIDER,
-            ).observe(u.output_tokens)
-        m.op_duration.labels(
-            gen_ai_request_model=model,
-            gen_ai_operation_name=op,
-            gen_ai_provider_name=PROVIDER,
-            error_type=e.error_type or "",
-        ).observe(e.duration_s)
+            child(m.token_usage, "input", model, op, PROVIDER).observe(u.total_input)
+            child(m.token_usage, "output", model, op, PROVIDER).observe(u.output_tokens)
+        child(m.op_duration, model, op, PROVIDER, e.error_type or "").observe(e.duration_s)
         if e.ttft_s is not None:
-            m.ttfc.labels(
-                gen_ai_request_model=model, gen_ai_operation_name=op, gen_ai_provider_name=PROVIDER
-            ).observe(e.ttft_s)
+            child(m.ttfc, model, op, PROVIDER).observe(e.ttft_s)
         if e.cost_usd is not None:
-            m.cost.labels(model=model, app=app).inc(e.cost_usd)
+            sums[child(m.cost, model, app)] += e.cost_usd
             # A counter cannot go down: a call that wrote more than it saved adds to the premium counter,
             # so savings_total - premium_total is the exact net.
             if e.cache_savings_usd > 0:
-                m.cache_savings.labels(model=model, app=app).inc(e.cache_savings_usd)
+                sums[child(m.cache_savings, model, app)] += e.cache_savings_usd
             elif e.cache_savings_usd < 0:
-                m.cache_write_premium.labels(model=model, app=app).inc(-e.cache_savings_usd)
+                sums[child(m.cache_write_premium, model, app)] += -e.cache_savings_usd
         elif e.model is not None and e.status and e.status < 400:
-            m.unpriced.inc()
+            sums[m.unpriced] += 1
             if e.model not in self._warned_models and len(self._warned_models) < 1000:
                 self._warned_models.add(e.model)
                 log.warning(
