@@ -93,7 +93,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     run = Run(
         url=args.url,
         body=request_body(stream=args.stream),
-        headers=request_headers(args.ttfb_ms),
+        headers={**request_headers(args.ttfb_ms), **dict(args.header)},
         measure_from=now + args.warmup,
         measure_until=now + args.warmup + args.duration,
         max_requests=args.max_requests,
@@ -117,6 +117,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
+def _header(raw: str) -> tuple[str, str]:
+    """``NAME:VALUE`` → (lower-case name, value)."""
+    name, sep, value = raw.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"--header wants NAME:VALUE, got {raw!r}")
+    return name.strip().lower(), value.strip()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--url", required=True, help="full URL, e.g. http://127.0.0.1:8788/v1/messages")
@@ -126,6 +134,14 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=1_000_000)
     parser.add_argument("--stream", action="store_true", help='send "stream": true')
     parser.add_argument("--ttfb-ms", type=int, default=0, help="ask the bench upstream for this delay")
+    parser.add_argument(
+        "--header",
+        type=_header,
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="override a request header (repeatable)",
+    )
     args = parser.parse_args()
     import uvloop
 

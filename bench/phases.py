@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,9 +47,21 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Target:
-    name: str  # direct | bare | sidecar
+    """Where a phase sends its load. A slow peer (LiteLLM) gets longer phases, so that a queue of 200
+    clients at ~100 req/s reaches a steady state, and is left to go idle after each phase."""
+
+    name: str  # direct | bare | sidecar | litellm
     base_url: str
     pid: int  # the process whose CPU and memory the phase reports
+    path: str = "/v1/messages"
+    headers: tuple[tuple[str, str], ...] = ()  # overrides of the workload's headers (e.g. another key)
+    min_seconds: float = 0.0  # lower bound of every phase's measured window
+    min_warmup: float = 0.0
+    settle: bool = False  # wait for the process to go idle after a warm-up and after each phase
+
+    @property
+    def url(self) -> str:
+        return self.base_url + self.path
 
 
 def scenarios() -> list[Scenario]:
@@ -67,6 +80,22 @@ def scenarios() -> list[Scenario]:
 def _snap(pid: int) -> tuple[float, float]:
     """(CPU seconds of ``pid``, busy seconds of the proxy core) at one instant."""
     return cpu_seconds(pid), core_busy_seconds(PROXY_CORE)
+
+
+def settle(pid: int, timeout_s: float = 20.0, step_s: float = 0.25, busy_share: float = 0.05) -> float:
+    """Wait until ``pid`` uses less than ``busy_share`` of a core over ``step_s``; returns the wait.
+
+    A proxy that is still working off abandoned requests (wrk closes its connections mid-request at
+    the end of a run) would otherwise spend that CPU inside the next phase's window."""
+    started = time.monotonic()
+    before = cpu_seconds(pid)
+    while time.monotonic() - started < timeout_s:
+        time.sleep(step_s)
+        now = cpu_seconds(pid)
+        if now - before < busy_share * step_s:
+            break
+        before = now
+    return round(time.monotonic() - started, 2)
 
 
 class PhaseRunner:
@@ -88,6 +117,7 @@ class PhaseRunner:
         # Anything else that ran on the proxy core meanwhile (other jobs on the machine) skews the phase.
         other = max(0.0, core_s - (cpu_s if target.name != "direct" else 0.0))
         mem = memory_kb(target.pid)
+        settled = settle(target.pid) if target.settle else 0.0
         requests = result["requests"]
         assert isinstance(requests, int)
         return {
@@ -102,45 +132,57 @@ class PhaseRunner:
             "peak_rss_kb": mem.get("VmHWM"),
             "peak_rss_is_per_phase": hwm_reset,
             "other_cpu_on_proxy_core_s": round(other, 2),
+            "settle_s": settled,
         }
 
     def prime(self, target: Target) -> None:
         """Open 200 client connections and fill the proxy's upstream pool before anything is measured."""
         self.run(Scenario("prime", "prime", 200, False, 0), target)
 
-    def _seconds(self, scenario: Scenario) -> float:
-        return self.mode.stream_c1_seconds if scenario.key == "stream_c1" else self.mode.seconds
+    def _seconds(self, scenario: Scenario, target: Target) -> float:
+        base = self.mode.stream_c1_seconds if scenario.key == "stream_c1" else self.mode.seconds
+        return max(base, target.min_seconds)
+
+    def _warmup(self, target: Target) -> float:
+        return max(self.mode.warmup, target.min_warmup)
 
     def _loadgen(
         self, name: str, target: Target, scenario: Scenario
     ) -> tuple[dict[str, object], tuple[float, float]]:
-        seconds = self._seconds(scenario)
-        argv = [sys.executable, str(BENCH_DIR / "loadgen.py"), "--url", target.base_url + "/v1/messages"]
+        seconds, warmup = self._seconds(scenario, target), self._warmup(target)
+        argv = [sys.executable, str(BENCH_DIR / "loadgen.py"), "--url", target.url]
         argv += ["--concurrency", str(scenario.concurrency), "--duration", str(seconds)]
-        argv += ["--warmup", str(self.mode.warmup), "--max-requests", str(self.mode.max_requests)]
+        argv += ["--warmup", str(warmup), "--max-requests", str(self.mode.max_requests)]
         argv += ["--ttfb-ms", str(scenario.ttfb_ms)] + (["--stream"] if scenario.stream else [])
+        for key, value in target.headers:
+            argv += ["--header", f"{key}:{value}"]
         child = self.procs.start(f"loadgen-{name}", pinned(LOADGEN_CORE, argv), stdout_pipe=True)
         pid = target.pid
-        if child.readline(timeout_s=self.mode.warmup + 30) != "measuring":
-            raise RuntimeError(f"unexpected output from the load generator; see {child.log_path}")
-        before = _snap(pid)
-        line = child.readline(timeout_s=seconds + 90)
-        after = _snap(pid)
-        self.procs.stop(child)
+        try:  # stopped even when it hangs: a stray load generator would skew every later phase
+            if child.readline(timeout_s=warmup + 30) != "measuring":
+                raise RuntimeError(f"unexpected output from the load generator; see {child.log_path}")
+            before = _snap(pid)
+            line = child.readline(timeout_s=seconds + 90)  # in-flight requests time out after 30 s
+            after = _snap(pid)
+        finally:
+            self.procs.stop(child)
         result: dict[str, object] = json.loads(line)
         return result, (after[0] - before[0], after[1] - before[1])
 
     def _wrk(
         self, name: str, target: Target, scenario: Scenario
     ) -> tuple[dict[str, object], tuple[float, float]]:
-        url = target.base_url + "/v1/messages"
-        script = self.work_dir / f"post-{scenario.ttfb_ms}ms.lua"
+        url = target.url
+        script = self.work_dir / f"post-{target.name}-{scenario.ttfb_ms}ms.lua"
         if not script.exists():
-            script.write_text(wrk_driver.lua_script(scenario.ttfb_ms))
-        seconds = max(1, round(self._seconds(scenario)))
-        if self.mode.warmup >= 1:  # wrk runs whole seconds; shorter warm-ups are left to prime()
-            warm = wrk_driver.command(url, str(script), scenario.concurrency, round(self.mode.warmup))
-            self._run_wrk(f"wrk-warmup-{name}", warm, round(self.mode.warmup))
+            script.write_text(wrk_driver.lua_script(scenario.ttfb_ms, dict(target.headers)))
+        seconds = max(1, round(self._seconds(scenario, target)))
+        warmup = round(self._warmup(target))
+        if warmup >= 1:  # wrk runs whole seconds; shorter warm-ups are left to prime()
+            warm = wrk_driver.command(url, str(script), scenario.concurrency, warmup)
+            self._run_wrk(f"wrk-warmup-{name}", warm, warmup)
+            if target.settle:
+                settle(target.pid)
         pid = target.pid
         before = _snap(pid)
         argv = wrk_driver.command(url, str(script), scenario.concurrency, seconds)
@@ -150,6 +192,8 @@ class PhaseRunner:
 
     def _run_wrk(self, name: str, argv: list[str], seconds: int) -> str:
         child = self.procs.start(name, pinned(LOADGEN_CORE, argv), stdout_pipe=True)
-        out, _ = child.popen.communicate(timeout=seconds + 60)
-        self.procs.stop(child)
+        try:  # wrk's own --timeout (30 s) ends stuck requests well before this one
+            out, _ = child.popen.communicate(timeout=seconds + 60)
+        finally:
+            self.procs.stop(child)
         return out.decode()

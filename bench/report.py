@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 Phase = dict[str, Any]
-PROXIES = ("bare", "sidecar")
+PROXIES = ("bare", "sidecar")  # always measured; the SPEC §12 targets compare these two
+PEERS = ("litellm",)  # measured when available, for comparison only
 JSON_SCENARIOS = ("json_c1", "json_c50", "json_c200", "json_c50_50ms")
 STREAM_SCENARIOS = ("stream_c1", "stream_c50", "stream_c200")
 
@@ -41,10 +42,16 @@ def _value(phases: list[Phase], scenario: str, target: str, key: str) -> float:
     return float(phase[key]) if phase is not None else math.nan
 
 
+def proxies(phases: list[Phase]) -> tuple[str, ...]:
+    """The proxies to report: bare and sidecar, then each peer that has at least one phase."""
+    return PROXIES + tuple(t for t in PEERS if any(p["target"] == t for p in phases))
+
+
 def summarize(phases: list[Phase]) -> dict[str, Any]:
     """Headline per proxy and the added-latency grid (ms over direct, same percentile, same run)."""
     headline: dict[str, dict[str, float]] = {}
-    for t in PROXIES:
+    shown = proxies(phases)
+    for t in shown:
         headline[t] = {
             "max_rps": max(_value(phases, s, t, "rps") for s in ("json_c50", "json_c200")),
             "added_p50_c1_ms": added(phases, "json_c1", t, "latency_ms", "p50"),
@@ -57,7 +64,7 @@ def summarize(phases: list[Phase]) -> dict[str, Any]:
     grid: dict[str, dict[str, dict[str, float]]] = {}
     for s in JSON_SCENARIOS + STREAM_SCENARIOS:
         metric = "ttfb_ms" if s.startswith("stream") else "latency_ms"
-        grid[s] = {t: {q: added(phases, s, t, metric, q) for q in ("p50", "p99")} for t in PROXIES}
+        grid[s] = {t: {q: added(phases, s, t, metric, q) for q in ("p50", "p99")} for t in shown}
     return {"headline": headline, "added_ms": grid}
 
 
@@ -106,7 +113,7 @@ def _headline_md(doc: dict[str, Any]) -> list[str]:
         "| CPU µs / request (1 client) | peak RSS (all phases) | peak RSS (200 streams) |",
         "|---|---|---|---|---|---|---|",
     ]
-    for t in PROXIES:
+    for t in doc["summary"]["headline"]:
         h = doc["summary"]["headline"][t]
         lines.append(
             f"| {t} | {_f(h['max_rps'], 0)} | {_f(h['added_p50_c1_ms'])} / {_f(h['added_p99_c1_ms'])} ms "
@@ -121,17 +128,18 @@ def _signed(value: float) -> str:
 
 
 def _added_md(doc: dict[str, Any], phases: list[Phase], scenarios: tuple[str, ...], metric: str) -> list[str]:
+    shown = list(doc["summary"]["headline"])
     lines = [
-        "| scenario | direct p50 / p99 | bare added p50 / p99 | sidecar added p50 / p99 |",
-        "|---|---|---|---|",
+        "| scenario | direct p50 / p99 | " + " | ".join(f"{t} added p50 / p99" for t in shown) + " |",
+        "|---" * (2 + len(shown)) + "|",
     ]
     grid = doc["summary"]["added_ms"]
     for s in scenarios:
         d = _find(phases, s, "direct")
         label = d["label"] if d else s
         direct = f"{_f(_stat(d, metric, 'p50'))} / {_f(_stat(d, metric, 'p99'))}"
-        cells = [f"{_signed(grid[s][t]['p50'])} / {_signed(grid[s][t]['p99'])}" for t in PROXIES]
-        lines.append(f"| {label} | {direct} | {cells[0]} | {cells[1]} |")
+        cells = [f"{_signed(grid[s][t]['p50'])} / {_signed(grid[s][t]['p99'])}" for t in shown]
+        lines.append(f"| {label} | {direct} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -172,6 +180,31 @@ def _phases_md(phases: list[Phase]) -> list[str]:
     return lines
 
 
+def litellm_line(info: dict[str, Any] | None, phases: list[Phase]) -> str | None:
+    """The report's LiteLLM bullet: what ran and how, or why it was not measured (None: no record)."""
+    if info is None:
+        return None
+    mine = [p for p in phases if p["target"] == "litellm"]
+    if not mine:
+        return f"- LiteLLM: not measured — {info.get('reason') or 'no phase ran'}"
+    how = f"installed in {info['install_s']:.0f} s" if info.get("install_s") else "reused from an earlier run"
+    requests, errors = sum(p["requests"] for p in mine), sum(p["errors"] for p in mine)
+    with_errors = ", ".join(p["scenario"] for p in mine if p["errors"])
+    line = (
+        f"- LiteLLM: proxy {info['version']} through its Anthropic pass-through route `{info['route']}` "
+        f"(defaults: uvicorn, 1 worker; no database), own venv `{info['venv']}` "
+        f"({_f(info['venv_mb'], 0)} MB, {how}); answers checked to come from the bench upstream; "
+        f"{errors:,} errors in {requests:,} measured requests" + (f" ({with_errors})" if with_errors else "")
+    )
+    line += (
+        f"; phases of at least {_f(info['min_seconds'], 0)} s; a peer for comparison, "
+        "not judged against the targets"
+    )
+    if info.get("reason"):
+        line += f"; stopped early — {info['reason']}"
+    return line
+
+
 def _target_md(t: dict[str, Any]) -> str:
     return (
         f"| {t['target']} | {_f(t['value'])} | {t['op']} {_f(t['limit'])} | {'yes' if t['met'] else 'NO'} |"
@@ -181,6 +214,7 @@ def _target_md(t: dict[str, Any]) -> str:
 def markdown(doc: dict[str, Any]) -> str:
     """The report: machine, method notes, headline, added latency, first byte, targets, every phase."""
     m, phases, check = doc["machine"], doc["phases"], doc["sidecar_check"]
+    peer = litellm_line(doc.get("litellm"), phases)
     out = [
         "# claude-sidecar benchmark",
         "",
@@ -191,7 +225,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{_f(check['events_stored'])} events in its SQLite store (warm-up calls included), "
         f"exit code {check['exit_code']} after SIGTERM  \n"
         f"- load average at start / end: {m['loadavg_start']} / {m['loadavg_end']}; phases where other "
-        f"processes used > 5 % of the proxy core: {', '.join(disturbed(phases)) or 'none'}",
+        f"processes used > 5 % of the proxy core: {', '.join(disturbed(phases)) or 'none'}"
+        + ("  \n" + peer if peer else ""),
         "",
         "## Headline",
         "",

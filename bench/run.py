@@ -1,11 +1,14 @@
-"""Measure the sidecar against direct calls and a bare forwarder, back to back, in one run (SPEC §12).
+"""Measure the sidecar against direct calls, a bare forwarder and LiteLLM, back to back (SPEC §12).
 
-    python bench/run.py            # full run, ~3 minutes on 2 cores
-    python bench/run.py --quick    # ~30 s, rough numbers
-    python bench/run.py --profile  # also py-spy the sidecar under 50 clients (needs py-spy)
+    python bench/run.py               # full run, ~4 minutes on 2 cores (+1 min to install LiteLLM once)
+    python bench/run.py --quick       # ~1.5 min, rough numbers
+    python bench/run.py --no-litellm  # without the LiteLLM peer (~3 min; --quick ~30 s)
+    python bench/run.py --profile     # also py-spy the sidecar under 50 clients (needs py-spy)
 
-Starts the lean upstream (core 0), the bare forwarder and the sidecar (both core 1, measured one at a
-time), then for each scenario runs direct → bare → sidecar with a pinned load generator (core 0). Writes
+Installs LiteLLM's proxy into its own cached venv (``litellm_peer.py``), starts the lean upstream
+(core 0), the bare forwarder, the sidecar and LiteLLM (all core 1, measured one at a time), then for
+each scenario runs direct → bare → sidecar → litellm with a pinned load generator (core 0). If LiteLLM
+cannot be installed, started or measured, the run goes on without it and the report says why. Writes
 ``latest.md`` and ``latest.json`` to ``--out`` (default ``bench/results``) and prints the Markdown.
 """
 
@@ -22,10 +25,11 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import litellm_peer
 import profile_summary
 import report
 import wrk_driver
@@ -44,6 +48,9 @@ from procs import (
 )
 
 PROXY_TARGETS = ("bare", "sidecar")
+# LiteLLM serves ~100 req/s: 200 clients queue ~2 s deep, so its phases are longer than --quick's.
+LITELLM_MIN_SECONDS = 5.0
+LITELLM_MIN_WARMUP = 1.0
 MODES = {
     "full": Mode(
         "full", seconds=6.0, stream_c1_seconds=10.0, warmup=1.0, max_requests=5_000_000, use_wrk=True
@@ -132,6 +139,81 @@ def start_servers(procs: Processes, work: Path, src: Path | None) -> dict[str, T
     }
 
 
+def install_litellm(work: Path) -> tuple[litellm_peer.Install | None, dict[str, Any]]:
+    """The cached LiteLLM venv (installed on first use) and the report's record of the peer."""
+    info: dict[str, Any] = {
+        "version": litellm_peer.VERSION,
+        "route": litellm_peer.ROUTE,
+        "min_seconds": LITELLM_MIN_SECONDS,
+        "reason": None,
+    }
+    venv = litellm_peer.venv_dir()
+    print(f"LiteLLM {litellm_peer.VERSION}: venv {venv} (installed on first use, ~1 min)", file=sys.stderr)
+    try:
+        install = litellm_peer.ensure_venv(work)
+    except litellm_peer.PeerUnavailable as exc:
+        info["reason"] = f"install failed: {exc}"
+        return None, info
+    info.update(venv=str(install.venv), install_s=install.install_s, venv_mb=install.size_mb)
+    return install, info
+
+
+def start_litellm(
+    procs: Processes, work: Path, install: litellm_peer.Install, upstream_url: str, info: dict[str, Any]
+) -> tuple[Target, Child] | None:
+    """Start LiteLLM on the proxy core and check that it forwards to the upstream; None (and the
+    reason in ``info``) when it cannot."""
+    child: Child | None = None
+    try:
+        child, url = litellm_peer.start(procs, work, install.venv, upstream_url)
+        info["forwarding"] = litellm_peer.check_forwarding(url, upstream_url)
+    except (litellm_peer.PeerUnavailable, OSError, RuntimeError) as exc:
+        if child is not None:
+            procs.stop(child)
+        info["reason"] = str(exc)
+        return None
+    target = Target(
+        "litellm",
+        url,
+        child.pid,
+        path=litellm_peer.ROUTE,
+        headers=tuple(litellm_peer.client_headers().items()),
+        min_seconds=LITELLM_MIN_SECONDS,
+        min_warmup=LITELLM_MIN_WARMUP,
+        settle=True,
+    )
+    return target, child
+
+
+class Peer:
+    """LiteLLM during the run: measured while it works. A failure or its death ends its measurement
+    (the reason goes to the report), never the run."""
+
+    def __init__(self, info: dict[str, Any], started: tuple[Target, Child] | None) -> None:
+        self.info = info
+        self.started = started
+
+    def run(self, runner: PhaseRunner, scenario: Scenario) -> dict[str, Any] | None:
+        if self.started is None:
+            return None
+        target, child = self.started
+        try:
+            phase = runner.run(scenario, target)
+        except (RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            self._drop(f"{scenario.key} failed: {str(exc).splitlines()[0]}")
+            return None
+        code = child.popen.poll()
+        if code is not None:
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            self._drop(f"it ended ({how}) during {scenario.key}; its log: {child.log_path}")
+            return None
+        return phase
+
+    def _drop(self, reason: str) -> None:
+        self.info["reason"], self.started = reason, None
+        print(f"  LiteLLM no longer measured: {reason}", file=sys.stderr, flush=True)
+
+
 def check_alive(servers: list[Child], phase: str) -> None:
     """Stop the run when a server died: every later number would be about connection errors."""
     for child in servers:
@@ -209,26 +291,48 @@ def sidecar_source(src: Path | None, label: str | None) -> str:
     return f"installed package, commit {head.stdout.strip() or '?'}{state}"
 
 
-def run_bench(mode: Mode, work: Path, profile: bool, src: Path | None, label: str | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Options:
+    profile: bool
+    src: Path | None
+    label: str | None
+    litellm_skip: str | None  # why LiteLLM is not measured (None: measure it)
+
+
+def _progress(phase: dict[str, Any]) -> None:
+    print(
+        f"  {phase['scenario']:14} {phase['target']:8} {phase['rps']:>9} req/s", file=sys.stderr, flush=True
+    )
+
+
+def run_bench(mode: Mode, work: Path, opts: Options) -> dict[str, Any]:
     loadavg_start = _loadavg()
+    skipped: dict[str, Any] = {"reason": opts.litellm_skip}
+    install, litellm_info = (None, skipped) if opts.litellm_skip else install_litellm(work)
     if can_pin():
         os.sched_setaffinity(0, {LOADGEN_CORE})  # the bench script's own polling stays off the proxy core
     phases: list[dict[str, Any]] = []
     profile_md: str | None = None
     with Processes(work) as procs:
-        targets = start_servers(procs, work, src)
+        targets = start_servers(procs, work, opts.src)
         servers = list(procs.children)  # upstream, bare, sidecar: they must live through every phase
+        upstream_url = targets["direct"].base_url
+        started = start_litellm(procs, work, install, upstream_url, litellm_info) if install else None
+        litellm = Peer(litellm_info, started)
         runner = PhaseRunner(procs, mode, work)
         for name in PROXY_TARGETS:  # the upstream keeps no pool; the proxies' pools fill here
             runner.prime(targets[name])
+        litellm.run(runner, Scenario("prime", "prime", 200, False, 0))
         for scenario in scenarios():
             for name in ("direct", "bare", "sidecar"):
                 phases.append(runner.run(scenario, targets[name]))
                 check_alive(servers, f"{scenario.key}/{name}")
-                print(
-                    f"  {scenario.key:14} {name:8} {phases[-1]['rps']:>9} req/s", file=sys.stderr, flush=True
-                )
-        if profile:
+                _progress(phases[-1])
+            if (phase := litellm.run(runner, scenario)) is not None:
+                phases.append(phase)
+                check_alive(servers, f"{scenario.key}/litellm")
+                _progress(phase)
+        if opts.profile:
             profile_md = run_profile(procs, runner, targets["sidecar"], work, max(3.0, mode.seconds))
         sidecar_child = next(c for c in procs.children if c.name == "sidecar")
         sidecar_exit = procs.stop(sidecar_child, timeout_s=60)
@@ -238,7 +342,7 @@ def run_bench(mode: Mode, work: Path, profile: bool, src: Path | None, label: st
     return {
         "machine": machine,
         "mode": mode.name,
-        "sidecar_source": sidecar_source(src, label),
+        "sidecar_source": sidecar_source(opts.src, opts.label),
         "method": _method(mode),
         "settings": asdict(mode),
         "phases": phases,
@@ -249,6 +353,7 @@ def run_bench(mode: Mode, work: Path, profile: bool, src: Path | None, label: st
             "events_stored": count_events(work),
             "exit_code": sidecar_exit,
         },
+        "litellm": litellm_info,
         "profile_md": profile_md,
     }
 
@@ -279,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     parser.add_argument("--sidecar-src", type=Path, help="run the sidecar from this source tree instead")
     parser.add_argument("--label", help="how the report names the sidecar build (e.g. a commit)")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM peer (on with --smoke)")
     args = parser.parse_args(argv)
     mode = MODES["smoke" if args.smoke else "quick" if args.quick else "full"]
     if args.no_wrk or not wrk_driver.available():
@@ -287,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
     try:
         src = args.sidecar_src.resolve() if args.sidecar_src else None
-        doc = run_bench(mode, work, args.profile, src, args.label)
+        skip = (
+            "skipped (--no-litellm)" if args.no_litellm else "skipped in --smoke mode" if args.smoke else None
+        )
+        doc = run_bench(mode, work, Options(args.profile, src, args.label, skip))
     except BaseException:
         print(f"bench failed; process logs kept in {work}", file=sys.stderr)
         raise

@@ -27,12 +27,14 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def lua_script(ttfb_ms: int) -> str:
-    """A wrk script that POSTs the bench's JSON Messages request and prints a JSON result line."""
+def lua_script(ttfb_ms: int, headers: dict[str, str] | None = None) -> str:
+    """A wrk script that POSTs the bench's JSON Messages request and prints a JSON result line;
+    ``headers`` override the workload's (e.g. a proxy's own key in ``x-api-key``)."""
     body = request_body(stream=False).decode()
     assert "]==]" not in body
     lines = ['wrk.method = "POST"', f"wrk.body = [==[{body}]==]"]
-    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in request_headers(ttfb_ms).items()]
+    merged = {**request_headers(ttfb_ms), **{k.lower(): v for k, v in (headers or {}).items()}}
+    lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in merged.items()]
     return "\n".join(lines) + _DONE.replace('"MARK"', json.dumps(_MARK))
 
 

@@ -6,11 +6,14 @@ It asserts nothing about performance: timings on a shared test machine mean noth
 
 from __future__ import annotations
 
+import argparse
+import http.server
 import importlib
 import json
 import math
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -108,3 +111,200 @@ def test_quick_bench_run_writes_a_report_with_numbers(tmp_path: Path) -> None:
     for heading in ("## Headline", "## Added latency", "## Streaming time to first byte", "## Every phase"):
         assert heading in text
     assert proc.stdout.strip() == text.strip()  # the report is also printed
+    # Tests never pip-install: the smoke mode leaves LiteLLM out and says so.
+    assert doc["litellm"] == {"reason": "skipped in --smoke mode"}
+    assert "- LiteLLM: not measured — skipped in --smoke mode" in text.splitlines()
+
+
+def _phase(scenario: str, target: str, p50: float, p99: float, rps: float, stream: bool) -> dict[str, Any]:
+    latency = {"p50": p50, "p90": p50, "p99": p99, "max": p99, "mean": p50}
+    return {
+        "scenario": scenario,
+        "target": target,
+        "label": scenario.replace("_", " "),
+        "stream": stream,
+        "loadgen": "asyncio" if stream else "wrk",
+        "requests": 100,
+        "errors": 3 if target == "litellm" and scenario == "json_c200" else 0,
+        "duration_s": 1.0,
+        "rps": rps,
+        "latency_ms": latency,
+        "ttfb_ms": latency if stream else None,
+        "cpu_us_per_req": 1e6 / rps,
+        "peak_rss_kb": 400 * 1024 if target == "litellm" else 50 * 1024,
+        "other_cpu_on_proxy_core_s": 0.0,
+    }
+
+
+def _doc(report: ModuleType, targets: tuple[str, ...], litellm: dict[str, Any]) -> dict[str, Any]:
+    cost = {"direct": (1.0, 2.0, 50_000.0), "bare": (1.5, 3.0, 4000.0), "sidecar": (1.75, 3.5, 2500.0)}
+    cost["litellm"] = (11.0, 14.0, 100.0)
+    phases = [_phase(s, t, *cost[t], stream=s.startswith("stream")) for s in SCENARIOS for t in targets]
+    summary = report.summarize(phases)
+    machine = {"date": "d", "nproc": 2, "cpu_model": "cpu", "python": "3.11", "platform": "linux"}
+    machine |= {"loadavg_start": "0", "loadavg_end": "0"}
+    return {
+        "machine": machine,
+        "mode": "quick",
+        "method": "m",
+        "sidecar_source": "s",
+        "phases": phases,
+        "summary": summary,
+        "targets": report.targets(summary),
+        "sidecar_check": {"requests_measured": 700, "events_stored": 700, "exit_code": 0},
+        "litellm": litellm,
+    }
+
+
+def test_report_shows_litellm_as_a_peer_not_judged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    report = importlib.import_module("report")
+    info = {"version": "1.2.3", "route": "/anthropic/v1/messages", "min_seconds": 5.0, "reason": None}
+    info |= {"venv": "/cache/litellm-1.2.3", "install_s": 41.0, "venv_mb": 736.0}
+    doc = _doc(report, ("direct", "bare", "sidecar", "litellm"), info)
+    headline = doc["summary"]["headline"]["litellm"]
+    assert headline["max_rps"] == 100.0 and headline["peak_rss_mb"] == 400.0
+    assert doc["summary"]["added_ms"]["json_c1"]["litellm"] == {"p50": 10.0, "p99": 12.0}
+    assert all("litellm" not in t["target"].lower() for t in doc["targets"])  # targets judge the sidecar
+    text = report.markdown(doc)
+    assert "| litellm | 100 | 10.00 / 12.00 ms |" in text
+    assert "| scenario | direct p50 / p99 | bare added p50 / p99 | sidecar added p50 / p99 " in text
+    assert "| litellm added p50 / p99 |" in text
+    assert "| json c1 | 1.00 / 2.00 | +0.50 / +1.00 | +0.75 / +1.50 | +10.00 / +12.00 |" in text
+    assert "| json_c200 | litellm | wrk | 100 | 3 |" in text
+    bullet = next(line for line in text.splitlines() if line.startswith("- LiteLLM:"))
+    assert "proxy 1.2.3" in bullet and "installed in 41 s" in bullet
+    assert "3 errors in 700 measured requests (json_c200)" in bullet
+
+
+def test_report_says_why_litellm_was_not_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    report = importlib.import_module("report")
+    doc = _doc(report, ("direct", "bare", "sidecar"), {"reason": "install failed: no network"})
+    assert set(doc["summary"]["headline"]) == {"bare", "sidecar"}
+    text = report.markdown(doc)
+    assert "- LiteLLM: not measured — install failed: no network" in text.splitlines()
+    assert "litellm added" not in text
+    del doc["litellm"]  # reports of older runs have no record of the peer
+    assert "LiteLLM" not in report.markdown(doc)
+
+
+def test_load_generators_send_a_peer_its_own_key(bench: dict[str, ModuleType]) -> None:
+    script = bench["wrk_driver"].lua_script(50, {"X-Api-Key": "sk-peer"})
+    assert 'wrk.headers["x-api-key"] = "sk-peer"' in script
+    assert "sk-ant-bench" not in script  # replaced, not sent twice
+    assert 'wrk.headers["x-bench-ttfb-ms"] = "50"' in script
+    loadgen = importlib.import_module("loadgen")
+    assert loadgen._header("X-Api-Key: sk-peer") == ("x-api-key", "sk-peer")
+    with pytest.raises(argparse.ArgumentTypeError):
+        loadgen._header("no-colon")
+
+
+def test_litellm_venv_is_reused_once_complete(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    peer = importlib.import_module("litellm_peer")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    venv = peer.venv_dir("9.9.9")
+    assert venv == tmp_path / "cache" / "claude-sidecar-bench" / "litellm-9.9.9"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "litellm").write_bytes(b"x" * 3 * 2**20)
+    (venv / ".bench-complete").write_text("done\n")
+    install = peer.ensure_venv(tmp_path, "9.9.9")  # would fail (no such release) if it installed
+    assert install.venv == venv and install.install_s is None and install.size_mb == 3.0
+    assert not (tmp_path / "litellm-install.log").exists()
+
+
+@pytest.fixture
+def upstream_url() -> Iterator[str]:
+    """The bench's fast upstream on a free port."""
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH_DIR / "fast_upstream.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_litellm_forwarding_check_accepts_only_the_upstreams_answers(
+    monkeypatch: pytest.MonkeyPatch, upstream_url: str
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    peer = importlib.import_module("litellm_peer")
+    # The bench upstream answers any path, so it stands in for a LiteLLM that forwards faithfully.
+    seen = peer.check_forwarding(upstream_url, upstream_url)
+    assert seen["json"]["status"] == 200 and seen["sse"]["status"] == 200
+    assert seen["json"]["ms"] >= peer.CHECK_DELAY_MS  # the upstream honoured the forwarded delay header
+
+    class Impostor(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            body = json.dumps({"id": "msg_from_somewhere_else", "type": "message"}).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Impostor)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(peer.PeerUnavailable, match="not the bench upstream's"):
+            peer.check_forwarding(f"http://127.0.0.1:{server.server_port}", upstream_url)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_litellm_runs_offline_with_a_master_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    peer = importlib.import_module("litellm_peer")
+    env = peer.offline_env(tmp_path / "venv", "http://127.0.0.1:1234", tmp_path)
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    assert env["LITELLM_MASTER_KEY"] == peer.client_headers()["x-api-key"]
+    assert env["ANTHROPIC_API_BASE"] == "http://127.0.0.1:1234"
+    assert not any(k.endswith("_PROXY") or k.startswith("DATABASE") for k in env)
+
+
+def test_a_failing_or_dead_litellm_ends_only_its_own_measurement(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    run = importlib.import_module("run")
+    phases = importlib.import_module("phases")
+    procs = importlib.import_module("procs")
+    scenario = phases.scenarios()[0]
+
+    class Runner:
+        def __init__(self, fail: bool) -> None:
+            self.fail, self.calls = fail, 0
+
+        def run(self, scenario: Any, target: Any) -> dict[str, Any]:
+            self.calls += 1
+            if self.fail:
+                raise RuntimeError("loadgen-json_c1-litellm timed out before printing a line\nsecond line")
+            return {"scenario": scenario.key, "target": target.name}
+
+    with procs.Processes(tmp_path) as children:
+        child = children.start("litellm", ["sleep", "60"])
+        target = phases.Target("litellm", "http://127.0.0.1:9", child.pid, path="/anthropic/v1/messages")
+        info: dict[str, Any] = {"reason": None}
+        peer = run.Peer(info, (target, child))
+        assert peer.run(Runner(fail=False), scenario) == {"scenario": "json_c1", "target": "litellm"}
+        child.popen.kill()
+        child.popen.wait(5)
+        assert peer.run(Runner(fail=False), scenario) is None  # its phase is not kept
+        assert info["reason"].startswith("it ended (signal SIGKILL) during json_c1")
+        later = Runner(fail=False)
+        assert peer.run(later, scenario) is None and later.calls == 0  # not measured any more
+
+        info2: dict[str, Any] = {"reason": None}
+        peer2 = run.Peer(info2, (target, children.start("litellm2", ["sleep", "60"])))
+        assert peer2.run(Runner(fail=True), scenario) is None
+        assert info2["reason"] == "json_c1 failed: loadgen-json_c1-litellm timed out before printing a line"
