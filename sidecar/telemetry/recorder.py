@@ -16,6 +16,8 @@ turn. Guarantees:
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -95,6 +97,7 @@ class Recorder:
         flush_interval_s: float = 0.2,
         hooks: RecorderHooks | None = None,
         logger: logging.Logger | None = None,
+        nice: int = 0,
     ) -> None:
         if capacity < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("capacity and batch_size must be >= 1 and flush_interval_s > 0")
@@ -102,6 +105,7 @@ class Recorder:
         self._capacity = capacity
         self._batch_size = batch_size
         self._interval = flush_interval_s
+        self._nice = nice  # added to the worker thread's nice value (0: unchanged)
         self._hooks = hooks or RecorderHooks()
         self._log = logger or logging.getLogger("sidecar.telemetry.recorder")
         self._queue: deque[CallEvent | _FlushMarker] = deque()
@@ -197,6 +201,8 @@ class Recorder:
     # --- worker ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._nice:
+            self._lower_priority()
         try:
             while self._deadline is None:
                 try:
@@ -206,6 +212,20 @@ class Recorder:
                     time.sleep(self._interval)
         finally:
             self._finish()
+
+    def _lower_priority(self) -> None:
+        """Give the worker thread a higher nice value than the event loop's (Linux: per thread).
+
+        Sinks are background work on the core that serves requests: when a request arrives while a batch
+        is being written, the scheduler should run the event loop first. Elsewhere ``setpriority`` would
+        apply to a whole process (and a thread id is not a process id), so it is left alone there.
+        """
+        if sys.platform != "linux":
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+        except OSError as exc:
+            self._log.info("recorder thread keeps its priority", extra={"fields": {"reason": str(exc)}})
 
     def _cycle(self) -> None:
         if len(self._queue) < self._batch_size:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -345,3 +347,23 @@ def test_rejects_bad_configuration() -> None:
 def test_sink_protocol_is_satisfied_by_the_test_sinks() -> None:
     sinks: list[Sink] = [CollectSink(), FailingSink(), BlockingSink()]
     assert [s.name for s in sinks] == ["collect", "failing", "blocking"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread nice values are Linux-only")
+def test_worker_thread_runs_at_a_higher_nice_value_than_the_caller() -> None:
+    seen: list[int] = []
+
+    class NiceProbe(CollectSink):
+        def write(self, events: Sequence[CallEvent]) -> None:
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            super().write(events)
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    sink = NiceProbe("probe")
+    rec = Recorder([sink], flush_interval_s=0.01, nice=5)
+    rec.start()
+    rec.submit(make_event(0))
+    assert rec.flush(5)
+    rec.stop()
+    assert seen == [min(19, base + 5)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller is untouched
