@@ -223,12 +223,6 @@ def _build_stores(
     return stores
 
 
-# The recorder thread's nice value above the event loop's. Measured (bench/, README "Performance"): the
-# 1-client p99 falls from ~4 ms to ~1.5 ms. At nice 10 the thread still gets ~10 % of a saturated core,
-# about what writing the events of a saturated sidecar costs; a backlog shows in the queue-depth gauge.
-RECORDER_NICE = 10
-
-
 def build_sidecar(
     settings: Settings,
     registry: CollectorRegistry | None = None,
@@ -262,7 +256,6 @@ def build_sidecar(
         sinks,
         capacity=settings.queue_capacity,
         hooks=hooks,
-        nice=RECORDER_NICE,
     )
     budget_config = BudgetConfig.from_sources(settings.policies.get("budgets"), settings.policy_env)
     budget_hooks = BudgetHooks(

@@ -236,13 +236,19 @@ def _assign_ttls(
     return out
 
 
+def _may_have_markers(body: bytes | None) -> bool:
+    """False only when ``body`` certainly holds no ``cache_control`` key: the name never appears, and no
+    ``\\u`` escape could spell it differently. Skips walking every message of a long conversation."""
+    return body is None or b'"cache_control"' in body or b"\\u" in body
+
+
 def _plan(
-    doc: dict[str, Any], mode: str, ttl: str, min_tokens: int | None
+    doc: dict[str, Any], mode: str, ttl: str, min_tokens: int | None, body: bytes | None = None
 ) -> tuple[list[tuple[_Candidate, str]], CachePlan]:
     if doc.get("cache_control") is not None:
         return [], _unchanged("client_top_level")
     try:
-        markers = _client_markers(doc)
+        markers = _client_markers(doc) if _may_have_markers(body) else []
     except _ClientInvalid:
         return [], _unchanged("client_invalid")
     ranks = [rank for _, rank in markers]
@@ -320,7 +326,7 @@ def plan_and_apply(
             return body, _unchanged("not_json")
     if not isinstance(doc, dict):
         return body, _unchanged("not_json")
-    placed, plan = _plan(doc, mode, ttl, min_tokens)
+    placed, plan = _plan(doc, mode, ttl, min_tokens, body)
     if not placed:
         return body, plan
     _apply(doc, placed)

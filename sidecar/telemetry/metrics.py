@@ -178,6 +178,7 @@ class Metrics:
             "sidecar_build_info", "Version and pricing table date.", ["version", "pricing_date"], registry=r
         )
         self._ratelimit_children: dict[tuple[str, str], Gauge] = {}
+        self._cache_plan_children: dict[str, Counter] = {}  # planner reasons: a closed set
         self._declare_session_metrics(r)
         self._init_series()
 
@@ -309,7 +310,11 @@ class Metrics:
         self.cache_busting.labels(app=self.app_label(app)).set(1.0 if busting else 0.0)
 
     def on_cache_plan(self, reason: str) -> None:
-        self.cache_plans.labels(reason=reason).inc()
+        # Called for every chat request on the event loop: the child per reason is looked up once.
+        child = self._cache_plan_children.get(reason)
+        if child is None:
+            child = self._cache_plan_children[reason] = self.cache_plans.labels(reason=reason)
+        child.inc()
 
     def on_wasted_writes(self, model: str, app: str, tokens: int) -> None:
         self.cache_wasted_write_tokens.labels(model=model, app=self.app_label(app)).inc(tokens)

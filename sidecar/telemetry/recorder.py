@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from collections import deque
@@ -68,6 +67,13 @@ class RecorderHooks:
     on_queue_depth: Callable[[int], None] = _ignore_depth
 
 
+def _yield_cpu() -> None:
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()  # releases the GIL too
+    else:  # pragma: no cover - platforms without sched_yield
+        time.sleep(0)
+
+
 class _FlushMarker:
     """Queued by ``flush``; set by the worker once every event queued before it reached the sinks."""
 
@@ -97,7 +103,7 @@ class Recorder:
         flush_interval_s: float = 0.2,
         hooks: RecorderHooks | None = None,
         logger: logging.Logger | None = None,
-        nice: int = 0,
+        slice_size: int = 16,
     ) -> None:
         if capacity < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("capacity and batch_size must be >= 1 and flush_interval_s > 0")
@@ -105,7 +111,7 @@ class Recorder:
         self._capacity = capacity
         self._batch_size = batch_size
         self._interval = flush_interval_s
-        self._nice = nice  # added to the worker thread's nice value (0: unchanged)
+        self._slice = max(1, slice_size)
         self._hooks = hooks or RecorderHooks()
         self._log = logger or logging.getLogger("sidecar.telemetry.recorder")
         self._queue: deque[CallEvent | _FlushMarker] = deque()
@@ -201,8 +207,6 @@ class Recorder:
     # --- worker ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        if self._nice:
-            self._lower_priority()
         try:
             while self._deadline is None:
                 try:
@@ -212,20 +216,6 @@ class Recorder:
                     time.sleep(self._interval)
         finally:
             self._finish()
-
-    def _lower_priority(self) -> None:
-        """Give the worker thread a higher nice value than the event loop's (Linux: per thread).
-
-        Sinks are background work on the core that serves requests: when a request arrives while a batch
-        is being written, the scheduler should run the event loop first. Elsewhere ``setpriority`` would
-        apply to a whole process (and a thread id is not a process id), so it is left alone there.
-        """
-        if sys.platform != "linux":
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
-        except OSError as exc:
-            self._log.info("recorder thread keeps its priority", extra={"fields": {"reason": str(exc)}})
 
     def _cycle(self) -> None:
         if len(self._queue) < self._batch_size:
@@ -258,7 +248,7 @@ class Recorder:
             if batch:
                 self._inflight = len(batch)
                 try:
-                    self._deliver(tuple(batch))
+                    self._deliver_in_slices(batch)
                 finally:
                     self._inflight = 0
                 self._call_hook(self._hooks.on_queue_depth, len(self._queue))
@@ -281,6 +271,18 @@ class Recorder:
                 return batch, item
             batch.append(item)
         return batch, None
+
+    def _deliver_in_slices(self, batch: list[CallEvent]) -> None:
+        """Hand the batch over ``slice_size`` events at a time, yielding the CPU between slices.
+
+        The worker usually shares a core with the event loop: a request that arrives mid-batch then
+        waits for one slice (well under a millisecond) instead of a scheduler time slice (several ms).
+        """
+        size = self._slice
+        for start in range(0, len(batch), size):
+            if start:
+                _yield_cpu()
+            self._deliver(tuple(batch[start : start + size]))
 
     def _deliver(self, batch: tuple[CallEvent, ...]) -> None:
         n = len(batch)

@@ -518,3 +518,24 @@ def test_a_parsed_document_is_used_instead_of_parsing_the_body_again() -> None:
         junk, model=None, mode="auto", ttl="5m", min_tokens=1024, doc=orjson.loads(body)
     )
     assert plan_c.changed
+
+
+def test_client_markers_are_found_however_the_body_spells_the_key() -> None:
+    """Bodies without the literal key skip the walk over every message; an escaped key must not."""
+    blocks = [{"type": "text", "text": f"turn {i}", "cache_control": E5} for i in range(4)]
+    doc = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 10,
+        "system": LONG,
+        "messages": [{"role": "user", "content": blocks}],
+    }
+    plain = orjson.dumps(doc)
+    escaped = plain.replace(b'"cache_control"', b'"cache\\u005fcontrol"')
+    assert b'"cache_control"' not in escaped and orjson.loads(escaped) == doc
+    for body in (plain, escaped):
+        new, plan = plan_and_apply(body, model=None, mode="auto", ttl="5m", min_tokens=1024)
+        assert (plan.changed, plan.reason) == (False, "no_slots")  # four client markers: no slot left
+        assert new is body
+    # Without any marker the same prompt gets one.
+    bare = orjson.dumps({**doc, "messages": [{"role": "user", "content": "hi"}]})
+    assert plan_and_apply(bare, model=None, mode="auto", ttl="5m", min_tokens=1024)[1].changed
