@@ -16,12 +16,14 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from sidecar.core.events import CallEvent
+from sidecar.sched import yield_cpu
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
 _URL_PREFIX = "sqlite:///"
 _PURGE_EVERY_S = 3600.0
 _DAY_S = 86400.0
 _BUSY_TIMEOUT_MS = 5000
+_CHUNK_ROWS = 64  # rows per executemany inside a batch's transaction, between yields of the core
 
 
 def parse_sqlite_url(url: str) -> Path:
@@ -51,6 +53,7 @@ class SQLiteStore:
     """
 
     name = "sqlite"
+    whole_batches = True  # one transaction per recorder batch; it yields the core between chunks itself
 
     def __init__(self, path: str | os.PathLike[str], *, retention_days: int = 30) -> None:
         self.path = Path(path).absolute()
@@ -103,7 +106,10 @@ class SQLiteStore:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(INSERT_SQL, rows)
+                for start in range(0, len(rows), _CHUNK_ROWS):
+                    if start:
+                        yield_cpu()  # the event loop may be waiting for this core
+                    conn.executemany(INSERT_SQL, rows[start : start + _CHUNK_ROWS])
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -179,6 +179,7 @@ class Metrics:
         )
         self._ratelimit_children: dict[tuple[str, str], Gauge] = {}
         self._cache_plan_children: dict[str, Counter] = {}  # planner reasons: a closed set
+        self._sink_children: dict[tuple[str, str], Counter] = {}
         self._declare_session_metrics(r)
         self._init_series()
 
@@ -281,7 +282,10 @@ class Metrics:
         self.dropped.labels(reason=reason).inc(n)
 
     def on_sink_result(self, sink: str, outcome: str, n: int) -> None:
-        self.events.labels(sink=sink, outcome=outcome).inc(n)
+        child = self._sink_children.get((sink, outcome))
+        if child is None:  # sinks and outcomes are a closed set
+            child = self._sink_children[(sink, outcome)] = self.events.labels(sink=sink, outcome=outcome)
+        child.inc(n)
         if outcome != "ok":
             self.sink_errors.labels(sink=sink).inc()
 

@@ -16,7 +16,6 @@ turn. Guarantees:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.core.events import CallEvent
+from sidecar.sched import yield_cpu
 
 QUEUE_FULL = "queue_full"
 SHUTDOWN = "shutdown"
@@ -33,7 +33,11 @@ _DROP_LOG_EVERY_S = 10.0
 
 
 class Sink(Protocol):
-    """Where batches of events go. ``write`` and ``close`` are called from the worker thread only."""
+    """Where batches of events go. ``write`` and ``close`` are called from the worker thread only.
+
+    A sink may set ``whole_batches = True`` to get each batch in one call (a transaction per call);
+    others get it in slices.
+    """
 
     name: str
 
@@ -67,13 +71,6 @@ class RecorderHooks:
     on_queue_depth: Callable[[int], None] = _ignore_depth
 
 
-def _yield_cpu() -> None:
-    if hasattr(os, "sched_yield"):
-        os.sched_yield()  # releases the GIL too
-    else:  # pragma: no cover - platforms without sched_yield
-        time.sleep(0)
-
-
 class _FlushMarker:
     """Queued by ``flush``; set by the worker once every event queued before it reached the sinks."""
 
@@ -103,7 +100,7 @@ class Recorder:
         flush_interval_s: float = 0.2,
         hooks: RecorderHooks | None = None,
         logger: logging.Logger | None = None,
-        slice_size: int = 8,
+        slice_size: int = 16,
     ) -> None:
         if capacity < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("capacity and batch_size must be >= 1 and flush_interval_s > 0")
@@ -273,20 +270,27 @@ class Recorder:
         return batch, None
 
     def _deliver_in_slices(self, batch: list[CallEvent]) -> None:
-        """Hand the batch over ``slice_size`` events at a time, yielding the CPU between slices.
+        """Hand the batch to each sink ``slice_size`` events at a time, yielding the CPU between slices.
 
         The worker usually shares a core with the event loop: a request that arrives mid-batch then
-        waits for one slice (well under a millisecond) instead of a scheduler time slice (several ms).
+        waits for one slice (a fraction of a millisecond) instead of a scheduler time slice (several ms).
+        Sinks with ``whole_batches = True`` (one transaction per call) get the whole batch at once and
+        yield inside it themselves.
         """
+        whole = [st for st in self._sinks if getattr(st.sink, "whole_batches", False)]
+        sliced = [st for st in self._sinks if st not in whole]
+        events = tuple(batch)
+        if whole:
+            self._deliver(events, whole)
         size = self._slice
-        for start in range(0, len(batch), size):
-            if start:
-                _yield_cpu()
-            self._deliver(tuple(batch[start : start + size]))
+        for start in range(0, len(events), size):
+            if start or whole:
+                yield_cpu()
+            self._deliver(events[start : start + size], sliced)
 
-    def _deliver(self, batch: tuple[CallEvent, ...]) -> None:
+    def _deliver(self, batch: tuple[CallEvent, ...], sinks: Sequence[_SinkState]) -> None:
         n = len(batch)
-        for state in self._sinks:
+        for state in sinks:
             name = state.sink.name
             try:
                 state.sink.write(batch)

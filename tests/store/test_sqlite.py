@@ -291,3 +291,17 @@ def test_store_is_an_event_store_and_a_recorder_sink(tmp_path: Path) -> None:
     reopened.open()
     assert reopened.events() == sent
     reopened.close()
+
+
+def test_a_batch_larger_than_one_chunk_is_one_transaction(store: SQLiteStore) -> None:
+    """Rows go in chunks (the writer yields the core between them) but a batch commits or fails whole."""
+    batch = [minimal_event(f"ev-{i:04d}", started_at=1_700_000_000.0 + i) for i in range(150)]
+    store.write_events(batch)
+    assert [e.event_id for e in store.events()] == [e.event_id for e in batch]
+
+    # A row that cannot be stored (a value SQLite cannot bind) in the last chunk rolls back the rest.
+    bad = [minimal_event(f"ev-b{i:04d}", started_at=1_800_000_000.0 + i) for i in range(150)]
+    bad[-1] = dataclasses.replace(bad[-1], request_bytes=object())  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.Error):
+        store.write_events(bad)
+    assert len(store.events()) == 150

@@ -135,7 +135,9 @@ def test_failing_sink_is_isolated_counted_and_logged_once_per_burst(
     logger, records = log_records
     bad, good = FailingSink(), CollectSink("good")
     hooks = HookLog()
-    rec = Recorder([bad, good], batch_size=10, flush_interval_s=0.01, hooks=hooks.hooks(), logger=logger)
+    rec = Recorder(
+        [bad, good], batch_size=10, slice_size=10, flush_interval_s=0.01, hooks=hooks.hooks(), logger=logger
+    )
     rec.start()
     for i in range(50):
         rec.submit(make_event(i))
@@ -360,3 +362,18 @@ def test_a_large_batch_reaches_sinks_in_slices_in_order() -> None:
     assert max(sink.batch_sizes) == 16
     # Batches of 100, 100 and 50 events, each cut into slices of 16.
     assert sink.batch_sizes == [16] * 6 + [4] + [16] * 6 + [4] + [16] * 3 + [2]
+
+
+def test_whole_batch_sinks_get_each_batch_in_one_call_while_others_get_slices() -> None:
+    class Transactional(CollectSink):
+        whole_batches = True
+
+    whole, sliced = Transactional("whole"), CollectSink("sliced")
+    rec = Recorder([whole, sliced], batch_size=40, flush_interval_s=10.0, slice_size=8)
+    for i in range(40):
+        rec.submit(make_event(i))
+    rec.start()
+    assert rec.flush(5)
+    rec.stop()
+    assert whole.batch_sizes == [40] and sliced.batch_sizes == [8] * 5
+    assert whole.events == sliced.events and len(whole.events) == 40
