@@ -69,6 +69,7 @@ class LocalCounters:
         self._last_day = ""
         self._blocked: dict[str, set[str]] = {SESSION_SCOPE: set(), APP_SCOPE: set()}
         self._held: set[str] = set()  # ids of reservations not yet reconciled or released
+        self._evicted_at = float("-inf")
         self._ids = itertools.count(1)  # reservation ids are process-local here: a counter is enough
 
     def _session(self, session_id: str, now: float) -> _Scope:
@@ -92,7 +93,11 @@ class LocalCounters:
 
     def _evict(self, now: float) -> None:
         # Bounded memory: past the cap the least recently active sessions are forgotten first (their
-        # events stay in the store; use Redis counters for more live sessions than this).
+        # events stay in the store; use Redis counters for more live sessions than this). The TTL is
+        # days long: checking it once a second is as good as on every call, and costs less.
+        if len(self._sessions) <= self._max_sessions and now - self._evicted_at < 1.0:
+            return
+        self._evicted_at = now
         while len(self._sessions) > self._max_sessions:
             self._sessions.popitem(last=False)
         while self._sessions:

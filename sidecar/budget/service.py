@@ -252,13 +252,15 @@ class BudgetService:
         except CountersUnavailable:
             self._hooks.on_backend_error(SETTLE_LOST)
             return Settlement()
+        caps = res.limits.caps()
+        if not caps:  # the common case: usage counted, no ceiling to warn about or report against
+            return Settlement(snapshot=rec.snapshot)
         warnings = tuple(
             BudgetWarning(res.app, name, THRESHOLD, _threshold_message(name, res, rec.snapshot))
             for name in rec.warned
         )
         for w in warnings:
             self._hooks.on_warning(w.app, w.limit)
-        caps = res.limits.caps()
         return Settlement(
             warnings, remaining_usd(caps, rec.snapshot.session, rec.snapshot.app_day), rec.snapshot
         )

@@ -334,27 +334,29 @@ class PriceTable:
         if canon is None:
             return None
         entry = self._models[canon]
-        w5, w1h = (max(0, n) for n in usage.write_buckets())
-        n_in, n_out, n_read = (
-            max(0, n) for n in (usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens)
-        )
+        # Spelled out, not looped: this runs for every call. Negative counts count as zero.
+        w5, w1h = usage.write_buckets()
+        w5, w1h = max(0, w5), max(0, w1h)
+        n_in, n_out = max(0, usage.input_tokens), max(0, usage.output_tokens)
+        n_read = max(0, usage.cache_read_input_tokens)
         rules: list[str] = []
         p = _period_at(entry, at)
-        band = _band_at(entry, n_in + n_read + w5 + w1h, at)
+        band = _band_at(entry, n_in + n_read + w5 + w1h, at) if entry.bands else None
         if band is not None:
             p = band.price
             rules.append(band.rule)
         scale = _PER_TOKEN * self._multiplier(entry, usage, batch, rules)
-        buckets = (n_in, n_out, n_read, w5, w1h)
-        prices = (p.input, p.output, p.cache_read, p.cache_write_5m, p.cache_write_1h)
-        usd = tuple(n * price * scale for n, price in zip(buckets, prices, strict=True))
-        in_usd, out_usd, read_usd, w5_usd, w1h_usd = usd
+        in_usd = n_in * p.input * scale
+        out_usd = n_out * p.output * scale
+        read_usd = n_read * p.cache_read * scale
+        w5_usd = w5 * p.cache_write_5m * scale
+        w1h_usd = w1h * p.cache_write_1h * scale
         saved = n_read * (p.input - p.cache_read) - w5 * (p.cache_write_5m - p.input)
         saved -= w1h * (p.cache_write_1h - p.input)
         tools = max(0, usage.web_search_requests) * self._web_search
         if tools:
             rules.append("web_search")
-        total = sum(usd) + tools
+        total = in_usd + out_usd + read_usd + w5_usd + w1h_usd + tools
         return CostBreakdown(
             canon, in_usd, out_usd, read_usd, w5_usd, w1h_usd, total, saved * scale, tuple(rules), tools
         )
