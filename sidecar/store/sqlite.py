@@ -23,7 +23,7 @@ _URL_PREFIX = "sqlite:///"
 _PURGE_EVERY_S = 3600.0
 _DAY_S = 86400.0
 _BUSY_TIMEOUT_MS = 5000
-_CHUNK_ROWS = 64  # rows per executemany inside a batch's transaction, between yields of the core
+_CHUNK_ROWS = 16  # rows per executemany inside a batch's transaction, between yields of the core
 
 
 def parse_sqlite_url(url: str) -> Path:

@@ -100,7 +100,7 @@ class Recorder:
         flush_interval_s: float = 0.2,
         hooks: RecorderHooks | None = None,
         logger: logging.Logger | None = None,
-        slice_size: int = 16,
+        slice_size: int = 8,
     ) -> None:
         if capacity < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("capacity and batch_size must be >= 1 and flush_interval_s > 0")
