@@ -200,12 +200,21 @@ class BustingVerdict:
 
 
 class _AppState:
-    __slots__ = ("busting", "recent", "window")
+    __slots__ = ("busting", "changed", "recent", "window")
 
     def __init__(self, window: int) -> None:
         self.recent: OrderedDict[str, str | None] = OrderedDict()  # hash -> shape, least recent first
         self.window: deque[str | None] = deque(maxlen=window)  # per call: None = known prompt, else kind
+        self.changed = 0  # entries of ``window`` that are not None, kept as calls come and go
         self.busting = False
+
+    def push(self, kind: str | None) -> None:
+        window = self.window
+        if len(window) == window.maxlen and window[0] is not None:
+            self.changed -= 1  # the oldest entry falls out on append
+        window.append(kind)
+        if kind is not None:
+            self.changed += 1
 
 
 class CacheBustingDetector:
@@ -264,9 +273,9 @@ class CacheBustingDetector:
         self._apps.move_to_end(app)
         if system_hash in state.recent:
             state.recent.move_to_end(system_hash)
-            state.window.append(None)
+            state.push(None)
         else:
-            state.window.append(self._kind(state, system_shape))
+            state.push(self._kind(state, system_shape))
             state.recent[system_hash] = system_shape
             if len(state.recent) > self._recent:
                 state.recent.popitem(last=False)
@@ -297,7 +306,7 @@ class CacheBustingDetector:
     @staticmethod
     def _ratio(state: _AppState) -> float:
         calls = len(state.window)
-        return sum(1 for k in state.window if k is not None) / calls if calls else 0.0
+        return state.changed / calls if calls else 0.0
 
     def busting(self, app: str) -> bool:
         state = self._apps.get(app)

@@ -76,8 +76,14 @@ class _ClientInvalid(Exception):
     """The client's own markers would be rejected by the API."""
 
 
+_UNCHANGED: dict[str, CachePlan] = {}
+
+
 def _unchanged(reason: str) -> CachePlan:
-    return CachePlan(False, 0, (), reason)
+    plan = _UNCHANGED.get(reason)  # plans are immutable: one per reason (a closed set) is enough
+    if plan is None:
+        plan = _UNCHANGED[reason] = CachePlan(False, 0, (), reason)
+    return plan
 
 
 def _marker_rank(value: object) -> int:
@@ -199,21 +205,25 @@ def _candidates(doc: dict[str, Any], estimate: bool, reasons: list[str]) -> list
     raw_tools = doc.get("tools")
     tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
     system = doc.get("system")
-    found = [_tools_candidate(tools, reasons), _system_candidate(system, len(tools), reasons)]
-    out = [c for c in found if c is not None]
+    out = []
+    found = _tools_candidate(tools, reasons)
+    if found is not None:
+        out.append(found)
+    found = _system_candidate(system, len(tools), reasons)
+    if found is not None:
+        out.append(found)
     if not estimate or not out:
         return out
     tool_tokens = [0 if _deferred(t) else block_tokens(t) for t in tools]
-    with_tokens = []
-    for c in out:
+    for i, c in enumerate(out):
         if c.section == "tools":
             tokens = sum(tool_tokens[: c.index + 1])
         else:
             blocks = system if isinstance(system, list) else [{"type": "text", "text": system}]
             upto = len(blocks) if c.index < 0 else c.index + 1
             tokens = sum(tool_tokens) + sum(block_tokens(b) for b in blocks[:upto])
-        with_tokens.append(_Candidate(c.section, c.index, c.ordinal, c.label, tokens))
-    return with_tokens
+        out[i] = _Candidate(c.section, c.index, c.ordinal, c.label, tokens)
+    return out
 
 
 def _assign_ttls(

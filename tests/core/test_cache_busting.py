@@ -269,3 +269,15 @@ def test_a_shape_is_needed_only_for_prompts_new_to_the_app() -> None:
     for i in range(12):
         detector.observe("b", f"h{i}", None)
     assert detector.busting("b")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=12), min_size=1, max_size=200))
+def test_running_share_equals_a_recount_of_the_window(prompts: list[int]) -> None:
+    detector = CacheBustingDetector(window=20, recent=4)
+    for p in prompts:
+        digest = f"h{p}"
+        shape = f"shape {p}" if detector.needs_shape("app", digest) else None
+        detector.observe("app", digest, shape)
+        window = detector._apps["app"].window  # empty after the app's first call
+        expected = sum(k is not None for k in window) / len(window) if window else 0.0
+        assert detector.ratio("app") == expected
