@@ -173,9 +173,11 @@ class PhaseRunner:
         self, name: str, target: Target, scenario: Scenario
     ) -> tuple[dict[str, object], tuple[float, float]]:
         url = target.url
-        script = self.work_dir / f"post-{target.name}-{scenario.ttfb_ms}ms.lua"
+        script = self.work_dir / f"post-{target.name}-{scenario.ttfb_ms}ms-c{scenario.concurrency}.lua"
         if not script.exists():
-            script.write_text(wrk_driver.lua_script(scenario.ttfb_ms, dict(target.headers)))
+            script.write_text(
+                wrk_driver.lua_script(scenario.ttfb_ms, dict(target.headers), scenario.concurrency)
+            )
         seconds = max(1, round(self._seconds(scenario, target)))
         warmup = round(self._warmup(target))
         if warmup >= 1:  # wrk runs whole seconds; shorter warm-ups are left to prime()

@@ -308,3 +308,66 @@ def test_a_failing_or_dead_litellm_ends_only_its_own_measurement(
         peer2 = run.Peer(info2, (target, children.start("litellm2", ["sleep", "60"])))
         assert peer2.run(Runner(fail=True), scenario) is None
         assert info2["reason"] == "json_c1 failed: loadgen-json_c1-litellm timed out before printing a line"
+
+
+def test_wrk_script_staggers_first_requests_only_with_a_delayed_upstream(
+    bench: dict[str, ModuleType],
+) -> None:
+    lua = bench["wrk_driver"].lua_script
+    assert "delay" not in lua(0, None, 50)  # no-delay phases: wrk's plain closed loop
+    assert "delay" not in lua(50)  # no connection count, nothing to stagger
+    script = lua(50, None, 8)
+    assert "if started < 8 then" in script and "math.random(0, 50 - 1)" in script
+
+
+def test_wrk_connections_start_spread_over_one_upstream_delay(
+    bench: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    """Run real wrk against a tiny server and look at when each connection's first request arrives."""
+    import shutil
+    import time
+
+    from tests.conftest import require_service
+
+    require_service(shutil.which("wrk") is not None, "wrk (apt-get install wrk)")
+    first_seen: dict[int, float] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            first_seen.setdefault(self.client_address[1], time.monotonic())
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 64  # the default backlog of 5 would delay some of the 8 connects
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spreads = {}
+        for ttfb in (0, 200):
+            first_seen.clear()
+            script = tmp_path / f"s{ttfb}.lua"
+            script.write_text(bench["wrk_driver"].lua_script(ttfb, None, 8))
+            url = f"http://127.0.0.1:{server.server_address[1]}/v1/messages"
+            run = subprocess.run(
+                bench["wrk_driver"].command(url, str(script), 8, 1),
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert bench["wrk_driver"].parse(run.stdout)["requests"] > 8
+            assert len(first_seen) == 8
+            spreads[ttfb] = max(first_seen.values()) - min(first_seen.values())
+    finally:
+        server.shutdown()
+    assert spreads[0] < 0.05  # all at once
+    assert spreads[200] > 0.05  # 8 draws in [0, 200) ms: all within 50 ms has odds of ~1 in 1,000
