@@ -3,7 +3,8 @@
 Modelled on OpenTelemetry's batch span processor. The proxy calls :meth:`Recorder.submit` once per
 upstream call; that appends to a bounded in-memory queue and returns. A daemon worker thread (sinks such
 as sqlite3 are synchronous) takes batches by size or by interval and hands each batch to every sink in
-turn. Guarantees:
+turn: whole to sinks that want one call per batch (``whole_batches``, e.g. a transaction), in small slices
+to the others, yielding the core between slices so the event loop sharing it is not held up. Guarantees:
 
 * ``submit`` never blocks and never raises. An event is dropped only when the queue is at capacity
   (``"queue_full"``) or the recorder is stopping (``"shutdown"``); every drop is counted via
