@@ -371,3 +371,17 @@ def test_wrk_connections_start_spread_over_one_upstream_delay(
         server.shutdown()
     assert spreads[0] < 0.05  # all at once
     assert spreads[200] > 0.05  # 8 draws in [0, 200) ms: all within 50 ms has odds of ~1 in 1,000
+
+
+def test_handler_cost_drives_the_real_handler_and_records_every_call() -> None:
+    run = subprocess.run(
+        [sys.executable, str(BENCH_DIR / "handler_cost.py"), "--calls", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["calls"] == 300
+    assert result["events_stored"] == 300  # every driven call went through accounting into SQLite
+    assert 0 < result["wall_us_per_call"] < 100_000 and result["cpu_us_per_call"] > 0
