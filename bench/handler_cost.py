@@ -66,8 +66,38 @@ class _CannedUpstream:
         return _Answer()
 
 
-async def _drive(app: Any, calls: int) -> None:
-    body = workload.request_body(stream=False)
+def agent_body(turns: int) -> bytes:
+    """A long agent conversation: the bench request plus ``turns`` tool_use / tool_result exchanges, and a
+    client cache marker on the system prompt (as agent harnesses send). Sizes grow ~0.6 KB per turn."""
+    doc = json.loads(workload.request_body(stream=False))
+    doc["system"] = [{"type": "text", "text": doc["system"], "cache_control": {"type": "ephemeral"}}]
+    messages = doc["messages"][:1]
+    for i in range(turns):
+        tool_id = f"toolu_{i:020d}"
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": f"Let me look up order BK-{48213 + i}."},
+                    {
+                        "type": "tool_use",
+                        "id": tool_id,
+                        "name": "lookup_order",
+                        "input": {"order_id": f"BK-{i}"},
+                    },
+                ],
+            }
+        )
+        result = json.dumps({"status": "shipped", "items": ["atlas", "novel"], "eta_days": i % 7})
+        messages.append(
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_id, "content": result}]}
+        )
+    messages.append({"role": "user", "content": "Thanks, and the atlas?"})
+    doc["messages"] = messages
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+async def _drive(app: Any, calls: int, body: bytes) -> None:
     headers = [(k.encode(), v.encode()) for k, v in workload.request_headers(0).items()]
     headers += [(b"host", b"127.0.0.1"), (b"content-length", str(len(body)).encode())]
     scope = {
@@ -99,7 +129,7 @@ async def _drive(app: Any, calls: int) -> None:
         await asyncio.sleep(0)  # let the loop run what the call scheduled, as a server would
 
 
-def measure(calls: int, profile: bool) -> dict[str, Any]:
+def measure(calls: int, profile: bool, turns: int = 0) -> dict[str, Any]:
     from sidecar.app import build_sidecar
     from sidecar.proxy.handler import ProxyHandler
     from sidecar.server import tune_runtime
@@ -118,13 +148,14 @@ def measure(calls: int, profile: bool) -> dict[str, Any]:
     tune_runtime()
     import uvloop
 
+    body = agent_body(turns) if turns else workload.request_body(stream=False)
     warmup = min(1000, calls)
-    uvloop.run(_drive(handler, warmup))
+    uvloop.run(_drive(handler, warmup, body))
     profiler = cProfile.Profile() if profile else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler is not None:
         profiler.enable()
-    uvloop.run(_drive(handler, calls))
+    uvloop.run(_drive(handler, calls, body))
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -133,6 +164,7 @@ def measure(calls: int, profile: bool) -> dict[str, Any]:
         (stored,) = db.execute("SELECT count(*) FROM events").fetchone()
     result: dict[str, Any] = {
         "calls": calls,
+        "request_bytes": len(body),
         "events_stored": stored - warmup,
         "wall_us_per_call": round(wall / calls * 1e6, 1),
         "cpu_us_per_call": round(cpu / calls * 1e6, 1),  # all threads: the recorder's work included
@@ -150,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--calls", type=int, default=30_000)
     parser.add_argument("--profile", action="store_true", help="cProfile the measured calls")
+    parser.add_argument(
+        "--turns", type=int, default=0, help="send a long agent conversation (N tool exchanges) instead"
+    )
     args = parser.parse_args(argv)
-    result = measure(args.calls, args.profile)
+    result = measure(args.calls, args.profile, args.turns)
     profile = result.pop("profile", None)
     print(json.dumps(result))
     if profile:

@@ -117,17 +117,30 @@ def _nested(block: dict[str, Any]) -> Iterator[Any]:
 def _content_markers(
     blocks: list[Any], counter: Iterator[int], depth: int, out: list[tuple[int, int]]
 ) -> None:
+    # Runs over every block of a long conversation on each call: inline and allocation-free for the
+    # common block (no marker, no nested content).
     for block in blocks:
         ordinal = next(counter)
         if not isinstance(block, dict):
             continue
-        rank = _marker_rank(block.get("cache_control"))
-        if rank:
-            if not _cacheable(block):
-                raise _ClientInvalid
-            out.append((ordinal, rank))
+        marker = block.get("cache_control")
+        if marker is not None:
+            rank = _marker_rank(marker)
+            if rank:
+                if not _cacheable(block):
+                    raise _ClientInvalid
+                out.append((ordinal, rank))
         if depth < _MAX_NESTING:
-            _content_markers(list(_nested(block)), counter, depth + 1, out)
+            content = block.get("content")
+            source = block.get("source")
+            if isinstance(source, dict) and isinstance(source.get("content"), list):
+                nested = list(_nested(block))
+            elif isinstance(content, list):
+                nested = content
+            else:
+                continue
+            if nested:
+                _content_markers(nested, counter, depth + 1, out)
 
 
 def _client_markers(doc: dict[str, Any]) -> list[tuple[int, int]]:

@@ -385,3 +385,20 @@ def test_handler_cost_drives_the_real_handler_and_records_every_call() -> None:
     assert result["calls"] == 300
     assert result["events_stored"] == 300  # every driven call went through accounting into SQLite
     assert 0 < result["wall_us_per_call"] < 100_000 and result["cpu_us_per_call"] > 0
+
+
+def test_handler_cost_agent_conversation_is_a_valid_growing_messages_request(
+    bench: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    agent_body = importlib.import_module("handler_cost").agent_body
+    from sidecar.testing.fake_cache import prompt_blocks
+
+    small, large = json.loads(agent_body(2)), json.loads(agent_body(40))
+    assert len(large["messages"]) == len(small["messages"]) + 2 * 38
+    assert large["system"][0]["cache_control"] == {"type": "ephemeral"}
+    blocks = [b for m in large["messages"] if isinstance(m["content"], list) for b in m["content"]]
+    uses = [b["id"] for b in blocks if b["type"] == "tool_use"]
+    results = [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"]
+    assert uses == results and len(results) == 40  # every tool_use answered by its tool_result
+    prompt_blocks(large)  # the API-faithful validator accepts it (raises otherwise)
