@@ -270,13 +270,6 @@ def _plan(
 ) -> tuple[list[tuple[_Candidate, str]], CachePlan]:
     if doc.get("cache_control") is not None:
         return [], _unchanged("client_top_level")
-    try:
-        markers = _client_markers(doc) if _may_have_markers(body) else []
-    except _ClientInvalid:
-        return [], _unchanged("client_invalid")
-    ranks = [rank for _, rank in markers]
-    if len(ranks) > MAX_BREAKPOINTS or any(a < b for a, b in itertools.pairwise(ranks)):
-        return [], _unchanged("client_invalid")
     reasons: list[str] = []
     candidates = _candidates(doc, mode == "auto", reasons)
     if mode == "auto":
@@ -284,6 +277,17 @@ def _plan(
         if any(c.tokens < minimum for c in candidates):
             reasons.append("below_minimum")
         candidates = [c for c in candidates if c.tokens >= minimum]
+    if not candidates:
+        # Nothing to add: the client's markers (a walk over every message of a long conversation) do
+        # not matter, and the body goes out as sent.
+        return [], _unchanged(next((r for r in _REASON_ORDER if r in reasons), "nothing_to_mark"))
+    try:
+        markers = _client_markers(doc) if _may_have_markers(body) else []
+    except _ClientInvalid:
+        return [], _unchanged("client_invalid")
+    ranks = [rank for _, rank in markers]
+    if len(ranks) > MAX_BREAKPOINTS or any(a < b for a, b in itertools.pairwise(ranks)):
+        return [], _unchanged("client_invalid")
     free = MAX_BREAKPOINTS - len(markers)
     if len(candidates) > free:
         reasons.append("no_slots")

@@ -539,3 +539,16 @@ def test_client_markers_are_found_however_the_body_spells_the_key() -> None:
     # Without any marker the same prompt gets one.
     bare = orjson.dumps({**doc, "messages": [{"role": "user", "content": "hi"}]})
     assert plan_and_apply(bare, model=None, mode="auto", ttl="5m", min_tokens=1024)[1].changed
+
+
+def test_with_nothing_to_add_the_conversation_is_not_walked_and_goes_out_as_sent() -> None:
+    """Client markers only matter when a marker could be added; a long conversation is not walked."""
+    bad_marker = {"type": "text", "text": "hi", "cache_control": {"type": "persistent"}}  # API would 400
+    marked_system = [{"type": "text", "text": LONG, "cache_control": E5}]
+    body = body_of(system=marked_system, messages=[{"role": "user", "content": [bad_marker]}])
+    new, plan = plan_and_apply(body, model=None, mode="auto", ttl="5m", min_tokens=1024)
+    assert new is body and (plan.changed, plan.reason) == (False, "already_marked")
+    # With a position to mark, the same bad marker is found and the body is still left alone.
+    body = body_of(system=LONG, messages=[{"role": "user", "content": [bad_marker]}])
+    new, plan = plan_and_apply(body, model=None, mode="auto", ttl="5m", min_tokens=1024)
+    assert new is body and (plan.changed, plan.reason) == (False, "client_invalid")
