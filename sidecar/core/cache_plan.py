@@ -259,14 +259,14 @@ def _assign_ttls(
     return out
 
 
-def _may_have_markers(body: bytes | None) -> bool:
+def _may_have_markers(body: bytes) -> bool:
     """False only when ``body`` certainly holds no ``cache_control`` key: the name never appears, and no
     ``\\u`` escape could spell it differently. Skips walking every message of a long conversation."""
-    return body is None or b'"cache_control"' in body or b"\\u" in body
+    return b'"cache_control"' in body or b"\\u" in body
 
 
 def _plan(
-    doc: dict[str, Any], mode: str, ttl: str, min_tokens: int | None, body: bytes | None = None
+    doc: dict[str, Any], mode: str, ttl: str, min_tokens: int | None, body: bytes
 ) -> tuple[list[tuple[_Candidate, str]], CachePlan]:
     if doc.get("cache_control") is not None:
         return [], _unchanged("client_top_level")

@@ -188,6 +188,10 @@ def event_log_fields(event: CallEvent) -> dict[str, object]:
     }
 
 
+def _request_message(event: CallEvent) -> str:
+    return f"{event.method} {event.path} -> {event.status} {event.outcome}"
+
+
 def _plain_json(handler: logging.Handler) -> bool:
     return (
         isinstance(handler, _JsonHandler)
@@ -221,8 +225,8 @@ class RequestLogSink:
                 logging.INFO,
                 __file__,
                 0,
-                "%s %s -> %d %s",
-                (event.method, event.path, event.status, event.outcome),
+                _request_message(event),
+                (),
                 None,
                 extra={"fields": event_log_fields(event)},
             )
@@ -248,7 +252,7 @@ class RequestLogSink:
                 now,
                 "info",
                 name,
-                f"{event.method} {event.path} -> {event.status} {event.outcome}",
+                _request_message(event),
             )
             + "\n"
             for event in events

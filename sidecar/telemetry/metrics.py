@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sidecar.core.events import CallEvent
 
 PROVIDER = "anthropic"
+_MAX_CHILDREN = 100_000  # bound on the memo of labelled series (see Metrics.child)
 OTHER = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 # OTel GenAI semantic-convention bucket boundaries.
@@ -177,9 +179,7 @@ class Metrics:
         self.build_info = Gauge(
             "sidecar_build_info", "Version and pricing table date.", ["version", "pricing_date"], registry=r
         )
-        self._ratelimit_children: dict[tuple[str, str], Gauge] = {}
-        self._cache_plan_children: dict[str, Counter] = {}  # planner reasons: a closed set
-        self._sink_children: dict[tuple[str, str], Counter] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self._declare_session_metrics(r)
         self._init_series()
 
@@ -281,11 +281,22 @@ class Metrics:
     def on_dropped(self, reason: str, n: int) -> None:
         self.dropped.labels(reason=reason).inc(n)
 
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)`` (values in the declared label order), looked up once per series:
+        ``labels()`` checks its arguments and takes a lock on every call, and series are updated
+        thousands of times a second. Safe from any thread; a race only repeats a lookup. Label values are
+        capped where they come from clients, so the memo stays small; past its bound it just stops
+        growing."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = metric.labels(*values)
+            if len(self._children) < _MAX_CHILDREN:
+                self._children[key] = found
+        return found
+
     def on_sink_result(self, sink: str, outcome: str, n: int) -> None:
-        child = self._sink_children.get((sink, outcome))
-        if child is None:  # sinks and outcomes are a closed set
-            child = self._sink_children[(sink, outcome)] = self.events.labels(sink=sink, outcome=outcome)
-        child.inc(n)
+        self.child(self.events, sink, outcome).inc(n)
         if outcome != "ok":
             self.sink_errors.labels(sink=sink).inc()
 
@@ -300,13 +311,8 @@ class Metrics:
             kind = _RATELIMIT_HEADERS.get(name.lower())
             if kind is None:
                 continue
-            child = self._ratelimit_children.get((app, kind))
-            if child is None:
-                child = self.ratelimit_remaining.labels(app=self.app_label(app), type=kind)
-                if len(self._ratelimit_children) < 4096:
-                    self._ratelimit_children[(app, kind)] = child
             try:
-                child.set(float(value))
+                self.child(self.ratelimit_remaining, self.app_label(app), kind).set(float(value))
             except ValueError:
                 continue
 
@@ -314,11 +320,7 @@ class Metrics:
         self.cache_busting.labels(app=self.app_label(app)).set(1.0 if busting else 0.0)
 
     def on_cache_plan(self, reason: str) -> None:
-        # Called for every chat request on the event loop: the child per reason is looked up once.
-        child = self._cache_plan_children.get(reason)
-        if child is None:
-            child = self._cache_plan_children[reason] = self.cache_plans.labels(reason=reason)
-        child.inc()
+        self.child(self.cache_plans, reason).inc()
 
     def on_wasted_writes(self, model: str, app: str, tokens: int) -> None:
         self.cache_wasted_write_tokens.labels(model=model, app=self.app_label(app)).inc(tokens)

@@ -1,8 +1,9 @@
 """Updates the Prometheus series from finished events, on the recorder's worker thread.
 
 Per batch, counter increments are summed by series and applied once, and every series' child is looked
-up once and kept: ``labels()`` and ``inc()`` each take a lock and cost microseconds, which at thousands of
-calls a second would be a visible share of the sidecar's CPU. Histograms are still observed per event.
+up once (``Metrics.child``): ``labels()`` and ``inc()`` each take a lock and cost microseconds, which at
+thousands of calls a second would be a visible share of the sidecar's CPU. Histograms are still observed
+per event.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from sidecar.telemetry.metrics import OTHER, PROVIDER, Metrics, status_class
 
 log = logging.getLogger("sidecar.metrics")
 
-_MAX_CHILDREN = 100_000  # label values are capped upstream (apps, models); this only bounds the cache
-
 
 class MetricsSink:
     name = "metrics"
@@ -26,7 +25,6 @@ class MetricsSink:
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
         self._warned_models: set[str] = set()
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def write(self, events: Sequence[CallEvent]) -> None:
         sums: defaultdict[Any, float] = defaultdict(float)
@@ -37,24 +35,12 @@ class MetricsSink:
             for child, amount in sums.items():
                 child.inc(amount)
 
-    def observe(self, event: CallEvent) -> None:
-        """One event (the batch path, for one)."""
-        self.write((event,))
-
     def close(self) -> None:
         return None
 
-    def _child(self, metric: Any, *values: str) -> Any:
-        key = (metric, values)
-        child = self._children.get(key)
-        if child is None:
-            child = metric.labels(*values)
-            if len(self._children) < _MAX_CHILDREN:
-                self._children[key] = child
-        return child
-
     def _observe(self, e: CallEvent, sums: defaultdict[Any, float]) -> None:
-        m, child = self.m, self._child
+        m = self.m
+        child = m.child
         model = e.model_canonical or OTHER
         app = m.app_label(e.app)
         sums[child(m.requests, model, app, status_class(e), "true" if e.stream else "false")] += 1

@@ -106,6 +106,8 @@ class Recorder:
         if capacity < 1 or batch_size < 1 or flush_interval_s <= 0:
             raise ValueError("capacity and batch_size must be >= 1 and flush_interval_s > 0")
         self._sinks = [_SinkState(s) for s in sinks]
+        self._whole = [st for st in self._sinks if getattr(st.sink, "whole_batches", False)]
+        self._sliced = [st for st in self._sinks if st not in self._whole]
         self._capacity = capacity
         self._batch_size = batch_size
         self._interval = flush_interval_s
@@ -278,16 +280,14 @@ class Recorder:
         Sinks with ``whole_batches = True`` (one transaction per call) get the whole batch at once and
         yield inside it themselves.
         """
-        whole = [st for st in self._sinks if getattr(st.sink, "whole_batches", False)]
-        sliced = [st for st in self._sinks if st not in whole]
         events = tuple(batch)
-        if whole:
-            self._deliver(events, whole)
+        if self._whole:
+            self._deliver(events, self._whole)
         size = self._slice
         for start in range(0, len(events), size):
-            if start or whole:
+            if start or self._whole:
                 yield_cpu()
-            self._deliver(events[start : start + size], sliced)
+            self._deliver(events[start : start + size], self._sliced)
 
     def _deliver(self, batch: tuple[CallEvent, ...], sinks: Sequence[_SinkState]) -> None:
         n = len(batch)
