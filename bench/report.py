@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 Phase = dict[str, Any]
@@ -22,12 +23,32 @@ def _stat(phase: Phase | None, metric: str, q: str) -> float:
     return float(phase[metric][q])
 
 
+def _rounds(phases: list[Phase], scenario: str, target: str) -> dict[int, Phase]:
+    """``target``'s phases of ``scenario`` by round (reports of older runs have one, unnumbered)."""
+    return {int(p.get("round", 1)): p for p in phases if p["scenario"] == scenario and p["target"] == target}
+
+
+def _median(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.median(kept) if kept else math.nan
+
+
+def added_by_round(phases: list[Phase], scenario: str, target: str, metric: str, q: str) -> list[float]:
+    """Per round: ``target``'s percentile minus the direct run's of the same round, in ms."""
+    direct = _rounds(phases, scenario, "direct")
+    return [
+        round(_stat(p, metric, q) - _stat(direct.get(r), metric, q), 3)
+        for r, p in sorted(_rounds(phases, scenario, target).items())
+    ]
+
+
 def added(phases: list[Phase], scenario: str, target: str, metric: str, q: str) -> float:
-    """``target``'s percentile minus the direct run's, in ms (NaN when either is missing)."""
-    value = _stat(_find(phases, scenario, target), metric, q) - _stat(
-        _find(phases, scenario, "direct"), metric, q
-    )
-    return round(value, 3)
+    """The median round's added latency (ms over direct; NaN when either side is missing)."""
+    return round(_median(added_by_round(phases, scenario, target, metric, q)), 3)
+
+
+def _median_stat(phases: list[Phase], scenario: str, target: str, metric: str, q: str) -> float:
+    return _median([_stat(p, metric, q) for p in _rounds(phases, scenario, target).values()])
 
 
 def _peak_mb(phases: list[Phase], target: str, scenario: str | None = None) -> float:
@@ -38,8 +59,8 @@ def _peak_mb(phases: list[Phase], target: str, scenario: str | None = None) -> f
 
 
 def _value(phases: list[Phase], scenario: str, target: str, key: str) -> float:
-    phase = _find(phases, scenario, target)
-    return float(phase[key]) if phase is not None else math.nan
+    """The median round's ``key`` (rate, CPU per request)."""
+    return _median([float(p[key]) for p in _rounds(phases, scenario, target).values()])
 
 
 def proxies(phases: list[Phase]) -> tuple[str, ...]:
@@ -137,10 +158,36 @@ def _added_md(doc: dict[str, Any], phases: list[Phase], scenarios: tuple[str, ..
     for s in scenarios:
         d = _find(phases, s, "direct")
         label = d["label"] if d else s
-        direct = f"{_f(_stat(d, metric, 'p50'))} / {_f(_stat(d, metric, 'p99'))}"
+        direct = f"{_f(_median_stat(phases, s, 'direct', metric, 'p50'))} / "
+        direct += _f(_median_stat(phases, s, "direct", metric, "p99"))
         cells = [f"{_signed(grid[s][t]['p50'])} / {_signed(grid[s][t]['p99'])}" for t in shown]
         lines.append(f"| {label} | {direct} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _rounds_md(phases: list[Phase]) -> list[str]:
+    """Each round's added latency for the scenarios measured in several rounds (none: no lines)."""
+    repeated = [
+        s
+        for s in JSON_SCENARIOS + STREAM_SCENARIOS
+        if len(_rounds(phases, s, "sidecar")) > 1 or len(_rounds(phases, s, "bare")) > 1
+    ]
+    if not repeated:
+        return []
+    lines = [
+        "## Rounds (added ms over direct within each round; the tables above show the median round)",
+        "",
+        "| scenario | proxy | added p50 by round | added p99 by round |",
+        "|---|---|---|---|",
+    ]
+    for s in repeated:
+        metric = "ttfb_ms" if s.startswith("stream") else "latency_ms"
+        for t in PROXIES:
+            p50, p99 = (
+                ", ".join(_signed(v) for v in added_by_round(phases, s, t, metric, q)) for q in ("p50", "p99")
+            )
+            lines.append(f"| {s} | {t} | {p50} | {p99} |")
+    return [*lines, ""]
 
 
 def _other_pct(p: Phase) -> str:
@@ -154,15 +201,16 @@ def disturbed(phases: list[Phase], limit_pct: float = 5.0) -> list[str]:
     for p in phases:
         seconds = float(p["duration_s"]) or 1.0
         if 100.0 * float(p.get("other_cpu_on_proxy_core_s", 0.0)) / seconds > limit_pct:
-            out.append(f"{p['scenario']}/{p['target']}")
+            where = f"{p['scenario']}/{p['target']}"
+            out.append(where + (f" (round {p['round']})" if p.get("round", 1) > 1 else ""))
     return out
 
 
 def _phases_md(phases: list[Phase]) -> list[str]:
     lines = [
-        "| scenario | target | load gen | requests | errors | req/s | p50 ms | p99 ms | TTFB p50 / p99 ms "
-        "| CPU µs/req | peak RSS MB | other CPU on proxy core |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | target | round | load gen | requests | errors | req/s | p50 ms | p99 ms "
+        "| TTFB p50 / p99 ms | CPU µs/req | peak RSS MB | other CPU on proxy core |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in phases:
         ttfb = (
@@ -172,7 +220,8 @@ def _phases_md(phases: list[Phase]) -> list[str]:
         )
         latency = f"{_f(_stat(p, 'latency_ms', 'p50'))} | {_f(_stat(p, 'latency_ms', 'p99'))}"
         lines.append(
-            f"| {p['scenario']} | {p['target']} | {p['loadgen']} | {p['requests']:,} | {p['errors']} "
+            f"| {p['scenario']} | {p['target']} | {p.get('round', 1)} | {p['loadgen']} | {p['requests']:,} "
+            f"| {p['errors']} "
             f"| {_f(float(p['rps']), 0)} | {latency} "
             f"| {ttfb} | {_f(float(p['cpu_us_per_req']), 0)} | {_f((p['peak_rss_kb'] or 0) / 1024, 1)} "
             f"| {_other_pct(p)} |"
@@ -246,6 +295,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "|---|---|---|---|",
         *[_target_md(t) for t in doc["targets"]],
         "",
+        *_rounds_md(phases),
         "## Every phase",
         "",
         *_phases_md(phases),

@@ -53,7 +53,13 @@ LITELLM_MIN_SECONDS = 5.0
 LITELLM_MIN_WARMUP = 1.0
 MODES = {
     "full": Mode(
-        "full", seconds=6.0, stream_c1_seconds=10.0, warmup=1.0, max_requests=5_000_000, use_wrk=True
+        "full",
+        seconds=6.0,
+        stream_c1_seconds=10.0,
+        warmup=1.0,
+        max_requests=5_000_000,
+        use_wrk=True,
+        rounds=3,
     ),
     "quick": Mode(
         "quick", seconds=1.0, stream_c1_seconds=1.0, warmup=0.2, max_requests=500_000, use_wrk=True
@@ -301,7 +307,9 @@ class Options:
 
 def _progress(phase: dict[str, Any]) -> None:
     print(
-        f"  {phase['scenario']:14} {phase['target']:8} {phase['rps']:>9} req/s", file=sys.stderr, flush=True
+        f"  {phase['scenario']:14} {phase['target']:8} round {phase['round']} {phase['rps']:>9} req/s",
+        file=sys.stderr,
+        flush=True,
     )
 
 
@@ -324,10 +332,12 @@ def run_bench(mode: Mode, work: Path, opts: Options) -> dict[str, Any]:
             runner.prime(targets[name])
         litellm.run(runner, Scenario("prime", "prime", 200, False, 0))
         for scenario in scenarios():
-            for name in ("direct", "bare", "sidecar"):
-                phases.append(runner.run(scenario, targets[name]))
-                check_alive(servers, f"{scenario.key}/{name}")
-                _progress(phases[-1])
+            for round_no in range(1, runner.rounds(scenario) + 1):
+                for name in ("direct", "bare", "sidecar"):
+                    phases.append(runner.run(scenario, targets[name], round_no))
+                    check_alive(servers, f"{scenario.key}/{name}")
+                    _progress(phases[-1])
+            # A peer for comparison, not judged: one round (its phases are long already).
             if (phase := litellm.run(runner, scenario)) is not None:
                 phases.append(phase)
                 check_alive(servers, f"{scenario.key}/litellm")
@@ -367,9 +377,16 @@ def _method(mode: Mode) -> str:
     )
     if os.geteuid() == 0:
         pin += f"; bench processes at nice {BENCH_NICE}"
+    repeated = ", ".join(s.key for s in scenarios() if s.repeat)
+    rounds = (
+        f"; {mode.rounds} interleaved rounds of {repeated}, added latency computed within each round, "
+        "median round reported"
+        if mode.rounds > 1
+        else ""
+    )
     return (
         f"non-streaming load: {json_gen}; streaming load: asyncio/aiohttp client; closed loop; "
-        f"2,400-byte request bodies; {pin}; sidecar with SQLite store, metrics and request log on"
+        f"2,400-byte request bodies; {pin}; sidecar with SQLite store, metrics and request log on{rounds}"
     )
 
 

@@ -171,7 +171,7 @@ def test_report_shows_litellm_as_a_peer_not_judged(monkeypatch: pytest.MonkeyPat
     assert "| scenario | direct p50 / p99 | bare added p50 / p99 | sidecar added p50 / p99 " in text
     assert "| litellm added p50 / p99 |" in text
     assert "| json c1 | 1.00 / 2.00 | +0.50 / +1.00 | +0.75 / +1.50 | +10.00 / +12.00 |" in text
-    assert "| json_c200 | litellm | wrk | 100 | 3 |" in text
+    assert "| json_c200 | litellm | 1 | wrk | 100 | 3 |" in text
     bullet = next(line for line in text.splitlines() if line.startswith("- LiteLLM:"))
     assert "proxy 1.2.3" in bullet and "installed in 41 s" in bullet
     assert "3 errors in 700 measured requests (json_c200)" in bullet
@@ -402,3 +402,29 @@ def test_handler_cost_agent_conversation_is_a_valid_growing_messages_request(
     results = [b["tool_use_id"] for b in blocks if b["type"] == "tool_result"]
     assert uses == results and len(results) == 40  # every tool_use answered by its tool_result
     prompt_blocks(large)  # the API-faithful validator accepts it (raises otherwise)
+
+
+def test_repeated_scenarios_report_the_median_round_paired_within_each_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    report = importlib.import_module("report")
+    # p99 by round: direct drifts from round to round; each round's added latency is taken within it.
+    p99 = {"direct": (51.0, 52.0, 51.5), "bare": (54.0, 60.0, 59.0), "sidecar": (55.0, 56.0, 53.5)}
+    phases = []
+    for r in range(3):
+        for t in ("direct", "bare", "sidecar"):
+            phase = _phase("json_c50_50ms", t, 50.0 + r, p99[t][r], 1000.0 + r, stream=False)
+            phases.append(phase | {"round": r + 1})
+    # bare: 3, 8, 7.5 → median 7.5; sidecar: 4, 4, 2 → median 4 (pooled p99s would give 59 - 52 = 7 and
+    # 56 - 52 = 4, and pairing sidecar round 3 with direct round 1 would give 2.5)
+    assert report.added_by_round(phases, "json_c50_50ms", "bare", "latency_ms", "p99") == [3.0, 8.0, 7.5]
+    assert report.added_by_round(phases, "json_c50_50ms", "sidecar", "latency_ms", "p99") == [4.0, 4.0, 2.0]
+    assert report.added(phases, "json_c50_50ms", "bare", "latency_ms", "p99") == 7.5
+    assert report.added(phases, "json_c50_50ms", "sidecar", "latency_ms", "p99") == 4.0
+    assert report.added(phases, "json_c50_50ms", "sidecar", "latency_ms", "p50") == 0.0  # same p50s
+    assert report._value(phases, "json_c50_50ms", "sidecar", "rps") == 1001.0  # the median round's rate
+    lines = report._rounds_md(phases)
+    assert "| json_c50_50ms | bare | +0.00, +0.00, +0.00 | +3.00, +8.00, +7.50 |" in lines
+    assert "| json_c50_50ms | sidecar | +0.00, +0.00, +0.00 | +4.00, +4.00, +2.00 |" in lines
+    assert report._rounds_md([p for p in phases if p["round"] == 1]) == []  # one round: no section
