@@ -16,62 +16,14 @@ from collections.abc import Callable, Iterator
 from typing import Literal
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sidecar.app import Sidecar
-from sidecar.errors import error_body, new_request_id
+from sidecar.http_protocol import SidecarHttpProtocol
 
 log = logging.getLogger("sidecar.server")
-# Request line + headers. httptools buffers them without any limit (and with quadratic copying), so a
-# client could grow memory at will with one endless header line; real clients send a few KB.
-MAX_HEAD_BYTES = 1 << 20
 # Interpreter settings for a serving process (see tune_runtime).
 GC_GEN0_THRESHOLD = 10_000  # CPython's default is 700
 SWITCH_INTERVAL_S = 0.001  # CPython's default is 0.005
-
-
-class _BoundedHeadProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, refusing a request head over ``MAX_HEAD_BYTES`` with a 431.
-
-    Bytes are counted while no request body is being read (chunk granularity, so the limit is
-    approximate by one read); the counter restarts at every completed head.
-    """
-
-    _head_bytes = 0
-    _in_body = False
-    _refused = False
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        if not self._in_body:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                self._refuse_head()
-                return
-        super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._in_body, self._head_bytes = True, 0
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_body = False
-        super().on_message_complete()
-
-    def _refuse_head(self) -> None:
-        self._refused = True
-        body = error_body(
-            "invalid_request_error",
-            f"Request line and headers exceed {MAX_HEAD_BYTES} bytes.",
-            new_request_id(),
-        )
-        head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-        )
-        self.transport.write(head + body)
-        self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -88,7 +40,7 @@ def _config(
         host=host,
         port=port,
         loop="uvloop",
-        http=_BoundedHeadProtocol,
+        http=SidecarHttpProtocol,
         lifespan=lifespan,
         access_log=False,
         proxy_headers=False,  # the sidecar never trusts X-Forwarded-* from its clients

@@ -12,6 +12,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# scope["extensions"] key under which the sidecar's own server offers a ``DisconnectHook``: an object
+# whose ``callback`` it calls when the client's connection is lost before the response is complete.
+DISCONNECT_HOOK = "sidecar.disconnect"
 
 
 class ClientGone(Exception):

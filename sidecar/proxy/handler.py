@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
 from time import perf_counter
+from types import MappingProxyType
+from typing import Any
 
 import aiohttp
 
@@ -26,7 +29,7 @@ from sidecar.errors import (
     Unauthorized,
     UpstreamUnavailable,
 )
-from sidecar.proxy.asgi import ClientGone, Receive, Scope, Send, read_body, send_error
+from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import CallContext, ProxyDeps
 from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
 from sidecar.sansio import headers as hdr
@@ -47,6 +50,7 @@ from sidecar.sansio.traceparent import new_ref
 
 log = logging.getLogger("sidecar.proxy")
 
+_NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 _BUFFERED_OPS = frozenset({CHAT, COUNT_TOKENS, COMPLETE})
 _MAX_JSON_COPY = 32_000_000  # the parser's copy of a JSON answer; past it, usage is not parsed
 
@@ -209,9 +213,13 @@ class ProxyHandler:
         target = raw_path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
         task = asyncio.current_task()
         watchers: list[asyncio.Future[None]] = []
+        hook = (scope.get("extensions") or _NO_EXTENSIONS).get(DISCONNECT_HOOK)
 
         def watch() -> None:
-            watchers.append(asyncio.ensure_future(self._watch_disconnect(receive, ctx, task)))
+            if hook is not None:  # the sidecar's own server tells: no task parked in receive() per call
+                hook.callback = partial(self._client_left, ctx, task)
+            else:
+                watchers.append(asyncio.ensure_future(self._watch_disconnect(receive, ctx, task)))
 
         if ctx.body_done:
             watch()
@@ -227,6 +235,8 @@ class ProxyHandler:
             ctx.t_last_byte = ctx.t_last_byte or perf_counter()  # the call ran until the client left
         finally:
             ctx.done = True
+            if hook is not None:
+                hook.callback = None
             for watcher in watchers:
                 watcher.cancel()
 
@@ -238,6 +248,10 @@ class ProxyHandler:
             message = await receive()
             if message["type"] == "http.disconnect":
                 break
+        self._client_left(ctx, task)
+
+    @staticmethod
+    def _client_left(ctx: CallContext, task: asyncio.Task[None] | None) -> None:
         if not ctx.done and task is not None:
             ctx.client_gone = True
             task.cancel()
