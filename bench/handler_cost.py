@@ -30,7 +30,6 @@ from typing import Any
 
 import fast_upstream
 import workload
-from multidict import CIMultiDict, CIMultiDictProxy
 
 _HEAD, _, _BODY = fast_upstream.json_answer().partition(b"\r\n\r\n")
 _RAW_HEADERS = tuple(
@@ -39,20 +38,15 @@ _RAW_HEADERS = tuple(
 )
 
 
-class _Content:
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        yield _BODY
-
-
 class _Answer:
-    """What the handler reads of an aiohttp response."""
+    """What the handler reads of an upstream answer (``sidecar.proxy.upstream.UpstreamAnswer``)."""
 
     status = 200
     raw_headers = _RAW_HEADERS
+    content_type = "application/json"
 
-    def __init__(self) -> None:
-        self.headers = CIMultiDictProxy(CIMultiDict((n.decode(), v.decode()) for n, v in _RAW_HEADERS))
-        self.content = _Content()
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        yield _BODY
 
     async def read(self) -> bytes:
         return _BODY

@@ -32,6 +32,7 @@ from sidecar.errors import (
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import CallContext, ProxyDeps
 from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
+from sidecar.proxy.upstream import UpstreamAnswer
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.encoding import make_decoder
 from sidecar.sansio.messages import StreamParser, parse_message_body
@@ -284,13 +285,13 @@ class ProxyHandler:
         finally:
             resp.close()
 
-    async def _relay(self, send: Send, ctx: CallContext, resp: aiohttp.ClientResponse) -> None:
+    async def _relay(self, send: Send, ctx: CallContext, resp: UpstreamAnswer) -> None:
         ctx.t_headers = perf_counter()
         ctx.status = resp.status
         raw_headers = resp.raw_headers
         ctx.response_headers = raw_headers
         out_headers = hdr.response_headers_for_client(raw_headers)
-        content_type = resp.headers.get("content-type", "")
+        content_type = resp.content_type
         decoder = make_decoder(hdr.get_ci(raw_headers, b"content-encoding"))
         if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
             body = await resp.read()
@@ -316,7 +317,7 @@ class ProxyHandler:
         ctx.t_first_byte_out = perf_counter()
         ctx.parser = parser
         try:
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.iter_chunks():
                 if parser is not None and decoder is not None:
                     p0 = perf_counter()
                     if parser.feed(decoder(chunk)) and ctx.t_first_token is None:
@@ -349,7 +350,7 @@ class ProxyHandler:
         self,
         send: Send,
         ctx: CallContext,
-        resp: aiohttp.ClientResponse,
+        resp: UpstreamAnswer,
         out_headers: list[tuple[bytes, bytes]],
         decoder: Callable[[bytes], bytes],
     ) -> None:

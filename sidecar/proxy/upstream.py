@@ -1,22 +1,26 @@
-"""The one seam to the upstream API: a pooled aiohttp client and the mapping of its errors.
+"""The one seam to the upstream API: two pooled clients behind one ``send``, and the mapping of errors.
 
-aiohttp was chosen over httpx by measurement (see README, "Performance"): it costs less CPU per
-request and hands back raw response header bytes, so nothing is re-encoded on the way back.
+Calls with a whole body in memory and no forward proxy (every Messages call) go through the lean
+keep-alive client in ``h1``; the rest (uploads streamed as they arrive, ``HTTPS_PROXY``, HEAD) through
+aiohttp, which was chosen over httpx by measurement (README, "Performance"). Both hand back raw
+response header bytes, so nothing is re-encoded on the way back, as an ``UpstreamAnswer``.
 """
 
 from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 from yarl import URL
 
-from sidecar.errors import UpstreamTimeout, UpstreamUnavailable
+from sidecar.errors import InvalidRequest, UpstreamTimeout, UpstreamUnavailable
+from sidecar.proxy.h1 import H1Pool, Origin
 
 # Headers aiohttp would add on its own; a faithful proxy sends only what the client sent.
 _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
@@ -34,6 +38,42 @@ def _header_str(value: bytes) -> str:
     # aiohttp writes header values as UTF-8: decoding as UTF-8 gives back the very same bytes. The
     # handler refuses values that are not UTF-8 before they get here.
     return value.decode("utf-8", "replace")
+
+
+class UpstreamAnswer(Protocol):
+    """An answer whose headers are in and whose body is unread."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def raw_headers(self) -> Sequence[tuple[bytes, bytes]]: ...
+    @property
+    def content_type(self) -> str: ...
+    def iter_chunks(self) -> AsyncIterator[bytes]: ...
+    async def read(self) -> bytes: ...
+    def close(self) -> None: ...
+
+
+class _AiohttpAnswer:
+    __slots__ = ("_resp", "raw_headers", "status")
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp = resp
+        self.status = resp.status
+        self.raw_headers = resp.raw_headers
+
+    @property
+    def content_type(self) -> str:
+        return self._resp.headers.get("content-type", "")
+
+    def iter_chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    async def read(self) -> bytes:
+        return await self._resp.read()
+
+    def close(self) -> None:
+        self._resp.close()
 
 
 @contextmanager
@@ -59,19 +99,29 @@ def upstream_proxy(base_url: str) -> str | None:
 
 
 class UpstreamClient:
-    """Opens one pooled session for the process; ``send`` returns a response whose body is unread."""
+    """Opens the pools for the process; ``send`` returns an answer whose body is unread."""
 
     def __init__(self, options: UpstreamOptions) -> None:
         self.options = options
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
+        self._lean: H1Pool | None = None
 
     async def open(self) -> None:
         self._proxy = upstream_proxy(self.options.base_url)
+        tls = ssl.create_default_context()
+        if self._proxy is None:
+            self._lean = H1Pool(
+                Origin(self.options.base_url),
+                limit=self.options.pool_size,
+                connect_timeout_s=self.options.connect_timeout_s,
+                read_timeout_s=self.options.read_timeout_s,
+                ssl_context=tls,
+            )
         connector = aiohttp.TCPConnector(
             limit=self.options.pool_size,
             ttl_dns_cache=300,
-            ssl=ssl.create_default_context(),
+            ssl=tls,
             enable_cleanup_closed=True,
         )
         timeout = aiohttp.ClientTimeout(
@@ -91,6 +141,9 @@ class UpstreamClient:
         )
 
     async def close(self) -> None:
+        if self._lean is not None:
+            await self._lean.close()
+            self._lean = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -101,15 +154,21 @@ class UpstreamClient:
         raw_path_qs: str,
         headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterable[bytes] | None,
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamAnswer:
         """Send a request; the path is appended to the configured base URL, never replacing its host."""
         if self._session is None:
             raise UpstreamUnavailable("The upstream client is not open.")
+        if self._lean is not None and isinstance(body, bytes) and method != "HEAD":
+            with mapped_errors():
+                try:
+                    return await self._lean.request(method, raw_path_qs, headers, body)
+                except ValueError:
+                    raise InvalidRequest("A header name or value contains a line break.") from None
         # encoded=True: the client's path and query go out byte for byte, never re-quoted.
         url = URL(self.options.base_url + raw_path_qs, encoded=True)
         hdrs = [(_header_str(n), _header_str(v)) for n, v in headers]
         with mapped_errors():
-            return await self._session.request(
+            resp = await self._session.request(
                 method,
                 url,
                 headers=hdrs,
@@ -119,3 +178,4 @@ class UpstreamClient:
                 compress=None,
                 chunked=None,
             )
+        return _AiohttpAnswer(resp)
