@@ -1,8 +1,8 @@
 """Measure the sidecar against direct calls, a bare forwarder and LiteLLM, back to back (SPEC §12).
 
-    python bench/run.py               # full run, ~4 minutes on 2 cores (+1 min to install LiteLLM once)
+    python bench/run.py               # full run, ~8 minutes on 2 cores (+1 min to install LiteLLM once)
     python bench/run.py --quick       # ~1.5 min, rough numbers
-    python bench/run.py --no-litellm  # without the LiteLLM peer (~3 min; --quick ~30 s)
+    python bench/run.py --no-litellm  # without the LiteLLM peer (~6 min; --quick ~30 s)
     python bench/run.py --profile     # also py-spy the sidecar under 50 clients (needs py-spy)
 
 Installs LiteLLM's proxy into its own cached venv (``litellm_peer.py``), starts the lean upstream

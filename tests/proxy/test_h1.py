@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -300,3 +304,45 @@ async def test_refused_connection_raises_os_error(unused_port: int) -> None:
         await pool.request("POST", "/x", [], b"")
     assert pool.open_connections == 0
     await pool.close()
+
+
+async def test_tls_origin_verifies_the_certificate_and_reuses_the_connection(tmp_path: Path) -> None:
+    from tests.conftest import require_service
+
+    require_service(shutil.which("openssl") is not None, "openssl (to make a test certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_cert = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    make_cert += ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+    subprocess.run(
+        [*make_cert, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    up = Upstream(answer(OK))
+    server = await asyncio.start_server(up._serve, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        pool = H1Pool(
+            Origin(f"https://127.0.0.1:{port}"),
+            limit=4,
+            connect_timeout_s=5,
+            read_timeout_s=5,
+            ssl_context=trusted,
+        )
+        for _ in range(2):
+            resp = await pool.request("POST", "/v1/messages", [], b"{}")
+            assert (resp.status, await resp.read()) == (200, b"{}")
+        assert up.connections == 1
+        assert up.requests[0].startswith(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % port)
+        await pool.close()
+        # The default context (system CAs) refuses the self-signed certificate: no silent downgrade.
+        strict = H1Pool(Origin(f"https://127.0.0.1:{port}"), limit=4, connect_timeout_s=5, read_timeout_s=5)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await strict.request("POST", "/v1/messages", [], b"{}")
+        await strict.close()
+    finally:
+        server.close()
