@@ -38,6 +38,14 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+class PartialWrite(Exception):
+    """Raised by a sink that kept every event of a batch but ``failed`` (each logged by the sink)."""
+
+    def __init__(self, failed: int, total: int) -> None:
+        super().__init__(f"{failed} of {total} events could not be written")
+        self.failed = failed
+
+
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     """A tool's measured latency: from the last byte of the response that asked for it (``tool_use``)

@@ -7,6 +7,7 @@ and the writer never waits for a slow report.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.sched import yield_cpu
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
@@ -23,6 +24,19 @@ _URL_PREFIX = "sqlite:///"
 _PURGE_EVERY_S = 3600.0
 _DAY_S = 86400.0
 _BUSY_TIMEOUT_MS = 5000
+# Errors about one row's values (a string that cannot be encoded, an integer too large, a constraint),
+# as opposed to errors of the database (sqlite3.OperationalError: disk full, locked, corrupt).
+_ROW_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.DataError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+    ValueError,
+    TypeError,
+    UnicodeError,
+)
+_log = logging.getLogger("sidecar.store.sqlite")
 _CHUNK_ROWS = 16  # rows per executemany inside a batch's transaction, between yields of the core
 
 
@@ -98,22 +112,55 @@ class SQLiteStore:
         return self._conn
 
     def write_events(self, events: Sequence[CallEvent]) -> None:
-        """Insert ``events`` in one transaction; ids already stored are ignored (first write wins)."""
+        """Insert ``events`` in one transaction; ids already stored are ignored (first write wins).
+
+        If one event cannot be stored (a value SQLite or the row mapping refuses), the batch is written
+        again one event at a time, so only that event is lost; it is logged by id and the call raises
+        ``PartialWrite`` for the recorder to count. Errors of the database itself (disk full, locked)
+        fail the whole batch as before.
+        """
         if not events:
             return
-        rows = [event_to_row(e) for e in events]
+        failed = 0
         with self._lock:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(rows), _CHUNK_ROWS):
-                    if start:
-                        yield_cpu()  # the event loop may be waiting for this core
-                    conn.executemany(INSERT_SQL, rows[start : start + _CHUNK_ROWS])
+                try:
+                    self._insert_chunks(conn, events)
+                except _ROW_ERRORS:
+                    conn.execute("ROLLBACK")
+                    conn.execute("BEGIN IMMEDIATE")
+                    failed = self._insert_one_by_one(conn, events)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
+        if failed:
+            raise PartialWrite(failed, len(events))
+
+    @staticmethod
+    def _insert_chunks(conn: sqlite3.Connection, events: Sequence[CallEvent]) -> None:
+        rows = [event_to_row(e) for e in events]
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            if start:
+                yield_cpu()  # the event loop may be waiting for this core
+            conn.executemany(INSERT_SQL, rows[start : start + _CHUNK_ROWS])
+
+    @staticmethod
+    def _insert_one_by_one(conn: sqlite3.Connection, events: Sequence[CallEvent]) -> int:
+        failed = 0
+        for event in events:
+            try:
+                conn.execute(INSERT_SQL, event_to_row(event))
+            except _ROW_ERRORS as exc:
+                failed += 1
+                _log.error(
+                    "event could not be stored; the rest of its batch was",
+                    extra={"fields": {"event_id": event.event_id, "error": type(exc).__name__}},
+                )
+        return failed
 
     # The recorder's Sink protocol.
     write = write_events

@@ -10,7 +10,8 @@ to the others, yielding the core between slices so the event loop sharing it is 
   (``"queue_full"``) or the recorder is stopping (``"shutdown"``); every drop is counted via
   ``RecorderHooks.on_dropped`` and logged once per burst by the worker.
 * Sinks are isolated: an exception in one is caught, counted (``on_sink_result(name, "error", n)``) and
-  logged once per burst of failures; the other sinks still receive the batch.
+  logged once per burst of failures; the other sinks still receive the batch. A sink that kept all but
+  some events raises ``PartialWrite``: only those count as errors.
 * ``stop`` drains what was queued until a deadline, then closes every sink.
 """
 
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.sched import yield_cpu
 
 QUEUE_FULL = "queue_full"
@@ -295,6 +296,9 @@ class Recorder:
             name = state.sink.name
             try:
                 state.sink.write(batch)
+            except PartialWrite as exc:  # the sink kept the rest and logged the failed events itself
+                self._call_hook(self._hooks.on_sink_result, name, "ok", n - exc.failed)
+                self._call_hook(self._hooks.on_sink_result, name, "error", exc.failed)
             except Exception:
                 self._call_hook(self._hooks.on_sink_result, name, "error", n)
                 if state.failures == 0:

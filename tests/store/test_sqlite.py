@@ -294,14 +294,59 @@ def test_store_is_an_event_store_and_a_recorder_sink(tmp_path: Path) -> None:
 
 
 def test_a_batch_larger_than_one_chunk_is_one_transaction(store: SQLiteStore) -> None:
-    """Rows go in chunks (the writer yields the core between them) but a batch commits or fails whole."""
+    """Rows go in chunks (the writer yields the core between them) in one transaction per batch; a row
+    that cannot be stored, even in the last chunk, costs only itself (the batch is written again row by
+    row, not left half-committed)."""
+    from sidecar.core.events import PartialWrite
+
     batch = [minimal_event(f"ev-{i:04d}", started_at=1_700_000_000.0 + i) for i in range(150)]
     store.write_events(batch)
     assert [e.event_id for e in store.events()] == [e.event_id for e in batch]
 
-    # A row that cannot be stored (a value SQLite cannot bind) in the last chunk rolls back the rest.
     bad = [minimal_event(f"ev-b{i:04d}", started_at=1_800_000_000.0 + i) for i in range(150)]
     bad[-1] = dataclasses.replace(bad[-1], request_bytes=object())  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.Error):
+    with pytest.raises(PartialWrite):
         store.write_events(bad)
-    assert len(store.events()) == 150
+    stored = [e.event_id for e in store.events(limit=1000)]
+    assert len(stored) == 299 and len(set(stored)) == 299  # each once: the first attempt was rolled back
+    assert "ev-b0149" not in stored
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"model": "claude-\ud800"},  # a lone surrogate: not encodable as UTF-8
+        {"retry_count": 2**70},  # past SQLite's 64-bit integers
+    ],
+)
+def test_one_unstorable_event_costs_only_itself_and_is_counted(
+    store: SQLiteStore, bad: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    from sidecar.core.events import PartialWrite
+
+    batch = [minimal_event(f"ev-{i}") for i in range(5)]
+    batch[2] = minimal_event("ev-bad", **bad)
+    with caplog.at_level("ERROR", logger="sidecar.store.sqlite"), pytest.raises(PartialWrite) as raised:
+        store.write_events(batch)
+    assert raised.value.failed == 1
+    assert sorted(e.event_id for e in store.events()) == ["ev-0", "ev-1", "ev-3", "ev-4"]
+    logged = [r for r in caplog.records if r.getMessage().startswith("event could not be stored")]
+    assert [r.fields["event_id"] for r in logged] == ["ev-bad"]  # type: ignore[attr-defined]
+
+    # Through the recorder: 4 counted as written, 1 as an error, and the store keeps working.
+    results: dict[tuple[str, str], int] = {}
+
+    def on_result(sink: str, outcome: str, n: int) -> None:
+        results[(sink, outcome)] = results.get((sink, outcome), 0) + n
+
+    from sidecar.telemetry.recorder import RecorderHooks
+
+    rec = Recorder([store], flush_interval_s=0.01, hooks=RecorderHooks(on_sink_result=on_result))
+    rec.start()
+    for event in [minimal_event("ev-5"), minimal_event("ev-bad-2", **bad), minimal_event("ev-6")]:
+        rec.submit(event)
+    assert rec.flush(5)
+    rec.stop()
+    store.open()  # the recorder closed its sinks on stop
+    assert results == {(store.name, "ok"): 2, (store.name, "error"): 1}
+    assert {"ev-5", "ev-6"} <= {e.event_id for e in store.events()}
