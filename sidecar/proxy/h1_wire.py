@@ -210,8 +210,11 @@ class H1Connection(asyncio.Protocol):
         if resp._keep_alive:
             self.resume()  # paused for this answer's buffer, which no longer needs the connection
             self.pool.release(self)
-        else:
-            self.abort()
+        else:  # the upstream said close: a clean close, not a reset
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.close()
 
     # -- helpers
     def _broke(self, exc: BaseException) -> None:

@@ -346,3 +346,14 @@ async def test_tls_origin_verifies_the_certificate_and_reuses_the_connection(tmp
         await strict.close()
     finally:
         server.close()
+
+
+async def test_an_answer_saying_connection_close_is_read_whole_and_its_connection_not_reused() -> None:
+    closing = b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}"
+    async with Upstream(answer(closing)) as up:
+        pool = up.pool()
+        for _ in range(2):
+            resp = await pool.request("POST", "/x", [], b"")
+            assert await resp.read() == b"{}"
+        assert up.connections == 2 and pool.open_connections == 0
+        await pool.close()
