@@ -1,7 +1,8 @@
 """The in-run yardstick: an aiohttp server + pooled aiohttp client that streams bytes through, parses nothing.
 
-Same event loop (uvloop) and upstream client as the sidecar, no accounting, metrics or recording. The
-first stdout line is the bound URL::
+The same event loop as the sidecar (uvloop), aiohttp's client (the one the sidecar used before its own lean
+client, ``sidecar/proxy/h1.py``), no accounting, metrics or recording. The first stdout line is the bound
+URL::
 
     python bench/bare_forwarder.py --upstream-url http://127.0.0.1:PORT --port 0
 """

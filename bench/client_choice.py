@@ -1,4 +1,4 @@
-"""Experiment: CPU per request of the upstream HTTP client, aiohttp vs httpx, doing a proxy's upstream hop.
+"""Experiment: CPU per request of upstream HTTP clients (the sidecar's own, aiohttp, httpx) on a proxy's hop.
 
 Each client runs in its own process pinned to the proxy core, under uvloop, and does what the sidecar's
 upstream seam does: POST the 2.4 KB Messages body with the client's headers, then read the raw answer
@@ -8,8 +8,9 @@ the worker's getrusage (all threads) over the measured requests, after a warm-up
     python bench/client_choice.py            # ~4 min; writes bench/results/client_choice.md
     python bench/client_choice.py --quick
 
-Rows: aiohttp as the sidecar configures it (``trust_env=True``), aiohttp with ``trust_env=False``, and
-httpx (``AsyncClient``, HTTP/1.1, ``trust_env=False``).
+Rows: aiohttp with ``trust_env=True`` and with ``trust_env=False`` (as the sidecar configures it for
+what its own client does not handle), httpx (``AsyncClient``, HTTP/1.1, ``trust_env=False``), and the
+sidecar's lean keep-alive client (``sidecar.proxy.h1``), which carries every Messages call.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from procs import LOADGEN_CORE, PROXY_CORE, Processes, pinned
 from workload import request_body, request_headers
 
 BENCH_DIR = Path(__file__).resolve().parent
-CLIENTS = ("aiohttp-trust-env", "aiohttp", "httpx")
+CLIENTS = ("aiohttp-trust-env", "aiohttp", "httpx", "sidecar-h1")
 KEYS = ("json-c1", "json-c50", "stream-c1", "stream-c50")
 Fetch = Callable[[], Awaitable[int]]
 
@@ -101,12 +102,36 @@ async def run_httpx(url: str, stream: bool, args: argparse.Namespace) -> dict[st
         return await _drive(fetch, args.concurrency, args.warmup, args.requests)
 
 
+async def run_h1(base_url: str, stream: bool, args: argparse.Namespace) -> dict[str, float]:
+    from sidecar.proxy.h1 import H1Pool, Origin
+
+    body = request_body(stream)
+    headers = [(k.lower().encode(), v.encode()) for k, v in request_headers(0).items()]
+    pool = H1Pool(Origin(base_url), limit=1000, connect_timeout_s=5.0, read_timeout_s=30.0)
+
+    async def fetch() -> int:
+        resp = await pool.request("POST", "/v1/messages", headers, body)
+        try:
+            async for _chunk in resp.iter_chunks():
+                pass
+            return resp.status
+        finally:
+            resp.close()
+
+    try:
+        return await _drive(fetch, args.concurrency, args.warmup, args.requests)
+    finally:
+        await pool.close()
+
+
 def worker_main(args: argparse.Namespace) -> int:
     import uvloop
 
     url = args.url + "/v1/messages"
     if args.worker == "httpx":
         result = uvloop.run(run_httpx(url, args.stream, args))
+    elif args.worker == "sidecar-h1":
+        result = uvloop.run(run_h1(args.url, args.stream, args))
     else:
         result = uvloop.run(run_aiohttp(url, args.stream, args.worker == "aiohttp-trust-env", args))
     print(json.dumps(result), flush=True)
