@@ -17,8 +17,6 @@ from time import perf_counter
 from types import MappingProxyType
 from typing import Any
 
-import aiohttp
-
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
 from sidecar.core.identity import resolve_app, resolve_session
@@ -27,15 +25,11 @@ from sidecar.errors import (
     RequestTooLarge,
     SidecarError,
     Unauthorized,
-    UpstreamUnavailable,
 )
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import CallContext, ProxyDeps
-from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
-from sidecar.proxy.upstream import UpstreamAnswer
+from sidecar.proxy.relay import relay
 from sidecar.sansio import headers as hdr
-from sidecar.sansio.encoding import make_decoder
-from sidecar.sansio.messages import StreamParser, parse_message_body
 from sidecar.sansio.request import (
     BATCHES,
     CHAT,
@@ -53,7 +47,6 @@ log = logging.getLogger("sidecar.proxy")
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
 _BUFFERED_OPS = frozenset({CHAT, COUNT_TOKENS, COMPLETE})
-_MAX_JSON_COPY = 32_000_000  # the parser's copy of a JSON answer; past it, usage is not parsed
 
 
 class ProxyHandler:
@@ -281,99 +274,9 @@ class ProxyHandler:
             await send_error(send, exc)
             return
         try:
-            await self._relay(send, ctx, resp)
+            await relay(self.deps, send, ctx, resp)
         finally:
             resp.close()
-
-    async def _relay(self, send: Send, ctx: CallContext, resp: UpstreamAnswer) -> None:
-        ctx.t_headers = perf_counter()
-        ctx.status = resp.status
-        raw_headers = resp.raw_headers
-        ctx.response_headers = raw_headers
-        out_headers = hdr.response_headers_for_client(raw_headers)
-        content_type = resp.content_type
-        decoder = make_decoder(hdr.get_ci(raw_headers, b"content-encoding"))
-        if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
-            body = await resp.read()
-            origins = (self.deps.upstream_origin, self.deps.public_url or ctx.local_origin)
-            body, out_headers = rewrite_results_url(body, out_headers, decoder, origins)
-            await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-            ctx.t_first_byte_out = perf_counter()
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            ctx.response_bytes = len(body)
-            ctx.complete = True
-            return
-        sse = content_type.startswith("text/event-stream") and ctx.op == CHAT
-        if ctx.buffer_answer and not sse and decoder is not None:
-            await self._relay_buffered(send, ctx, resp, out_headers, decoder)
-            return
-        parser = StreamParser() if sse and decoder is not None else None
-        copy: list[bytes] | None = [] if not sse and ctx.op == CHAT and decoder is not None else None
-        # Event streams go out chunk by chunk as they arrive. Other bodies hold back one chunk so the last
-        # one leaves with more_body=False: one write fewer per answer, no delay that a client can see.
-        immediate = content_type.startswith("text/event-stream")
-        held: bytes | None = None
-        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-        ctx.t_first_byte_out = perf_counter()
-        ctx.parser = parser
-        try:
-            async for chunk in resp.iter_chunks():
-                if parser is not None and decoder is not None:
-                    p0 = perf_counter()
-                    if parser.feed(decoder(chunk)) and ctx.t_first_token is None:
-                        ctx.t_first_token = p0
-                    ctx.parse_s += perf_counter() - p0
-                elif copy is not None and ctx.response_bytes + len(chunk) <= _MAX_JSON_COPY:
-                    copy.append(chunk)
-                ctx.response_bytes += len(chunk)
-                if immediate:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                else:
-                    if held is not None:
-                        await send({"type": "http.response.body", "body": held, "more_body": True})
-                    held = chunk
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # The upstream broke mid-answer: relay what came, then end the connection the same abrupt way.
-            if held is not None:
-                await send({"type": "http.response.body", "body": held, "more_body": True})
-            ctx.fail(UpstreamUnavailable(f"upstream stream ended early: {type(exc).__name__}"), relayed=True)
-            ctx.t_last_byte = perf_counter()
-            return
-        ctx.t_last_byte = perf_counter()
-        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
-        ctx.complete = True
-        if copy is not None and decoder is not None:
-            ctx.summary = parse_message_body(decoder(b"".join(copy)))
-            ctx.t_first_token = ctx.t_headers
-
-    async def _relay_buffered(
-        self,
-        send: Send,
-        ctx: CallContext,
-        resp: UpstreamAnswer,
-        out_headers: list[tuple[bytes, bytes]],
-        decoder: Callable[[bytes], bytes],
-    ) -> None:
-        """A JSON answer read whole, so headers can say what the call cost (small bodies only)."""
-        try:
-            body = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            ctx.fail(UpstreamUnavailable(f"upstream answer ended early: {type(exc).__name__}"))
-            await send_error(send, UpstreamUnavailable("The upstream API closed the connection early."))
-            return
-        ctx.t_last_byte = perf_counter()
-        ctx.t_first_token = ctx.t_headers
-        ctx.summary = parse_message_body(decoder(body))
-        ctx.response_bytes = len(body)
-        try:
-            out_headers = out_headers + await self.deps.policies.response_headers(ctx)
-        except Exception:
-            self.deps.count_internal_error("policy")
-            log.exception("response policy failed; relaying the answer without its headers")
-        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-        ctx.t_first_byte_out = perf_counter()
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        ctx.complete = True
 
     # -- accounting --------------------------------------------------------------------------------
 

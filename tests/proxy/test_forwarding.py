@@ -22,14 +22,16 @@ TOOLS = [
 
 
 def _comparable_headers(resp: httpx.Response) -> dict[str, str]:
-    skip = {h.decode() for h in HOP_BY_HOP} | {
-        "date",
-        "anthropic-ratelimit-requests-remaining",
-        "anthropic-ratelimit-tokens-remaining",
-        "anthropic-ratelimit-input-tokens-remaining",
-        "anthropic-ratelimit-output-tokens-remaining",
+    """Headers that must match between a direct and a proxied call: not hop-by-hop, and not the ones
+    whose values move between two calls (the clock, rate-limit counters, and their reset instants, which
+    change when the two calls straddle a second)."""
+    skip = {h.decode() for h in HOP_BY_HOP} | {"date"}
+    moving = ("-remaining", "-reset")
+    return {
+        k: v
+        for k, v in resp.headers.items()
+        if k not in skip and not (k.startswith("anthropic-ratelimit-") and k.endswith(moving))
     }
-    return {k: v for k, v in resp.headers.items() if k not in skip}
 
 
 def _both(
