@@ -19,6 +19,7 @@ before the headers from ``request`` and after them from the body iterators.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 from sidecar.proxy.h1_wire import H1Connection, H1Response, UpstreamBroke
 
 KEEPALIVE_S = 15.0  # aiohttp's default idle keep-alive; upstreams close idle connections on their own
+DNS_TTL_S = 300.0  # how long resolved addresses are reused (the sidecar configured aiohttp's cache so)
 
 
 class Origin:
@@ -68,6 +70,8 @@ class H1Pool:
         self._open: set[H1Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._dns: tuple[float, list[tuple[str, int]]] | None = None  # (expiry, addresses)
+        self._resolving: asyncio.Future[list[tuple[str, int]]] | None = None
 
     @property
     def open_connections(self) -> int:
@@ -137,20 +141,48 @@ class H1Pool:
         conn = H1Connection(self)
         self._open.add(conn)  # counted while connecting, so the limit holds
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(
-                    lambda: conn,
-                    self.origin.host,
-                    self.origin.port,
-                    ssl=self.ssl,
-                    server_hostname=self.origin.host if self.ssl else None,
-                ),
-                self.connect_timeout_s,
-            )
+            await asyncio.wait_for(self._connect_to_any(conn), self.connect_timeout_s)
         except BaseException:
             self.forget(conn)
             raise
         return conn
+
+    async def _connect_to_any(self, conn: H1Connection) -> None:
+        """Each resolved address in turn, as aiohttp does; TLS still checks the origin's host name."""
+        error: OSError | None = None
+        for address in await self._addresses():
+            try:
+                await self.loop.create_connection(
+                    lambda: conn,
+                    address[0],
+                    address[1],
+                    ssl=self.ssl,
+                    server_hostname=self.origin.host if self.ssl else None,
+                )
+                return
+            except OSError as exc:
+                error = exc
+        raise error or OSError(f"no address for {self.origin.host}")
+
+    async def _addresses(self) -> list[tuple[str, int]]:
+        """The origin's addresses, resolved at most once per ``DNS_TTL_S`` (as aiohttp's cache): a burst
+        of new connections costs one lookup, not one thread-pool round trip each."""
+        if self._dns is not None and self.loop.time() < self._dns[0]:
+            return self._dns[1]
+        if self._resolving is None:
+            self._resolving = asyncio.ensure_future(self._resolve())
+        resolving = self._resolving
+        try:
+            return await asyncio.shield(resolving)
+        finally:
+            if resolving.done() and self._resolving is resolving:
+                self._resolving = None
+
+    async def _resolve(self) -> list[tuple[str, int]]:
+        infos = await self.loop.getaddrinfo(self.origin.host, self.origin.port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys((str(info[4][0]), int(info[4][1])) for info in infos))
+        self._dns = (self.loop.time() + DNS_TTL_S, addresses)
+        return addresses
 
     def release(self, conn: H1Connection) -> None:
         if self._closed or conn.closed:
@@ -203,4 +235,4 @@ class H1Pool:
         self._waiters.clear()
 
 
-__all__ = ["KEEPALIVE_S", "H1Pool", "H1Response", "Origin", "UpstreamBroke"]
+__all__ = ["DNS_TTL_S", "KEEPALIVE_S", "H1Pool", "H1Response", "Origin", "UpstreamBroke"]

@@ -357,3 +357,29 @@ async def test_an_answer_saying_connection_close_is_read_whole_and_its_connectio
             assert await resp.read() == b"{}"
         assert up.connections == 2 and pool.open_connections == 0
         await pool.close()
+
+
+async def test_a_burst_of_new_connections_resolves_the_host_once_and_tries_each_address(
+    monkeypatch: pytest.MonkeyPatch, unused_port: int
+) -> None:
+    import socket
+
+    async with Upstream(answer(OK)) as up:
+        pool = H1Pool(
+            Origin(f"http://bench.invalid:{up.port}"), limit=20, connect_timeout_s=5, read_timeout_s=5
+        )
+        lookups: list[str] = []
+
+        async def resolver(host: str, port: int, **kw: object) -> list[tuple[object, ...]]:
+            lookups.append(host)
+            await asyncio.sleep(0.01)  # a real lookup takes a while: the burst arrives meanwhile
+            tcp = (socket.AF_INET, socket.SOCK_STREAM, 6, "")
+            # A dead address first: the next one must still be tried.
+            return [(*tcp, ("127.0.0.1", unused_port)), (*tcp, ("127.0.0.1", port))]
+
+        monkeypatch.setattr(pool.loop, "getaddrinfo", resolver)
+        answers = await asyncio.gather(*(pool.request("POST", "/x", [], b"") for _ in range(10)))
+        assert [await a.read() for a in answers] == [b"{}"] * 10
+        assert lookups == ["bench.invalid"] and up.connections == 10
+        assert up.requests[0].startswith(b"POST /x HTTP/1.1\r\nHost: bench.invalid:%d\r\n" % up.port)
+        await pool.close()
