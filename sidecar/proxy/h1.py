@@ -9,7 +9,8 @@ httptools (llhttp, the parser uvicorn uses), handing raw header pairs and body c
 Scope (``UpstreamClient`` sends everything else through aiohttp): requests with a whole body in memory,
 no forward proxy, any method but HEAD. Behaviour kept from aiohttp: ``Host`` and ``Content-Length``
 headers added the same way, idle connections closed after ``KEEPALIVE_S``, at most ``limit`` connections
-(callers wait for one beyond that), a read timeout between bytes, no retries (a POST is never replayed).
+(callers wait for one beyond that), addresses cached for ``DNS_TTL_S`` and tried in turn, a read timeout
+between bytes, no retries (a POST is never replayed).
 
 Errors: connecting raises ``OSError`` / ``TimeoutError``; an answer that breaks off, cannot be parsed or
 goes silent past the read timeout raises ``UpstreamBroke`` (a ``ConnectionError``) or ``TimeoutError``,
