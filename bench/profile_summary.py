@@ -2,12 +2,12 @@
 
 py-spy's own idle detection is unreliable in this VM (threads parked on a lock show up as active), so
 samples are classified here: a sample whose innermost frame is a wait — a Python-level one (an idle
-executor worker, ``Condition.wait``, ``Queue.get``…) or, with ``--native``, a libc one (``epoll_*``,
-``pthread_cond_*``, or an unsymbolised libc address, which in these stacks is the futex behind a lock
-or the GIL) — counts as *blocked*; the rest are *running*. For running samples, self time goes to the
-innermost Python frame (time in C called from Python counts for the calling frame; ``Runner.run`` is
-uvloop's C loop: I/O callbacks, scheduling, and polling), and files are grouped by top-level package
-so the sidecar's own code stands apart::
+executor worker, ``Condition.wait``, ``Queue.get``, the recorder yielding the core…) or, with
+``--native``, a libc one (``epoll_*``, ``pthread_cond_*``, or an unsymbolised libc address, which in
+these stacks is the futex behind a lock or the GIL) — counts as *blocked*; the rest are *running*. For
+running samples, self time goes to the innermost Python frame (time in C called from Python counts for
+the calling frame; ``Runner.run`` is uvloop's C loop: I/O callbacks, scheduling, and polling), and files
+are grouped by top-level package so the sidecar's own code stands apart::
 
     python bench/profile_summary.py bench/results/profile-sidecar.txt
 """
@@ -49,6 +49,9 @@ _PY_WAITS = frozenset(
         "Queue.get (queue.py)",
         "BaseSelector.select (selectors.py)",
         "EpollSelector.select (selectors.py)",
+        # The recorder handing the core to the event loop (sched_yield): runnable, not running, while
+        # the loop is busy; its CPU is in the thread table's /proc column.
+        "yield_cpu (sidecar/sched.py)",
     }
 )
 

@@ -428,3 +428,21 @@ def test_repeated_scenarios_report_the_median_round_paired_within_each_round(
     assert "| json_c50_50ms | bare | +0.00, +0.00, +0.00 | +3.00, +8.00, +7.50 |" in lines
     assert "| json_c50_50ms | sidecar | +0.00, +0.00, +0.00 | +4.00, +4.00, +2.00 |" in lines
     assert report._rounds_md([p for p in phases if p["round"] == 1]) == []  # one round: no section
+
+
+def test_profile_summary_counts_the_recorder_yielding_the_core_as_parked(
+    bench: dict[str, ModuleType],
+) -> None:
+    raw = "\n".join(
+        [
+            "thread (20): sidecar-recorder;_run (sidecar/telemetry/recorder.py:1);"
+            "yield_cpu (sidecar/sched.py:9) 30",
+            "thread (20): sidecar-recorder;_run (sidecar/telemetry/recorder.py:1);"
+            "write (sidecar/store/sqlite.py:5) 4",
+            "thread (10): MainThread;run (sidecar/server.py:9);send (sidecar/proxy/h1.py:99) 6",
+        ]
+    )
+    prof = bench["profile_summary"].parse(raw)
+    assert prof.samples == 40 and prof.running == 10  # runnable in sched_yield is not using the core
+    assert prof.blocked_by_thread == {"sidecar-recorder": 30}
+    assert "yield_cpu (sidecar/sched.py)" not in prof.self_by_func
