@@ -29,7 +29,6 @@ MAX_HEAD_BYTES = 1 << 20
 # The same character classes uvicorn checks (a header must not smuggle a line break or a control byte).
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
 _BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
-_JOIN_LIMIT = 64 * 1024  # head and body are joined into one write up to this body size
 
 
 class DisconnectHook:
@@ -88,11 +87,7 @@ class _LeanCycle(RequestResponseCycle):
             self.expected_content_length -= len(body)
             payload = body
         head, self._pending_head = self._pending_head, None
-        if len(payload) <= _JOIN_LIMIT:
-            self.transport.write(head + payload)
-        else:
-            self.transport.write(head)
-            self.transport.write(payload)
+        self.transport.writelines((head, payload))  # one writev under uvloop, the body not copied
         if not more_body:
             if self.expected_content_length != 0:
                 raise RuntimeError("Response content shorter than Content-Length")

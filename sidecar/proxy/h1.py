@@ -90,9 +90,7 @@ class H1Pool:
         conn.last_io = self.loop.time()
         self._arm(conn)
         assert conn.transport is not None
-        conn.transport.write(head + body if len(body) <= 65536 else head)
-        if len(body) > 65536:
-            conn.transport.write(body)
+        conn.transport.writelines((head, body))  # one writev under uvloop, the body not copied
         try:
             await ready
         except BaseException:
@@ -104,7 +102,7 @@ class H1Pool:
         values = b"".join(v for _, v in headers)
         names = b"".join(n for n, _ in headers)
         if b"\r" in values or b"\n" in values or b"\r" in names or b"\n" in names or b":" in names:
-            raise ValueError("header names and values must not contain line breaks")
+            raise ValueError("header names and values must not contain line breaks (names: no colon)")
         lines = [
             f"{method} {self.origin.base_path}{target} HTTP/1.1\r\n".encode("latin-1"),
             b"Host: " + self.origin.host_header + b"\r\n",
@@ -115,16 +113,19 @@ class H1Pool:
         return b"".join(lines)
 
     async def _acquire(self) -> H1Connection:
-        now = self.loop.time()
-        while self._idle:
-            conn = self._idle.pop()
-            if conn.closed:
-                continue
-            if now - conn.idle_since > KEEPALIVE_S:
-                conn.abort()
-                continue
-            return conn
-        while len(self._open) >= self.limit:
+        """The most recently used idle connection, else a new one; at the limit, wait for either."""
+        while True:
+            now = self.loop.time()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.closed:
+                    continue
+                if now - conn.idle_since > KEEPALIVE_S:
+                    conn.abort()
+                    continue
+                return conn
+            if len(self._open) < self.limit:
+                return await self._connect()
             waiter = self.loop.create_future()
             self._waiters.append(waiter)
             try:
@@ -132,9 +133,6 @@ class H1Pool:
             finally:
                 if not waiter.done():
                     waiter.cancel()
-            if self._idle:
-                return await self._acquire()
-        return await self._connect()
 
     async def _connect(self) -> H1Connection:
         if self._closed:

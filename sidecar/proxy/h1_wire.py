@@ -211,8 +211,7 @@ class H1Connection(asyncio.Protocol):
             self.resume()  # paused for this answer's buffer, which no longer needs the connection
             self.pool.release(self)
         else:  # the upstream said close: a clean close, not a reset
-            self.closed = True
-            self.pool.forget(self)
+            self._detach()
             if self.transport is not None:
                 self.transport.close()
 
@@ -235,11 +234,15 @@ class H1Connection(asyncio.Protocol):
         self.abort()
 
     def abort(self) -> None:
-        self.closed = True
-        self.response = None  # whoever aborts has settled the answer already
-        self.pool.forget(self)
+        self._detach()
         if self.transport is not None:
             self.transport.abort()
+
+    def _detach(self) -> None:
+        """Out of the pool for good; whoever ends the connection has settled its answer already."""
+        self.closed = True
+        self.response = None
+        self.pool.forget(self)
 
     def pause(self) -> None:
         if not self.paused and self.transport is not None:

@@ -163,7 +163,7 @@ class UpstreamClient:
                 try:
                     return await self._lean.request(method, raw_path_qs, headers, body)
                 except ValueError:
-                    raise InvalidRequest("A header name or value contains a line break.") from None
+                    raise InvalidRequest("A header name or value is not valid in HTTP/1.1.") from None
         # encoded=True: the client's path and query go out byte for byte, never re-quoted.
         url = URL(self.options.base_url + raw_path_qs, encoded=True)
         hdrs = [(_header_str(n), _header_str(v)) for n, v in headers]

@@ -284,6 +284,8 @@ class Recorder:
         events = tuple(batch)
         if self._whole:
             self._deliver(events, self._whole)
+        if not self._sliced:
+            return
         size = self._slice
         for start in range(0, len(events), size):
             if start or self._whole:
