@@ -126,7 +126,7 @@ async def _drive(app: Any, calls: int, body: bytes) -> None:
 def measure(calls: int, profile: bool, turns: int = 0) -> dict[str, Any]:
     from sidecar.app import build_sidecar
     from sidecar.proxy.handler import ProxyHandler
-    from sidecar.server import tune_runtime
+    from sidecar.server.listeners import tune_runtime
     from sidecar.settings import load_settings
     from sidecar.telemetry.logs import configure_logging
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from sidecar.demo import content_from_sse
+from sidecar.demo.run import content_from_sse
 
 HERE = Path(__file__).resolve().parent
 TOOLS = [

@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator
 import orjson
 
 from sidecar.core.cache_plan import plan_and_apply
-from sidecar.core.identity import HARNESS_HEADERS, resolve_app, resolve_session
-from sidecar.keys import make_fingerprinter
+from sidecar.proxy.keys import make_fingerprinter
 from sidecar.sansio import headers as hdr
 from sidecar.sansio import traceparent
 from sidecar.sansio.encoding import MAX_OUTPUT_PER_FEED, make_decoder
+from sidecar.sansio.identity import HARNESS_HEADERS, resolve_app, resolve_session
 from sidecar.sansio.messages import MessageSummary, StreamParser, parse_error_body, parse_message_body
 from sidecar.sansio.request import RequestInfo, inspect_body
 from sidecar.sansio.sse import SSEDecoder

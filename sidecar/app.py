@@ -20,14 +20,14 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
-from sidecar.admin import AdminRoutes
-from sidecar.admin_budgets import budget_routes
-from sidecar.admin_sessions import session_routes
+from sidecar.admin.budgets import budget_routes
+from sidecar.admin.ops import AdminRoutes
+from sidecar.admin.sessions import session_routes
 from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
-from sidecar.cache_policy import CacheSettings
+from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
 from sidecar.core.budgets import BudgetConfig, charge_usd
 from sidecar.core.events import CallEvent
@@ -36,14 +36,14 @@ from sidecar.core.sessions import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
 from sidecar.fleet.metrics import declare_fleet_metrics
-from sidecar.fleet_service import FleetAndAlerts
-from sidecar.keys import key_salt, make_fingerprinter
-from sidecar.policy import SidecarPolicies
+from sidecar.fleet.service import FleetAndAlerts
+from sidecar.policy.calls import SidecarPolicies
 from sidecar.proxy.asgi import ASGIApp
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
+from sidecar.proxy.keys import key_salt, make_fingerprinter
 from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
-from sidecar.router import Router
+from sidecar.server.router import Router
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url

@@ -22,7 +22,7 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from sidecar.app import build_sidecar
-    from sidecar.server import run
+    from sidecar.server.listeners import run
     from sidecar.settings import load_settings
     from sidecar.telemetry.logs import configure_logging
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("report", "check"):
-        from sidecar.reporting import check_main, report_main
+        from sidecar.report.commands import check_main, report_main
 
         return report_main(argv[1:]) if argv[0] == "report" else check_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-upstream":
         return cmd_fake_upstream(args)
     if args.command == "demo":
-        from sidecar.demo import run_demo
+        from sidecar.demo.run import run_demo
 
         return int(run_demo(port=args.port, duration_s=args.duration, keep_running=args.keep_running))
     return 2

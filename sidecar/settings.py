@@ -29,7 +29,7 @@ BUDGET_ENV = (
     "SIDECAR_BUDGET_MODE",
     "SIDECAR_REDIS_FAIL_MODE",
 )
-# Fleet heartbeats and dead-man alerting (parsed by sidecar.fleet_service).
+# Fleet heartbeats and dead-man alerting (parsed by sidecar.fleet.service).
 FLEET_ENV = (
     "SIDECAR_FLEET_PORT",
     "SIDECAR_FLEET_PING_INTERVAL",

@@ -52,7 +52,7 @@ def test_unknown_file_key_is_rejected(tmp_path: Path) -> None:
 
 
 def test_policy_environment_reaches_its_owners() -> None:
-    from sidecar.fleet_service import ENV_NAMES
+    from sidecar.fleet.service import ENV_NAMES
 
     env = {name: "7" for name in ENV_NAMES} | {"SIDECAR_SESSION_MAX_USD": "2.5", "SIDECAR_UNRELATED": "x"}
     s = load_settings({}, env=env)

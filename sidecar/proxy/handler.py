@@ -19,7 +19,6 @@ from typing import Any
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
-from sidecar.core.identity import resolve_app, resolve_session
 from sidecar.errors import (
     InvalidRequest,
     RequestTooLarge,
@@ -30,6 +29,7 @@ from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send
 from sidecar.proxy.context import CallContext, ProxyDeps
 from sidecar.proxy.relay import relay
 from sidecar.sansio import headers as hdr
+from sidecar.sansio.identity import resolve_app, resolve_session
 from sidecar.sansio.request import (
     BATCHES,
     CHAT,

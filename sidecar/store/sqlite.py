@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from sidecar.core.events import CallEvent, PartialWrite
-from sidecar.sched import yield_cpu
+from sidecar.infra.sched import yield_cpu
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
 _URL_PREFIX = "sqlite:///"

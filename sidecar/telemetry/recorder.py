@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sidecar.core.events import CallEvent, PartialWrite
-from sidecar.sched import yield_cpu
+from sidecar.infra.sched import yield_cpu
 
 QUEUE_FULL = "queue_full"
 SHUTDOWN = "shutdown"

@@ -15,7 +15,7 @@ import uvicorn
 
 from sidecar.app import Sidecar, build_sidecar
 from sidecar.core.events import CallEvent
-from sidecar.server import serve
+from sidecar.server.listeners import serve
 from sidecar.settings import Settings
 
 

@@ -21,7 +21,7 @@ from sidecar.core.events import OK, UPSTREAM_ERROR, CallEvent
 from sidecar.errors import ConfigError
 from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.server import FleetOptions
-from sidecar.fleet_service import FleetAlertOptions, FleetAndAlerts
+from sidecar.fleet.service import FleetAlertOptions, FleetAndAlerts
 from sidecar.settings import Settings
 from tests.alerting.test_notifiers import Receiver, receiver  # noqa: F401 - fixture
 

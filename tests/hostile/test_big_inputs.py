@@ -17,7 +17,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from sidecar.http_protocol import MAX_HEAD_BYTES
+from sidecar.server.protocol import MAX_HEAD_BYTES
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.hostile.support import (
     API_HEADERS,

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fuzz import targets
-from sidecar.core.identity import session_from_metadata
 from sidecar.sansio.encoding import MAX_OUTPUT_PER_FEED, make_decoder
+from sidecar.sansio.identity import session_from_metadata
 from sidecar.sansio.messages import MessageSummary, StreamParser, parse_message_body
 from sidecar.sansio.request import inspect_body
 from sidecar.sansio.sse import Chunk

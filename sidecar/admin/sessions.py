@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sidecar.admin import error_response
+from sidecar.admin.ops import error_response
 from sidecar.core.sessions import list_sessions, session_summary
 from sidecar.errors import NotFound
 

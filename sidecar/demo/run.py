@@ -15,8 +15,8 @@ from pathlib import Path
 
 import aiohttp
 
-from sidecar.fleet.demo import alert_printer, demo_fleet_config, run_demo_fleet
-from sidecar.reporting import report_main
+from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
+from sidecar.report.commands import report_main
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
 from sidecar.testing.harness import RunningSidecar

@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from sidecar.http_protocol import DisconnectHook, SidecarHttpProtocol
 from sidecar.proxy.asgi import DISCONNECT_HOOK
+from sidecar.server.protocol import DisconnectHook, SidecarHttpProtocol
 
 App = Callable[[Any, Any, Any], Awaitable[None]]
 REQUEST = b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n"

@@ -18,7 +18,7 @@ from typing import Literal
 import uvicorn
 
 from sidecar.app import Sidecar
-from sidecar.http_protocol import SidecarHttpProtocol
+from sidecar.server.protocol import SidecarHttpProtocol
 
 log = logging.getLogger("sidecar.server")
 # Interpreter settings for a serving process (see tune_runtime).

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.core.report import BASELINE_FORMAT
-from sidecar.reporting import check_main, parse_duration, report_main
+from sidecar.report.commands import check_main, parse_duration, report_main
 from sidecar.store.sqlite import SQLiteStore
 from tests.core.test_report import NOW, SONNET, ev, traffic
 

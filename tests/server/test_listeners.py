@@ -1,4 +1,4 @@
-"""The interpreter settings a serving process applies (sidecar.server.tune_runtime)."""
+"""The interpreter settings a serving process applies (sidecar.server.listeners.tune_runtime)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar import server
+from sidecar.server import listeners as server
 
 
 @pytest.fixture

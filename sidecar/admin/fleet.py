@@ -23,13 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sidecar.admin import error_response
+from sidecar.admin.ops import error_response
 from sidecar.alerting.config import FLEET_MEMBERS, parse_duration
 from sidecar.alerting.engine import ALL, CheckinRefused
 from sidecar.errors import ConfigError, NotFound, Unauthorized, error_body, new_request_id
 
 if TYPE_CHECKING:
-    from sidecar.fleet_service import FleetAndAlerts
+    from sidecar.fleet.service import FleetAndAlerts
 
 MAX_SNOOZE_S = 30 * 86400.0
 

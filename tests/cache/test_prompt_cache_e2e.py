@@ -24,7 +24,7 @@ SYSTEM = "You are a meticulous assistant for the billing team; cite the policy s
 SYSTEM_TOKENS = (len(SYSTEM) + 25 + 3) // 4
 SAVINGS = "sidecar_cache_savings_usd_total"
 
-# Remove once sidecar/policy.py calls sidecar.cache_policy.apply (and the busting gauge exists).
+# Remove once sidecar/policy/calls.py calls sidecar.cache.policy.apply (and the busting gauge exists).
 
 
 def _chat(fake: FakeUpstream) -> list[Any]:

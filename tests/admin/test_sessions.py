@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import httpx
 
-from sidecar.reporting import report_main
+from sidecar.report.commands import report_main
 from sidecar.testing.fake_upstream import FakeUpstream
 from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY

@@ -12,8 +12,8 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from sidecar import cache_policy
 from sidecar.budget.service import Admission, AdmitRequest, BudgetService, BudgetWarning
+from sidecar.cache import policy as cache_policy
 from sidecar.core.cache_busting import CacheBustingDetector, shape_of_body
 from sidecar.core.cache_effect import WasteTracker, totals
 from sidecar.core.events import CallEvent

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sidecar.admin import error_response
+from sidecar.admin.ops import error_response
 from sidecar.budget.service import BudgetService, limits_json
 from sidecar.errors import ConfigError, ServiceUnavailable, SidecarError, error_body, new_request_id
 

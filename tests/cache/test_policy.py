@@ -8,7 +8,7 @@ import orjson
 import pytest
 import yaml
 
-from sidecar.cache_policy import CacheSettings, apply, decide_mode, min_tokens_for
+from sidecar.cache.policy import CacheSettings, apply, decide_mode, min_tokens_for
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import ConfigError
 

@@ -159,7 +159,7 @@ class FleetAndAlerts:
         await asyncio.to_thread(self.store.close)
 
     def routes(self) -> list[Route]:
-        from sidecar.admin_fleet import fleet_routes
+        from sidecar.admin.fleet import fleet_routes
 
         return fleet_routes(self)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sidecar.admin import AdminRoutes
+from sidecar.admin.ops import AdminRoutes
 from sidecar.errors import NotFound
 from sidecar.proxy.asgi import Receive, Scope, Send, send_error
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from sidecar.core.identity import resolve_app, resolve_session
+from sidecar.sansio.identity import resolve_app, resolve_session
 from sidecar.sansio.request import inspect_body
 
 

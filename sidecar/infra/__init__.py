@@ -1,0 +1,1 @@
+"""Small OS-level helpers shared by the stores and the recorder (scheduling, SQLite connections)."""

@@ -1,0 +1,1 @@
+"""``claude-sidecar report`` and ``check``: arguments, store reads, formatting and baselines."""
