@@ -38,12 +38,10 @@ from sidecar.errors import ConfigError
 from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
-from sidecar.proxy.asgi import ASGIApp
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
 from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
-from sidecar.server.router import Router
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
@@ -166,13 +164,6 @@ class Sidecar:
         await self.upstream.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
 
-    def proxy_app(self) -> ASGIApp:
-        """The ASGI app for the proxy listener (admin routes included unless they have their own port)."""
-        admin = None if self.settings.admin_port is not None else self.admin
-        return Router(self, admin=admin, lifespan=True)
-
-    def admin_app(self) -> ASGIApp:
-        return Router(self, admin=self.admin, lifespan=False, proxy=False)
 
 
 async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> None:
@@ -336,8 +327,4 @@ def build_sidecar(
     return sidecar
 
 
-def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> ASGIApp:
-    return build_sidecar(settings, registry).proxy_app()
-
-
-__all__ = ["Sidecar", "build_sidecar", "create_app"]
+__all__ = ["Sidecar", "build_sidecar"]

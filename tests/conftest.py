@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.net import free_port
 from tests.redis_server import RedisServer
 

@@ -17,9 +17,9 @@ import aiohttp
 
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
 from sidecar.report.commands import report_main
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 
 DEMO_KEY = "sk-ant-demo-not-a-real-key"
 TOOLS = [

@@ -19,6 +19,7 @@ import uvicorn
 
 from sidecar.app import Sidecar
 from sidecar.server.protocol import SidecarHttpProtocol
+from sidecar.server.router import admin_app, proxy_app
 
 log = logging.getLogger("sidecar.server")
 # Interpreter settings for a serving process (see tune_runtime).
@@ -55,11 +56,11 @@ def _config(
 async def serve(sidecar: Sidecar, on_started: Callable[[list[uvicorn.Server]], None] | None = None) -> int:
     s = sidecar.settings
     servers: list[uvicorn.Server] = [
-        _Server(_config(sidecar.proxy_app(), s.host, s.port, s.drain_timeout, "on"))
+        _Server(_config(proxy_app(sidecar), s.host, s.port, s.drain_timeout, "on"))
     ]
     if s.admin_port is not None:
         servers.append(
-            _Server(_config(sidecar.admin_app(), s.admin_host, s.admin_port, s.drain_timeout, "off"))
+            _Server(_config(admin_app(sidecar), s.admin_host, s.admin_port, s.drain_timeout, "off"))
         )
     loop = asyncio.get_running_loop()
 

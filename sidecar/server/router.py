@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from sidecar.admin.ops import AdminRoutes
+from sidecar.app import Sidecar
 from sidecar.errors import NotFound
-from sidecar.proxy.asgi import Receive, Scope, Send, send_error
-
-if TYPE_CHECKING:
-    from sidecar.app import Sidecar
+from sidecar.proxy.asgi import ASGIApp, Receive, Scope, Send, send_error
 
 log = logging.getLogger("sidecar")
 
@@ -63,3 +60,14 @@ class Router:
                     await self.sidecar.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def proxy_app(sidecar: Sidecar) -> ASGIApp:
+    """The ASGI app for the proxy listener (admin routes included unless they have their own port)."""
+    admin = None if sidecar.settings.admin_port is not None else sidecar.admin
+    return Router(sidecar, admin=admin, lifespan=True)
+
+
+def admin_app(sidecar: Sidecar) -> ASGIApp:
+    """The ASGI app for the separate admin listener (``SIDECAR_ADMIN_PORT``)."""
+    return Router(sidecar, admin=sidecar.admin, lifespan=False, proxy=False)

@@ -10,8 +10,8 @@ import anthropic
 import httpx
 
 from sidecar.report.commands import report_main
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 
 TOOLS: list[Any] = [

@@ -12,9 +12,9 @@ import anthropic
 import httpx
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
 from tests.redis_server import RedisServer

@@ -10,8 +10,8 @@ import anthropic
 import httpx
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
 

@@ -15,7 +15,7 @@ import httpx
 
 from sidecar.core.events import CallEvent
 from sidecar.sansio.headers import HOP_BY_HOP
-from sidecar.testing.harness import RunningSidecar
+from sidecar.server.inprocess import RunningSidecar
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
 from tests.net import free_port as free_port  # shared with the tests of this package

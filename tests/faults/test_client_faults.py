@@ -17,8 +17,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.faults.support import (
     HEADERS,
     Exchange,

@@ -22,9 +22,9 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 import sidecar.store.sqlite as sqlite_store
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.faults.support import (
     HEADERS,
     MODEL,

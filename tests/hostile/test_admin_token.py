@@ -14,9 +14,9 @@ import pytest
 
 from sidecar.cli import check_admin_exposure
 from sidecar.errors import ConfigError
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.hostile.support import body_of, free_port, raw_request, status_of
 
 TOKEN = "adm-7f3c9a1e5b2d4c6e8a0f"

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 from tests.hostile.support import API_HEADERS, body_of, raw_request, status_of
 

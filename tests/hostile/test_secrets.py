@@ -25,10 +25,10 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from sidecar.cli import main as cli_main
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.telemetry.logs import configure_logging
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.hostile.support import ServeProcess, free_port
 
 MARK = "LEAKCANARY"

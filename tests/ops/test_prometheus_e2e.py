@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import yaml
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import require_service
 from tests.net import free_port
 

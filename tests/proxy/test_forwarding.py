@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from sidecar.sansio.headers import HOP_BY_HOP
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY, require_service
 
 CLIENT = r"""

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}

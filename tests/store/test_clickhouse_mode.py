@@ -8,11 +8,11 @@ import anthropic
 import httpx
 import pytest
 
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseStore
 from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.testing.fake_upstream import FakeUpstream
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY, require_service
 from tests.metrics_util import sample
 

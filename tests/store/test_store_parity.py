@@ -16,6 +16,7 @@ from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.report import Baseline, CheckResult, build_report, evaluate, measure
 from sidecar.core.sessions import group_sessions, list_sessions, session_summary
 from sidecar.core.usage import Usage
+from sidecar.server.inprocess import RunningSidecar
 from sidecar.store.base import EventStore
 from sidecar.store.chdb_client import ChdbClient
 from sidecar.store.clickhouse import ClickHouseStore
@@ -23,7 +24,6 @@ from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.shipper import Shipper, ShipperOptions
 from sidecar.store.spool import Spool
 from sidecar.store.sqlite import SQLiteStore
-from sidecar.testing.harness import RunningSidecar
 from tests.conftest import API_KEY, require_service
 from tests.core.test_report import NOW, traffic
 
