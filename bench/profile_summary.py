@@ -51,7 +51,7 @@ _PY_WAITS = frozenset(
         "EpollSelector.select (selectors.py)",
         # The recorder handing the core to the event loop (sched_yield): runnable, not running, while
         # the loop is busy; its CPU is in the thread table's /proc column.
-        "yield_cpu (sidecar/sched.py)",
+        "yield_cpu (sidecar/infra/sched.py)",
     }
 )
 
@@ -158,7 +158,7 @@ def markdown(prof: Profile, thread_cpu: dict[str, float] | None = None, top: int
     out += _table("event-loop thread function (self time)", prof.main_thread_self.most_common(top), run, True)
     own_self = [(k, n) for k, n in prof.self_by_func.most_common() if "(sidecar/" in k]
     out += _table("sidecar function (self time)", own_self[:top], run, code=True)
-    entry = ("(sidecar/cli.py)", "(sidecar/server.py)")  # start-up frames under everything
+    entry = ("(sidecar/cli.py)", "(sidecar/server/listeners.py)")  # start-up frames under everything
     own = [
         (k, n) for k, n in prof.inclusive_by_func.most_common() if "(sidecar/" in k and not k.endswith(entry)
     ]
