@@ -28,6 +28,7 @@ from sidecar.alerting.notifiers import Notification
 from sidecar.errors import ConfigError, InvalidRequest, NotFound, Unauthorized
 from sidecar.fleet.service import FleetAlertOptions
 
+CHECKINS_PREFIX = "/sidecar/v1/checkins/"  # exempt from the admin token (they take the ingest token)
 MAX_SNOOZE_S = 30 * 86400.0
 _REFUSAL_TYPES = {409: "invalid_request_error", 429: "rate_limit_error"}
 _REFUSALS: dict[int | str, dict[str, Any]] = {

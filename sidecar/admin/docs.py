@@ -14,14 +14,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
+from sidecar.admin.alerts import CHECKINS_PREFIX
 from sidecar.admin.errors import ErrorBody
+from sidecar.admin.ops import OPEN_PATHS
 
 DOCS_PATH = "/sidecar/v1/docs"
 ASSETS_PATH = DOCS_PATH + "/assets"
 OPENAPI_PATH = "/sidecar/v1/openapi.json"
-# Paths the admin token does not guard (SPEC R-PX-9); everything else under /sidecar/v1/ needs it.
-UNGUARDED = ("/metrics", "/healthz", "/readyz")
-CHECKINS_PREFIX = "/sidecar/v1/checkins/"
 
 SECURITY_SCHEMES = {
     "adminToken": {
@@ -92,7 +91,7 @@ def _finish_operation(path: str, operation: dict[str, Any]) -> None:
     if path.startswith(CHECKINS_PREFIX):
         operation["security"] = [{"ingestToken": []}, {}]
         responses["401"] = {"description": "The ingest token is set and was not given"}
-    elif path not in UNGUARDED:
+    elif path not in OPEN_PATHS:
         operation["security"] = [{"adminToken": []}]
         responses["401"] = {"description": "The admin token is set and was not given"}
     for status, response in responses.items():

@@ -16,7 +16,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-OPEN_PATHS = ("/metrics", "/healthz", "/readyz")
+OPEN_PATHS = ("/metrics", "/healthz", "/readyz")  # never need the admin token
 
 
 @dataclass(frozen=True)
