@@ -332,7 +332,9 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
         clickhouse=shipper.status if shipper is not None else None,
     )
     reader = SessionsReader(sidecar.store, sidecar.recorder.flush, sidecar.settings.session_idle_timeout)
-    services = AdminServices(sidecar.registry, health, reader, budgets, fleet, fleet)
+    services = AdminServices(
+        sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
+    )
     return build_admin(services, sidecar.settings.admin_token)
 
 

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from sidecar.admin import alerts, budgets, docs, fleet, ops, sessions
+from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, sessions
 from sidecar.admin.errors import error_response, install_error_handlers
 from sidecar.errors import Unauthorized
 from sidecar.proxy.asgi import Receive, Scope, Send
@@ -32,7 +32,7 @@ With `SIDECAR_ADMIN_TOKEN` set, every `/sidecar/v1/*` route (these docs included
 `{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}`."""
 
 
-ROUTERS = (ops.router, sessions.router, budgets.router, fleet.router, alerts.router)
+ROUTERS = (ops.router, sessions.router, budgets.router, fleet.router, checkins.router, alerts.router)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class AdminServices:
     sessions: sessions.SessionsReader
     budgets: budgets.BudgetAdmin
     fleet: fleet.FleetAdmin
+    checkins: checkins.CheckinAdmin
     alerts: alerts.AlertsAdmin
 
 
@@ -84,6 +85,7 @@ def bind(api: FastAPI, services: AdminServices) -> None:
             sessions.sessions_reader: lambda: services.sessions,
             budgets.budget_admin: lambda: services.budgets,
             fleet.fleet_admin: lambda: services.fleet,
+            checkins.checkin_admin: lambda: services.checkins,
             alerts.alerts_admin: lambda: services.alerts,
         }
     )
@@ -103,7 +105,7 @@ class AdminApp:
         return path in ops.OPEN_PATHS or path.startswith("/sidecar/v1/") or path == "/sidecar/v1"
 
     def _authorized(self, scope: Scope, path: str) -> bool:
-        if self._token is None or path.startswith(alerts.CHECKINS_PREFIX) or path in ops.OPEN_PATHS:
+        if self._token is None or path.startswith(checkins.CHECKINS_PREFIX) or path in ops.OPEN_PATHS:
             return True
         for name, value in scope["headers"]:
             if name == b"authorization" and value[:7].lower() == b"bearer ":

@@ -14,7 +14,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
-from sidecar.admin.alerts import CHECKINS_PREFIX
+from sidecar.admin.checkins import CHECKINS_PREFIX
 from sidecar.admin.errors import ErrorBody
 from sidecar.admin.ops import OPEN_PATHS
 

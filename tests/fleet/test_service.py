@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from websockets.asyncio.client import connect
 
-from sidecar.admin import alerts, fleet
+from sidecar.admin import alerts, checkins, fleet
 from sidecar.admin.api import admin_api
 from sidecar.alerting.config import AlertingConfig, CheckSpec, Webhook
 from sidecar.alerting.notifiers import RetryPolicy
@@ -54,7 +54,8 @@ async def service(tmp_path: Path, receiver: Receiver) -> AsyncIterator[FleetAndA
 
 def client(svc: FleetAndAlerts) -> httpx.AsyncClient:
     app = admin_api()
-    app.dependency_overrides |= {fleet.fleet_admin: lambda: svc, alerts.alerts_admin: lambda: svc}
+    for provider in (fleet.fleet_admin, checkins.checkin_admin, alerts.alerts_admin):
+        app.dependency_overrides[provider] = lambda: svc
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sidecar")
 
 
