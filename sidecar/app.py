@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
-from sidecar.admin.budgets import budget_routes
-from sidecar.admin.ops import AdminRoutes
-from sidecar.admin.sessions import session_routes
+from sidecar.admin.api import AdminApp, AdminServices, build_admin
+from sidecar.admin.ops import HealthProbe
+from sidecar.admin.sessions import SessionsReader
 from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
@@ -89,16 +89,13 @@ class Sidecar:
     ready: bool = False
     reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
     settings_loader: Callable[[], Settings] | None = None
-    admin: AdminRoutes = field(init=False)
+    admin: AdminApp | None = None  # built by build_sidecar once every component exists
     chores: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
     startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     budgets: BudgetService | None = None
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
     _housekeeper: asyncio.Future[None] | None = None
-
-    def __post_init__(self) -> None:
-        self.admin = AdminRoutes(self)
 
     def reload(self) -> None:
         """SIGHUP: re-read configuration and swap prices (and policies) in place. Never raises."""
@@ -310,7 +307,6 @@ def build_sidecar(
     sidecar.stores = stores
     sidecar.fleet = fleet
     sidecar.startup_hooks.append(fleet.start)
-    sidecar.admin.add_routes(fleet.routes())
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
 
@@ -322,9 +318,24 @@ def build_sidecar(
         )
 
     sidecar.reloaders.append(reload_budgets)
-    sidecar.admin.add_routes(budget_routes(sidecar, budgets))
-    sidecar.admin.add_routes(session_routes(sidecar))
+    sidecar.admin = _admin(sidecar, budgets, fleet)
     return sidecar
+
+
+def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> AdminApp:
+    """The admin API, given the narrow services its routers use (never the ``Sidecar`` itself)."""
+    shipper = sidecar.stores.shipper if sidecar.stores is not None else None
+    health = HealthProbe(
+        ready=lambda: sidecar.ready,
+        recorder_pending=lambda: sidecar.recorder.pending,
+        pricing_date=lambda: sidecar.prices.table.version,
+        clickhouse=shipper.status if shipper is not None else None,
+    )
+    reader = SessionsReader(sidecar.store, sidecar.recorder.flush, sidecar.settings.session_idle_timeout)
+    services = AdminServices(
+        sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
+    )
+    return build_admin(services, sidecar.settings.admin_token)
 
 
 __all__ = ["Sidecar", "build_sidecar"]

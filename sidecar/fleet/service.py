@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from starlette.routing import Route
-
 from sidecar.alerting.config import AlertingConfig, parse_duration
 from sidecar.alerting.engine import DeadmanEngine
 from sidecar.alerting.notifiers import (
@@ -157,11 +155,6 @@ class FleetAndAlerts:
         await self.server.stop()
         await self.dispatcher.stop(timeout_s=5.0)
         await asyncio.to_thread(self.store.close)
-
-    def routes(self) -> list[Route]:
-        from sidecar.admin.fleet import fleet_routes
-
-        return fleet_routes(self)
 
     def observe_call(self, event: CallEvent) -> None:
         """A finished upstream call: a 2xx answer relayed in full counts for the traffic check."""
