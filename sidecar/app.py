@@ -35,7 +35,6 @@ from sidecar.core.pricing import PriceTable
 from sidecar.core.sessions import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
 from sidecar.proxy.context import ProxyDeps
@@ -239,7 +238,7 @@ def build_sidecar(
     )
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     exporter = _span_exporter(settings, span_exporter)
-    fleet = FleetAndAlerts.from_settings(settings, declare_fleet_metrics(registry))
+    fleet = FleetAndAlerts.from_settings(settings, metrics.fleet)
     sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()]
     if exporter is not None:
         sinks.append(TracingSink(exporter))

@@ -14,7 +14,7 @@ from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from sidecar.fleet.metrics import FleetMetrics
+from sidecar.telemetry.metrics import FleetMetrics
 
 RTT_WINDOW = 64  # RTT percentiles cover a member's last 64 pongs
 STATUS_MAX_KEYS = 20
@@ -266,11 +266,7 @@ class FleetRegistry:
     def export_gauges(self) -> None:
         """Per-fleet dead-man gauges (``check="fleet:NAME"``): up while a member is connected."""
         for fleet in self._fleets.values():
-            check = "fleet:" + fleet.label
-            self.metrics.deadman_up.labels(check).set(1 if fleet.connected else 0)
-            seen = fleet.last_seen
-            if seen is not None:
-                self.metrics.deadman_last_seen.labels(check).set(seen)
+            self.metrics.check_state("fleet:" + fleet.label, bool(fleet.connected), fleet.last_seen)
 
     def snapshot(self, now: float, only: str | None = None, members: bool = True) -> list[dict[str, Any]]:
         """The fleet view of ``GET /sidecar/v1/fleet``: fleets by name, members by id."""
