@@ -29,10 +29,11 @@ from sidecar.core.report import (
     format_usd,
     parse_baseline,
 )
+from sidecar.infra.sqlite import parse_sqlite_url
 from sidecar.store.base import EventStore
 from sidecar.store.clickhouse import ClickHouseStoreError
 from sidecar.store.factory import is_clickhouse_url, open_event_store, redact_url
-from sidecar.store.sqlite import SQLiteStore, parse_sqlite_url
+from sidecar.store.sqlite import SQLiteStore
 
 DEFAULT_STORE = "sqlite:///sidecar-data/events.db"
 DEFAULT_IDLE_TIMEOUT_S = 900.0
