@@ -30,7 +30,7 @@ from sidecar.budget.service import BudgetHooks, BudgetService
 from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
 from sidecar.core.budgets import BudgetConfig, charge_usd
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
 from sidecar.core.sessions import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
@@ -49,7 +49,7 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
-from sidecar.telemetry.recorder import Recorder, RecorderHooks, Sink
+from sidecar.telemetry.recorder import Recorder, RecorderHooks
 from sidecar.telemetry.sessions_sink import SessionsSink
 from sidecar.telemetry.tracing import TracingSink
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, Sink
 from sidecar.core.usage import Usage
 from sidecar.store.base import EventStore
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_schema import EVENT_COLUMNS
-from sidecar.telemetry.recorder import Recorder, Sink
+from sidecar.telemetry.recorder import Recorder
 
 
 def minimal_event(event_id: str = "ev-min", started_at: float = 1_700_000_000.0, **kw: object) -> CallEvent:
