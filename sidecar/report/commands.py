@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
+from sidecar.core.durations import parse_duration
 from sidecar.core.events import CallEvent
 from sidecar.core.report import (
     DEFAULT_TOLERANCE,
@@ -39,20 +39,10 @@ DEFAULT_STORE = "sqlite:///sidecar-data/events.db"
 DEFAULT_IDLE_TIMEOUT_S = 900.0
 # ``check`` reads this much before its window so that sessions straddling the window start are costed whole.
 SESSION_LOOKBACK_S = 86400.0
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
 
 class UsageError(Exception):
     """A problem with how the command was called; the message is shown as one line, exit code 2."""
-
-
-def parse_duration(text: str) -> float:
-    """``30m``, ``1h``, ``7d``, ``2w``, ``45s`` or plain seconds → seconds. ``ValueError`` otherwise."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 1h, 7d)")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
 
 
 def open_store(url: str) -> EventStore:
