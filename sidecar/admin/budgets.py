@@ -12,18 +12,14 @@ from starlette.routing import Route
 
 from sidecar.admin.ops import error_response
 from sidecar.budget.service import BudgetService, limits_json
-from sidecar.errors import ConfigError, ServiceUnavailable, SidecarError, error_body, new_request_id
+from sidecar.errors import ConfigError, InvalidRequest, ServiceUnavailable, SidecarError
 
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
 
 
 def _bad_request(message: str) -> Response:
-    return Response(
-        error_body("invalid_request_error", message, new_request_id()),
-        status_code=400,
-        media_type="application/json",
-    )
+    return error_response(InvalidRequest(message))
 
 
 def budget_routes(sidecar: Sidecar, budgets: BudgetService) -> list[Route]:

@@ -26,18 +26,12 @@ from starlette.routing import Route
 from sidecar.admin.ops import error_response
 from sidecar.alerting.config import FLEET_MEMBERS, parse_duration
 from sidecar.alerting.engine import ALL, CheckinRefused
-from sidecar.errors import ConfigError, NotFound, Unauthorized, error_body, new_request_id
+from sidecar.errors import ConfigError, InvalidRequest, NotFound, Unauthorized
 
 if TYPE_CHECKING:
     from sidecar.fleet.service import FleetAndAlerts
 
 MAX_SNOOZE_S = 30 * 86400.0
-
-
-def _error(status: int, message: str) -> Response:
-    kind = {400: "invalid_request_error", 409: "invalid_request_error", 429: "rate_limit_error"}
-    body = error_body(kind.get(status, "api_error"), message, new_request_id())
-    return Response(body, status_code=status, media_type="application/json")
 
 
 def _ingest_ok(request: Request, token: str | None) -> bool:
@@ -91,9 +85,9 @@ def fleet_routes(svc: FleetAndAlerts) -> list[Route]:
                 period, grace = _duration_param(request, "period"), _duration_param(request, "grace")
                 s = engine.checkin(name, signal, svc.clock(), period=period, grace=grace)
             except ConfigError as exc:
-                return _error(400, str(exc))
+                return error_response(InvalidRequest(str(exc)))
             except CheckinRefused as exc:
-                return _error(exc.status, exc.message)
+                return error_response(exc)
             doc = {"check": s.check, "signal": signal, "period_s": s.period_s, "grace_s": s.grace_s}
             return JSONResponse({**doc, "status": s.status})
 
@@ -111,9 +105,9 @@ def fleet_routes(svc: FleetAndAlerts) -> list[Route]:
         try:
             length = _duration_param(request, "for")
         except ConfigError as exc:
-            return _error(400, str(exc))
+            return error_response(InvalidRequest(str(exc)))
         if length is None or length > MAX_SNOOZE_S:
-            return _error(400, "for: required, a duration up to 30d (e.g. ?for=2h)")
+            return error_response(InvalidRequest("for: required, a duration up to 30d (e.g. ?for=2h)"))
         now = svc.clock()
         reason = request.query_params.get("reason", "maintenance" if scope == ALL else "snoozed")[:200]
         engine.snooze(scope, now + length, reason)

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from sidecar.admin.ops import error_response
 from sidecar.core.sessions import list_sessions, session_summary
-from sidecar.errors import NotFound
+from sidecar.errors import InvalidRequest, NotFound
 
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
@@ -33,16 +33,7 @@ def session_routes(sidecar: Sidecar) -> list[Route]:
             limit = min(int(request.query_params.get("limit", "50")), MAX_LIMIT)
             window = float(request.query_params.get("window_s", DEFAULT_WINDOW_S))
         except ValueError:
-            return JSONResponse(
-                {
-                    "type": "error",
-                    "error": {
-                        "type": "invalid_request_error",
-                        "message": "limit and window_s must be numbers",
-                    },
-                },
-                status_code=400,
-            )
+            return error_response(InvalidRequest("limit and window_s must be numbers"))
         order = request.query_params.get("order", "recent")
         if order not in ("cost", "recent"):
             order = "recent"

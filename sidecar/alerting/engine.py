@@ -37,6 +37,7 @@ from sidecar.alerting.config import (
     CheckSpec,
 )
 from sidecar.alerting.notifiers import KEEPALIVE, Notification
+from sidecar.errors import Conflict, InvalidRequest, SidecarError, TooManyRequests
 
 ALL = "*"  # snooze scope of a maintenance window over every check
 SEEN_PERSIST_EVERY_S = 60.0  # how stale a healthy subject's stored last_seen may get
@@ -65,11 +66,12 @@ class CheckGauges(Protocol):
     def check_gone(self, check: str) -> None: ...
 
 
-class CheckinRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class CheckinRefused(SidecarError):
+    """A check-in the engine will not take, answered as ``kind`` (its status and error type)."""
+
+    def __init__(self, kind: type[SidecarError], message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.message = message
+        self.status, self.error_type, self.should_retry = kind.status, kind.error_type, kind.should_retry
 
 
 @dataclass
@@ -134,13 +136,13 @@ class DeadmanEngine:
         """Record ``success``/``start``/``fail`` for check ``name``, creating it (dynamic) if unknown."""
         spec = self.config.spec(name)
         if spec is not None and spec.kind != CHECKIN:
-            raise CheckinRefused(409, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
+            raise CheckinRefused(Conflict, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
         s = self.subjects.get(name)
         if s is None:
             if not CHECK_NAME_RE.fullmatch(name) or name.startswith("fleet:"):
-                raise CheckinRefused(400, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
+                raise CheckinRefused(InvalidRequest, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
             if len({x.check for x in self.subjects.values()}) >= self.config.max_checks:
-                raise CheckinRefused(429, f"Too many checks (limit {self.config.max_checks}).")
+                raise CheckinRefused(TooManyRequests, f"Too many checks (limit {self.config.max_checks}).")
             p = self.config.default_period_s if period is None else period
             g = self.config.default_grace_s if grace is None else grace
             s = self._new_subject(name, CheckSpec(name, CHECKIN, p, g, dynamic=True), None, now)
