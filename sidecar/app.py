@@ -29,7 +29,8 @@ from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
 from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
-from sidecar.core.budgets import BudgetConfig, charge_usd
+from sidecar.core.budget_config import BudgetConfig
+from sidecar.core.budget_estimate import charge_usd
 from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
 from sidecar.core.sessions import SessionLifecycle
@@ -162,7 +163,6 @@ class Sidecar:
             await self.budgets.aclose()
         await self.upstream.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
-
 
 
 async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> None:

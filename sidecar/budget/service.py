@@ -22,23 +22,17 @@ from sidecar.budget import (
     Reservation,
     Snapshot,
 )
-from sidecar.core.budgets import (
+from sidecar.core.budget_config import (
     APP_DAILY_USD,
     BLOCKED,
     FAIL_CLOSED,
     NANOS,
     SESSION_USD,
-    Breach,
     BudgetConfig,
-    Estimate,
     Limits,
-    Rates,
-    actual_of,
-    estimate_call,
-    remaining_usd,
-    utc_day,
-    worst_rates,
 )
+from sidecar.core.budget_counts import Breach, remaining_usd, utc_day
+from sidecar.core.budget_estimate import Estimate, Rates, actual_of, estimate_call, worst_rates
 from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
