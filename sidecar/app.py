@@ -33,7 +33,7 @@ from sidecar.core.budget_config import BudgetConfig
 from sidecar.core.budget_estimate import charge_usd
 from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
-from sidecar.core.sessions import SessionLifecycle
+from sidecar.core.session_lifecycle import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
 from sidecar.fleet.service import FleetAndAlerts
