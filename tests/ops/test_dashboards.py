@@ -277,7 +277,8 @@ def sample_events(now: float) -> list[CallEvent]:
 def test_clickhouse_queries_run_on_the_real_schema(tmp_path: Path) -> None:
     require_service(importlib.util.find_spec("chdb") is not None, "chdb (in-process ClickHouse, PyPI)")
     from sidecar.store.chdb_client import ChdbClient
-    from sidecar.store.clickhouse_schema import EVENT_COLUMNS, SchemaOptions, event_to_row, migrate
+    from sidecar.store.clickhouse_rows import EVENT_COLUMNS, event_to_row
+    from sidecar.store.clickhouse_schema import SchemaOptions, migrate
 
     now = time.time()
     queries = {title: expand_macros(sql, now) for title, sql in sql_targets().items()}
