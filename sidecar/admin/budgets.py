@@ -11,7 +11,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sidecar.admin.ops import error_response
-from sidecar.budget.service import BudgetService, limits_json
+from sidecar.budget.service import BudgetService
+from sidecar.core.budget_config import limits_json
 from sidecar.errors import ConfigError, InvalidRequest, ServiceUnavailable, SidecarError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from sidecar.budget import (
     APP_SCOPE,
@@ -321,18 +321,6 @@ class BudgetService:
 
     async def aclose(self) -> None:
         await self._counters.aclose()
-
-
-def limits_json(limits: Limits) -> dict[str, Any]:
-    """``limits`` with the file's key names (what ``PUT /sidecar/v1/apps/{app}/budget`` accepts)."""
-    return {
-        "session_max_usd": limits.session_usd,
-        "session_max_tokens": limits.session_tokens,
-        "session_max_model_calls": limits.session_model_calls,
-        "session_max_tool_calls": limits.session_tool_calls,
-        "app_max_usd_per_day": limits.app_daily_usd,
-        "mode": limits.mode,
-    }
 
 
 class NullBudgetService:

@@ -110,6 +110,11 @@ def parse_patch(raw: object, where: str) -> dict[str, Any]:
     return out
 
 
+def limits_json(limits: Limits) -> dict[str, Any]:
+    """``limits`` with the file's key names (what ``PUT /sidecar/v1/apps/{app}/budget`` accepts)."""
+    return {key: getattr(limits, name) for key, name in _KEYS.items()}
+
+
 class BudgetConfig:
     """Validated ceilings: defaults, per-app overrides from the file, and runtime overrides (admin PUT).
 

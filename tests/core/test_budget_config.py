@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.core.budget_config import (
-    WARN,
-    BudgetConfig,
-    Limits,
-)
+from sidecar.core.budget_config import WARN, BudgetConfig, Limits, limits_json
 from sidecar.errors import ConfigError
 
 SPEC_EXAMPLE = {
@@ -119,3 +115,17 @@ def test_runtime_override_is_a_separate_layer_kept_across_reload() -> None:
 
 
 # --- estimate ------------------------------------------------------------------------------------
+
+
+def test_limits_json_uses_the_file_keys_and_reads_back() -> None:
+    limits = BudgetConfig.from_sources(SPEC_EXAMPLE, {}).limits_for("voice-agent")
+    doc = limits_json(limits)
+    assert doc == {
+        "session_max_usd": 0.5,
+        "session_max_tokens": None,
+        "session_max_model_calls": None,
+        "session_max_tool_calls": 40,
+        "app_max_usd_per_day": 200.0,
+        "mode": "enforce",
+    }
+    assert BudgetConfig().with_app_override("x", doc).limits_for("x") == limits
