@@ -1,4 +1,5 @@
-"""Durations written by people (configuration, query parameters, command-line flags) as seconds. Pure."""
+"""Durations as people write them (configuration, query parameters, command-line flags) and as we write
+them back. Pure."""
 
 from __future__ import annotations
 
@@ -28,3 +29,12 @@ def parse_duration(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"not a duration: {text!r} (must be finite and not negative)")
     return value
+
+
+def format_duration(seconds: float) -> str:
+    """``3600`` → ``1h``, ``5400`` → ``90m``, ``86400`` → ``1d``: the largest unit that divides evenly,
+    so :func:`parse_duration` reads back the same number."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -20,10 +20,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.core.events import REFUSED, CallEvent
+from sidecar.core.timestamps import iso_utc
 
 CHAT = "chat"
 
@@ -35,11 +35,6 @@ def percentile(values: Iterable[float], q: float) -> float | None:
         return None
     rank = max(1, math.ceil(q / 100.0 * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
-
-
-def iso_utc(ts: float) -> str:
-    """Unix seconds as ISO 8601 UTC with milliseconds and a ``Z`` suffix."""
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def is_model_call(event: CallEvent) -> bool:

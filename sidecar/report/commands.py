@@ -14,7 +14,8 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from sidecar.core.report import DEFAULT_TOLERANCE, build_report, evaluate, format_duration
+from sidecar.core.durations import format_duration
+from sidecar.core.report import DEFAULT_TOLERANCE, build_report, evaluate
 from sidecar.report.args import UsageError, check_parser, parse_args, report_parser, store_and_idle
 from sidecar.report.baseline import load_baseline, save_baseline
 from sidecar.report.formatting import format_check, format_report

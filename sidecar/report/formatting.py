@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sidecar.core.report import CheckResult, format_duration, format_usd
+from sidecar.core.durations import format_duration
+from sidecar.core.report import CheckResult, format_usd
 
 Row = Mapping[str, Any]
 Column = tuple[str, Callable[[str, Row], str]]

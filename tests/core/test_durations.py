@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.core.durations import parse_duration
+from sidecar.core.durations import format_duration, parse_duration
 
 
 def test_plain_seconds_and_single_units() -> None:
@@ -26,3 +26,11 @@ def test_compound_durations() -> None:
 def test_rejects(bad: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(bad)
+
+
+def test_format_duration() -> None:
+    assert [format_duration(s) for s in (3600, 5400, 86400, 1800, 45, 0, 1.5)] == [
+        "1h", "90m", "1d", "30m", "45s", "0s", "1.5s"
+    ]  # fmt: skip
+    for seconds in (3600, 5400, 86400, 1800, 45, 0, 1.5):
+        assert parse_duration(format_duration(seconds)) == seconds

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from sidecar.core.events import REFUSED, CallEvent, ToolResult
-from sidecar.core.sessions import iso_utc, list_sessions, percentile, session_summary
+from sidecar.core.sessions import list_sessions, percentile, session_summary
 from sidecar.core.usage import Usage
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -90,11 +90,6 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([float(i) for i in range(1, 11)], 95) == 10.0  # ceil(9.5) = 10th
     assert percentile([7.0], 50) == 7.0
     assert percentile([], 50) is None
-
-
-def test_iso_utc() -> None:
-    assert iso_utc(T0) == "2026-01-01T00:00:00.000Z"
-    assert iso_utc(T0 + 61.25) == "2026-01-01T00:01:01.250Z"
 
 
 def test_session_summary_totals_by_hand() -> None:
