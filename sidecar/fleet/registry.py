@@ -9,11 +9,11 @@ the heartbeat loop and the admin routes all run on one event loop.
 from __future__ import annotations
 
 import asyncio
-import math
 from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from sidecar.core.sessions import percentile
 from sidecar.telemetry.metrics import FleetMetrics
 
 RTT_WINDOW = 64  # RTT percentiles cover a member's last 64 pongs
@@ -96,9 +96,7 @@ class Member:
         """Nearest-rank quantile of the last ``RTT_WINDOW`` RTTs, or ``None`` before the first pong."""
         if self.rtts is None or self.rtt_count == 0:
             return None
-        samples = sorted(self.rtts[: min(self.rtt_count, RTT_WINDOW)])
-        rank = max(1, math.ceil(q * len(samples)))
-        return samples[rank - 1]
+        return percentile(self.rtts[: min(self.rtt_count, RTT_WINDOW)], q * 100)
 
     def to_json(self, now: float) -> dict[str, Any]:
         connected_at = self.connected_at if self.connected else None
