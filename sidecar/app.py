@@ -165,6 +165,7 @@ class Sidecar:
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
 
 
+
 async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> None:
     """Process-local ceilings survive a restart: rebuild the counters from the embedded store."""
     now = time.time()
