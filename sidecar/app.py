@@ -29,13 +29,13 @@ from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
 from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
-from sidecar.core.budgets import BudgetConfig, charge_usd
-from sidecar.core.events import CallEvent
+from sidecar.core.budget_config import BudgetConfig
+from sidecar.core.budget_estimate import charge_usd
+from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
-from sidecar.core.sessions import SessionLifecycle
+from sidecar.core.session_lifecycle import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
 from sidecar.proxy.context import ProxyDeps
@@ -50,7 +50,7 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
-from sidecar.telemetry.recorder import Recorder, RecorderHooks, Sink
+from sidecar.telemetry.recorder import Recorder, RecorderHooks
 from sidecar.telemetry.sessions_sink import SessionsSink
 from sidecar.telemetry.tracing import TracingSink
 
@@ -236,7 +236,7 @@ def build_sidecar(
     )
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     exporter = _span_exporter(settings, span_exporter)
-    fleet = FleetAndAlerts.from_settings(settings, declare_fleet_metrics(registry))
+    fleet = FleetAndAlerts.from_settings(settings, metrics.fleet)
     sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()]
     if exporter is not None:
         sinks.append(TracingSink(exporter))

@@ -37,7 +37,7 @@ from sidecar.alerting.config import (
     CheckSpec,
 )
 from sidecar.alerting.notifiers import KEEPALIVE, Notification
-from sidecar.fleet.metrics import FleetMetrics
+from sidecar.errors import Conflict, InvalidRequest, SidecarError, TooManyRequests
 
 ALL = "*"  # snooze scope of a maintenance window over every check
 SEEN_PERSIST_EVERY_S = 60.0  # how stale a healthy subject's stored last_seen may get
@@ -59,11 +59,19 @@ class FleetView(Protocol):
     def members(self, fleet: str) -> Iterable[MemberLike]: ...
 
 
-class CheckinRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class CheckGauges(Protocol):
+    """Where the engine reports each check's state (``sidecar_deadman_*`` in the app)."""
+
+    def check_state(self, check: str, up: bool, last_seen: float | None) -> None: ...
+    def check_gone(self, check: str) -> None: ...
+
+
+class CheckinRefused(SidecarError):
+    """A check-in the engine will not take, answered as ``kind`` (its status and error type)."""
+
+    def __init__(self, kind: type[SidecarError], message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.message = message
+        self.status, self.error_type, self.should_retry = kind.status, kind.error_type, kind.should_retry
 
 
 @dataclass
@@ -75,12 +83,12 @@ class Evaluation:
 
 class DeadmanEngine:
     def __init__(
-        self, config: AlertingConfig, fleets: FleetView, metrics: FleetMetrics, *, started_at: float
+        self, config: AlertingConfig, fleets: FleetView, gauges: CheckGauges, *, started_at: float
     ) -> None:
         self.config = config
         self.policy = Policy(config.after_misses, config.repeat_interval_s)
         self.fleets = fleets
-        self.metrics = metrics
+        self.gauges = gauges
         self.armed_at = started_at  # fleet and traffic checks get a fresh grace from here
         self.subjects: dict[str, Subject] = {}
         self.snoozes: dict[str, tuple[float, str]] = {}
@@ -128,13 +136,13 @@ class DeadmanEngine:
         """Record ``success``/``start``/``fail`` for check ``name``, creating it (dynamic) if unknown."""
         spec = self.config.spec(name)
         if spec is not None and spec.kind != CHECKIN:
-            raise CheckinRefused(409, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
+            raise CheckinRefused(Conflict, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
         s = self.subjects.get(name)
         if s is None:
             if not CHECK_NAME_RE.fullmatch(name) or name.startswith("fleet:"):
-                raise CheckinRefused(400, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
+                raise CheckinRefused(InvalidRequest, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
             if len({x.check for x in self.subjects.values()}) >= self.config.max_checks:
-                raise CheckinRefused(429, f"Too many checks (limit {self.config.max_checks}).")
+                raise CheckinRefused(TooManyRequests, f"Too many checks (limit {self.config.max_checks}).")
             p = self.config.default_period_s if period is None else period
             g = self.config.default_grace_s if grace is None else grace
             s = self._new_subject(name, CheckSpec(name, CHECKIN, p, g, dynamic=True), None, now)
@@ -167,9 +175,7 @@ class DeadmanEngine:
         self._removed.add(key)
         self._dirty.discard(key)
         if s.member is None:
-            self.metrics.deadman_up.remove(s.check)
-            if s.last_seen is not None:
-                self.metrics.deadman_last_seen.remove(s.check)
+            self.gauges.check_gone(s.check)
         if not s.notified:
             return None
         return self._note(RESOLVE, self.spec_of(s), s, Assessment("removed", 0, why), now, s.fired_at or now)
@@ -190,9 +196,7 @@ class DeadmanEngine:
                 s.last_seen = self.last_success
                 a = assess_traffic(spec, self.last_success, self.armed_at, now)
             self._apply(spec, s, a, now, ev)
-            self.metrics.deadman_up.labels(spec.name).set(0 if s.status == DOWN else 1)
-            if s.last_seen is not None:
-                self.metrics.deadman_last_seen.labels(spec.name).set(s.last_seen)
+            self.gauges.check_state(spec.name, s.status != DOWN, s.last_seen)
         for scope, (until, _) in list(self.snoozes.items()):
             if until <= now:
                 del self.snoozes[scope]
@@ -239,9 +243,7 @@ class DeadmanEngine:
                 self._apply(spec, s, assess_member(spec, False, s, self.armed_at, now), now, ev)
             down += s.status == DOWN
             last = s.last_seen if last is None or (s.last_seen or 0.0) > last else last
-        self.metrics.deadman_up.labels(spec.name).set(0 if down else 1)
-        if last is not None:
-            self.metrics.deadman_last_seen.labels(spec.name).set(last)
+        self.gauges.check_state(spec.name, not down, last)
 
     def _apply(self, spec: CheckSpec, s: Subject, a: Assessment, now: float, ev: Evaluation) -> None:
         before = (s.status, s.misses, s.firing, s.notified, s.last_reminder)

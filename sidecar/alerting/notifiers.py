@@ -18,12 +18,12 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
 
 from sidecar.alerting.checks import FIRE, REMIND, RESOLVE
+from sidecar.core.timestamps import iso_utc
 
 KEEPALIVE = "keepalive"  # Alertmanager re-post of a firing alert; webhooks ignore it
 ALERTNAME = "SidecarDeadManDown"
@@ -53,10 +53,6 @@ def human(seconds: float) -> str:
     return " ".join(shown) or "0s"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def describe(n: Notification) -> str:
     what = f"check `{n.check}`" + (f" member `{n.member}`" if n.member else "")
     if n.event == RESOLVE:
@@ -82,8 +78,8 @@ def alertmanager_alert(n: Notification, ttl_s: float) -> dict[str, Any]:
     return {
         "labels": labels,
         "annotations": {"summary": describe(n), "description": n.detail},
-        "startsAt": _iso(n.fired_at),
-        "endsAt": _iso(ends),
+        "startsAt": iso_utc(n.fired_at),
+        "endsAt": iso_utc(ends),
     }
 
 

@@ -28,11 +28,11 @@ from sidecar.alerting.notifiers import (
 from sidecar.alerting.store import AlertStore
 from sidecar.core.events import OK, CallEvent
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import FleetMetrics
 from sidecar.fleet.registry import FleetRegistry
 from sidecar.fleet.server import FleetOptions, FleetServer
+from sidecar.infra.sqlite import parse_sqlite_url
 from sidecar.settings import FLEET_ENV, Settings
-from sidecar.store.sqlite import parse_sqlite_url
+from sidecar.telemetry.metrics import FleetMetrics
 
 log = logging.getLogger("sidecar.alerting")
 # SIDECAR_* variables this component reads from ``settings.policy_env``.

@@ -20,10 +20,10 @@ from sidecar.alerting.config import AlertingConfig, CheckSpec, Webhook
 from sidecar.alerting.notifiers import RetryPolicy
 from sidecar.core.events import OK, UPSTREAM_ERROR, CallEvent
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.server import FleetOptions
 from sidecar.fleet.service import FleetAlertOptions, FleetAndAlerts
 from sidecar.settings import Settings
+from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.alerting.test_notifiers import Receiver, receiver  # noqa: F401 - fixture
 
 
