@@ -270,6 +270,7 @@ def build_sidecar(
             read_timeout_s=settings.upstream_timeout,
             connect_timeout_s=settings.upstream_connect_timeout,
             pool_size=settings.upstream_pool_size,
+            keepalive_s=settings.upstream_keepalive_timeout,
         )
     )
     parts = urlsplit(settings.upstream_url)
