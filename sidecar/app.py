@@ -202,6 +202,7 @@ def _build_stores(
         on_shipped=metrics.on_shipped,
         on_error=metrics.on_ship_error,
         on_dropped=lambda n: metrics.on_dropped("spool_full", n),
+        on_quarantined=metrics.clickhouse_quarantined.inc,
     )
     try:
         stores = build_event_stores(settings.store, config, hooks=hooks, connect=connect)

@@ -170,6 +170,11 @@ class Metrics:
         )
         self.ship_errors = Counter("sidecar_ship_errors", "Failed ClickHouse insert attempts.", registry=r)
         self.shipped = Counter("sidecar_events_shipped", "Events confirmed in ClickHouse.", registry=r)
+        self.clickhouse_quarantined = Counter(
+            "sidecar_clickhouse_quarantined_events",
+            "Events ClickHouse kept rejecting, moved to the dead-letter file beside the spool.",
+            registry=r,
+        )
         self.internal_errors = Counter(
             "sidecar_internal_errors",
             "Failures inside the sidecar (never the call).",
