@@ -208,7 +208,11 @@ class H1Pool:
             self._demote(failed)
             return conn
         self._dns = None  # every address failed: look the name up again next time
-        raise error or TimeoutError(f"no address of {self.origin.host} answered in time")
+        if error is not None:
+            raise error
+        if not addresses:
+            raise OSError(f"no address for {self.origin.host}")
+        raise TimeoutError(f"no time left to connect to {self.origin.host}")
 
     def _demote(self, failed: list[tuple[str, int]]) -> None:
         """Addresses that just failed go to the back of the cache, so new connections try them last."""
