@@ -199,6 +199,7 @@ def _build_stores(
         on_shipped=metrics.on_shipped,
         on_error=metrics.on_ship_error,
         on_dropped=lambda n: metrics.on_dropped("spool_full", n),
+        on_quarantined=metrics.clickhouse_quarantined.inc,
     )
     try:
         stores = build_event_stores(settings.store, config, hooks=hooks, connect=connect)
@@ -267,6 +268,7 @@ def build_sidecar(
             read_timeout_s=settings.upstream_timeout,
             connect_timeout_s=settings.upstream_connect_timeout,
             pool_size=settings.upstream_pool_size,
+            keepalive_s=settings.upstream_keepalive_timeout,
         )
     )
     parts = urlsplit(settings.upstream_url)

@@ -10,8 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from sidecar.budget import Snapshot
-from sidecar.budget.service import limits_json
-from sidecar.core.budgets import Limits
+from sidecar.core.budget_config import Limits, limits_json
 from sidecar.errors import ConfigError, InvalidRequest
 
 

@@ -219,6 +219,10 @@ class Metrics:
         self.ship_lag = on.gauge("sidecar_ship_lag_seconds", "Age of the oldest event not yet in ClickHouse.")
         self.ship_errors = on.counter("sidecar_ship_errors", "Failed ClickHouse insert attempts.")
         self.shipped = on.counter("sidecar_events_shipped", "Events confirmed in ClickHouse.")
+        self.clickhouse_quarantined = on.counter(
+            "sidecar_clickhouse_quarantined_events",
+            "Events ClickHouse kept rejecting, moved to the dead-letter file beside the spool.",
+        )
         self.internal_errors = on.counter(
             "sidecar_internal_errors", "Failures inside the sidecar (never the call).", "component"
         )
