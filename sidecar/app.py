@@ -128,13 +128,7 @@ class Sidecar:
             await self.shutdown()  # undo what did start (listeners, loops, threads) before failing
             raise
         self._housekeeper = asyncio.ensure_future(self._housekeeping())
-        self.ready = True
-        log.info(
-            "sidecar ready",
-            extra={
-                "fields": {"upstream": self.settings.upstream_url, "pricing_date": self.prices.table.version}
-            },
-        )
+        self.ready = True  # the listeners log "sidecar ready" once every one of them accepts
 
     async def _housekeeping(self, interval_s: float = 30.0) -> None:
         """Periodic chores off the request path: retention, and whatever components register."""

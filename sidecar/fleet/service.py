@@ -42,8 +42,10 @@ ENV_NAMES = FLEET_ENV
 
 
 def _port(env: Mapping[str, str], proxy_port: int) -> int:
-    # A proxy on "any free port" (tests, demo) gets a fleet listener on any free port too, by default.
-    raw = env.get("SIDECAR_FLEET_PORT") or ("0" if proxy_port == 0 else "8789")
+    # By default the port after the proxy's (8789 beside 8788), so a second sidecar on another --port
+    # does not collide on a fixed one; a proxy on "any free port" (tests, demo) gets any free port too.
+    default = proxy_port + 1 if 0 < proxy_port < 65535 else 0
+    raw = env.get("SIDECAR_FLEET_PORT") or str(default)
     if not raw.isdigit() or int(raw) > 65535:
         raise ConfigError(f"SIDECAR_FLEET_PORT: expected a port number (0 = any free port), got {raw!r}")
     return int(raw)
@@ -127,20 +129,21 @@ class FleetAndAlerts:
     def connect_url(self) -> str:
         return self.server.connect_url
 
+    @property
+    def listening(self) -> bool:
+        return self._started
+
+    def bind(self) -> None:
+        """Bind the fleet listener's port now (``ListenError`` naming ``SIDECAR_FLEET_PORT`` if taken)."""
+        self.server.bind()
+
     async def start(self) -> None:
+        self.server.bind()  # first: a taken port fails the start before anything is opened
         await asyncio.to_thread(self.store.open)
         subjects = await asyncio.to_thread(self.store.subjects)
         self.engine.restore(subjects, await asyncio.to_thread(self.store.snoozes))
         await self.dispatcher.start()
-        try:
-            await self.server.start()
-        except OSError as exc:
-            await self.dispatcher.stop(timeout_s=0.0)
-            await asyncio.to_thread(self.store.close)
-            o = self.options.fleet
-            raise ConfigError(
-                f"SIDECAR_FLEET_PORT: cannot listen on {o.host}:{o.port}: {exc.strerror}"
-            ) from exc
+        await self.server.start()
         self._started = True
         self._last_keepalive = self.clock()  # restored firing alerts are re-posted one interval from now
         self._loop_task = asyncio.ensure_future(self._run())
@@ -148,6 +151,7 @@ class FleetAndAlerts:
     async def stop(self) -> None:
         """Undo ``start``: final evaluation saved, members closed (1001), deliveries drained (5 s)."""
         if not self._started:
+            self.server.release()
             return
         self._started = False
         if self._loop_task is not None:
