@@ -12,20 +12,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from starlette.routing import Route
 
+from sidecar.alerting.checks import FIRE, RESOLVE
 from sidecar.alerting.config import AlertingConfig, parse_duration
 from sidecar.alerting.engine import DeadmanEngine
 from sidecar.alerting.notifiers import (
     AlertmanagerReceiver,
     Dispatcher,
+    Notification,
     Receiver,
     RetryPolicy,
     WebhookReceiver,
+    describe,
 )
 from sidecar.alerting.store import AlertStore
 from sidecar.core.events import OK, CallEvent
@@ -99,6 +102,23 @@ class _TrafficSink:
         return None
 
 
+def _receivers(config: AlertingConfig) -> list[Receiver]:
+    receivers: list[Receiver] = [WebhookReceiver(w.url, w.format) for w in config.webhooks]
+    if config.alertmanager_url:
+        ttl = 4 * config.alertmanager_resend_s
+        receivers.insert(0, AlertmanagerReceiver(config.alertmanager_url, ttl_s=ttl))
+    return receivers
+
+
+def _warn_if_unheard(config: AlertingConfig, receivers: Sequence[Receiver]) -> None:
+    if config.checks and not receivers:
+        log.warning(
+            "no alert notifier configured: alerts show only in GET /sidecar/v1/alerts, metrics and logs "
+            "(set notify: in the config file, SIDECAR_ALERTMANAGER_URL or SIDECAR_ALERT_WEBHOOK_URL)",
+            extra={"fields": {"checks": len(config.checks)}},
+        )
+
+
 class FleetAndAlerts:
     def __init__(
         self, options: FleetAlertOptions, metrics: FleetMetrics, *, clock: Callable[[], float] = time.time
@@ -110,10 +130,8 @@ class FleetAndAlerts:
         self.server = FleetServer(self.registry, options.fleet)
         self.engine = DeadmanEngine(options.alerting, self.registry, metrics, started_at=clock())
         self.store = AlertStore(options.state_path)
-        receivers: list[Receiver] = [WebhookReceiver(w.url, w.format) for w in options.alerting.webhooks]
-        if options.alerting.alertmanager_url:
-            ttl = 4 * options.alerting.alertmanager_resend_s
-            receivers.insert(0, AlertmanagerReceiver(options.alerting.alertmanager_url, ttl_s=ttl))
+        receivers = _receivers(options.alerting)
+        self.engine.deliverable = bool(receivers)
         self.dispatcher = Dispatcher(receivers, metrics.notification, options.retry)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_keepalive = 0.0
@@ -144,6 +162,7 @@ class FleetAndAlerts:
         self.engine.restore(subjects, await asyncio.to_thread(self.store.snoozes))
         await self.dispatcher.start()
         await self.server.start()
+        _warn_if_unheard(self.options.alerting, self.dispatcher.receivers)
         self._started = True
         self._last_keepalive = self.clock()  # restored firing alerts are re-posted one interval from now
         self._loop_task = asyncio.ensure_future(self._run())
@@ -161,6 +180,28 @@ class FleetAndAlerts:
         await self.server.stop()
         await self.dispatcher.stop(timeout_s=5.0)
         await asyncio.to_thread(self.store.close)
+
+    def prepare_reload(self, settings: Settings) -> Callable[[], None]:
+        """SIGHUP, first half: validate the reloaded checks and notifiers (``ConfigError``) and change
+        nothing; the function returned applies them, on the serving loop. The fleet listener's own
+        settings (port, ping timings, token) apply at the next start."""
+        fresh = FleetAlertOptions.from_settings(settings).alerting
+        asyncio.get_running_loop()  # RuntimeError off the loop, before anything changed
+
+        def apply() -> None:
+            receivers = _receivers(fresh)
+            self.options = replace(self.options, alerting=fresh)
+            notes = self.engine.reconfigure(fresh, self.clock())
+            self.engine.deliverable = bool(receivers)
+            self.dispatcher.replace_receivers(receivers)
+            self.dispatcher.submit(notes)
+            _warn_if_unheard(fresh, receivers)
+            log.info(
+                "checks and notifiers reloaded",
+                extra={"fields": {"checks": len(fresh.checks), "receivers": [r.label for r in receivers]}},
+            )
+
+        return apply
 
     def routes(self) -> list[Route]:
         from sidecar.admin.fleet import fleet_routes
@@ -180,6 +221,7 @@ class FleetAndAlerts:
         ev = self.engine.evaluate(now)
         await asyncio.to_thread(self.store.save, ev.changed, ev.removed, now)
         self.dispatcher.submit(ev.notifications)
+        self._log_changes(ev.notifications)
         if now - self._last_keepalive >= self.options.alerting.alertmanager_resend_s:
             self._last_keepalive = now
             self.dispatcher.submit(self.engine.keepalives(now))
@@ -187,6 +229,16 @@ class FleetAndAlerts:
         if now - self._last_prune >= 3600.0:
             self._last_prune = now
             self.registry.prune(now, self.options.forget_after_s)
+
+    def _log_changes(self, notes: Sequence[Notification], most: int = 10) -> None:
+        """A log line per alert fired or resolved (a mass outage: the first few, then a count)."""
+        changes = [n for n in notes if n.event in (FIRE, RESOLVE)]
+        for n in changes[:most]:
+            fields = {"check": n.check, "member": n.member, "notified": self.engine.deliverable}
+            level = logging.WARNING if n.event == FIRE else logging.INFO
+            log.log(level, describe(n), extra={"fields": fields})
+        if len(changes) > most:
+            log.warning("%d more alerts fired or resolved", len(changes) - most)
 
     async def _run(self) -> None:
         while True:
