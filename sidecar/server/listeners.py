@@ -144,7 +144,7 @@ async def serve(
 def tune_runtime() -> None:
     """Process-wide interpreter settings for serving; called once everything is built, never on import.
 
-    Measured with ``bench/`` (README, "Performance"):
+    Measured with ``bench/`` (docs/performance.md):
 
     * ``gc.freeze()``: the tens of thousands of objects alive after start-up (modules, price tables,
       metric families) move to the permanent generation. A full collection otherwise walks all of them,
