@@ -55,6 +55,7 @@ from sidecar.telemetry.sessions_sink import SessionsSink
 from sidecar.telemetry.tracing import TracingSink
 
 log = logging.getLogger("sidecar")
+PRICING_KEYS = ("overrides",)  # the YAML pricing: section
 
 
 class PriceHolder:
@@ -69,7 +70,10 @@ class PriceHolder:
 
 def load_prices(settings: Settings) -> PriceTable:
     pricing = settings.policies.get("pricing", {})
-    overrides = pricing.get("overrides") if isinstance(pricing, dict) else None
+    for key in pricing:
+        if key not in PRICING_KEYS:
+            raise ConfigError(f"pricing.{key}: unknown key (expected {', '.join(PRICING_KEYS)})")
+    overrides = pricing.get("overrides")
     try:
         return PriceTable.load(settings.pricing_file, overrides=overrides)
     except ValueError as exc:
@@ -87,7 +91,8 @@ class Sidecar:
     upstream: UpstreamClient
     proxy: ProxyHandler
     ready: bool = False
-    reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
+    # SIGHUP: each validates the fresh settings and returns what applies them (all validate first).
+    reloaders: list[Callable[[Settings], Callable[[], None]]] = field(default_factory=list)
     settings_loader: Callable[[], Settings] | None = None
     admin: AdminApp | None = None  # built by build_sidecar once every component exists
     chores: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
@@ -98,14 +103,17 @@ class Sidecar:
     _housekeeper: asyncio.Future[None] | None = None
 
     def reload(self) -> None:
-        """SIGHUP: re-read configuration and swap prices (and policies) in place. Never raises."""
+        """SIGHUP: re-read configuration and swap prices, budgets, prompt-cache settings, checks and
+        notifiers in place — all of it, or nothing when any part is invalid. Never raises."""
         if self.settings_loader is None:
             return
         try:
             fresh = self.settings_loader()
-            self.prices.table = load_prices(fresh)
-            for reloader in self.reloaders:
-                reloader(fresh)
+            table = load_prices(fresh)
+            apply = [reloader(fresh) for reloader in self.reloaders]
+            self.prices.table = table
+            for step in apply:
+                step()
         except Exception as exc:
             log.error("reload failed, keeping the previous configuration: %s", exc)
             return
@@ -125,13 +133,7 @@ class Sidecar:
             await self.shutdown()  # undo what did start (listeners, loops, threads) before failing
             raise
         self._housekeeper = asyncio.ensure_future(self._housekeeping())
-        self.ready = True
-        log.info(
-            "sidecar ready",
-            extra={
-                "fields": {"upstream": self.settings.upstream_url, "pricing_date": self.prices.table.version}
-            },
-        )
+        self.ready = True  # the listeners log "sidecar ready" once every one of them accepts
 
     async def _housekeeping(self, interval_s: float = 30.0) -> None:
         """Periodic chores off the request path: retention, and whatever components register."""
@@ -312,14 +314,19 @@ def build_sidecar(
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
 
-    def reload_budgets(fresh: Settings) -> None:
+    def reload_budgets(fresh: Settings) -> Callable[[], None]:
         config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
-        budgets.reload(config, sidecar.prices.table)
-        policies.cache = CacheSettings.from_sources(
+        cache = CacheSettings.from_sources(
             fresh.policies.get("prompt_cache"), fresh.prompt_cache, fresh.cache_ttl
         )
 
-    sidecar.reloaders.append(reload_budgets)
+        def apply() -> None:
+            budgets.reload(config, sidecar.prices.table)
+            policies.cache = cache
+
+        return apply
+
+    sidecar.reloaders.extend([reload_budgets, fleet.prepare_reload])
     sidecar.admin = _admin(sidecar, budgets, fleet)
     return sidecar
 

@@ -51,6 +51,7 @@ class ShipperStatus(BaseModel):
     ship_lag_s: float
     ship_errors: int
     spool_dropped: int
+    quarantined_events: int  # events ClickHouse kept rejecting, in the dead-letter file
     shipping: bool
 
 

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from sidecar.alerting.checks import (
     DOWN,
+    FIRE,
     NEW,
+    REMIND,
     RESOLVE,
     UP,
     Assessment,
@@ -93,6 +95,9 @@ class DeadmanEngine:
         self.subjects: dict[str, Subject] = {}
         self.snoozes: dict[str, tuple[float, str]] = {}
         self.last_success: float | None = None
+        # False when no notifier is configured: alerts still fire (API, metrics, logs), but never count as
+        # notified, and go out once a notifier is added (SIGHUP).
+        self.deliverable = True
         self._details: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
@@ -123,6 +128,30 @@ class DeadmanEngine:
             self._saved_seen[s.key] = s.last_seen
             if s.kind == "traffic":
                 self.last_success = s.last_seen
+
+    def reconfigure(self, config: AlertingConfig, now: float) -> list[Notification]:
+        """Adopt reloaded checks (SIGHUP). New checks start fresh; a check no longer configured (or whose
+        kind changed) is forgotten, resolved if it was notified; kept ones take the new timings."""
+        for old in self.config.checks:
+            if config.spec(old.name) is None:  # its series go (members' subjects are forgotten below)
+                self.gauges.check_gone(old.name)
+        self.config = config
+        self.policy = Policy(config.after_misses, config.repeat_interval_s)
+        notes: list[Notification] = []
+        for key, s in list(self.subjects.items()):
+            spec = config.spec(s.check)
+            if spec is None and s.dynamic and s.kind == CHECKIN:
+                continue  # created by check-ins: it stays until deleted
+            if spec is None or spec.kind != s.kind:
+                note = self.forget(key, now, "check removed from the configuration")
+                notes.extend([note] if note else [])
+                continue
+            s.period_s, s.grace_s, s.dynamic = spec.period_s, spec.grace_s, False
+            self._dirty.add(key)
+        for spec in config.checks:
+            if spec.kind != FLEET_MEMBERS and spec.name not in self.subjects:
+                self._new_subject(spec.name, spec, None, now)
+        return notes
 
     def spec_of(self, s: Subject) -> CheckSpec:
         spec = self.config.spec(s.check)
@@ -248,7 +277,10 @@ class DeadmanEngine:
     def _apply(self, spec: CheckSpec, s: Subject, a: Assessment, now: float, ev: Evaluation) -> None:
         before = (s.status, s.misses, s.firing, s.notified, s.last_reminder)
         fired_at = s.fired_at
-        event = decide(s, a, now, self.policy, self.muted(s.check, now))
+        muted = self.muted(s.check, now)
+        event = decide(s, a, now, self.policy, muted)
+        if not self.deliverable and not muted:
+            event = self._undelivered(s, event, before)
         self._details[s.key] = a.detail
         stale = self._saved_seen.get(s.key)
         if (s.status, s.misses, s.firing, s.notified, s.last_reminder) != before or (
@@ -257,6 +289,19 @@ class DeadmanEngine:
             self._dirty.add(s.key)
         if event is not None:
             ev.notifications.append(self._note(event, spec, s, a, now, s.fired_at or fired_at or now))
+
+    @staticmethod
+    def _undelivered(
+        s: Subject, event: str | None, before: tuple[str, int, bool, bool, float | None]
+    ) -> str | None:
+        """Nowhere to send: nobody is notified (so a notifier added later gets the ``FIRE``), but the start
+        and the end of an outage are still announced once each, for the service's log line."""
+        if event in (FIRE, REMIND):
+            s.notified, s.last_reminder = before[3], before[4]
+            return FIRE if not before[2] else None
+        if event is None and before[2] and not s.firing:
+            return RESOLVE
+        return event
 
     def _note(
         self, event: str, spec: CheckSpec, s: Subject, a: Assessment, now: float, fired_at: float
