@@ -105,7 +105,7 @@ async def test_sequential_calls_are_refused_once_the_ceiling_is_really_reached(p
         await svc.admit(req())
     assert info.value.limit == "session_usd"
     assert (
-        info.value.message == "Session budget exceeded: session_usd limit $0.10, used $0.1200 (session s-1)"
+        info.value.message == "Session budget exceeded: session_usd limit $0.10, used $0.12 (session s-1)"
     )
     assert rec.refusals == [("app", "session_usd")]
     snap, _, _ = await svc.usage("s-1", "app", NOW)
@@ -201,7 +201,7 @@ async def test_app_daily_ceiling_is_per_utc_day(prices: PriceTable) -> None:
     with pytest.raises(BudgetExceeded) as info:
         await svc.admit(req("s-3"))
     assert info.value.message == (
-        "App budget exceeded: app_daily_usd limit $0.05, used $0.0600 (app app, UTC day 2026-11-20)"
+        "App budget exceeded: app_daily_usd limit $0.05, used $0.06 (app app, UTC day 2026-11-20)"
     )
     assert (await svc.admit(req("s-3", app="other"))).reservation.held
     tomorrow = NOW + 86400
@@ -216,7 +216,7 @@ async def test_soft_warning_once_per_session_and_ceiling(prices: PriceTable) -> 
     assert [len(s.warnings) for s in first] == [0, 0, 1]  # $0.09 >= 80 % of $0.10
     warning = first[2].warnings[0]
     assert (warning.limit, warning.kind) == ("session_usd", THRESHOLD)
-    assert warning.message == "Session s-1 reached 80 % of its session_usd ceiling: used $0.0900 of $0.10"
+    assert warning.message == "Session s-1 reached 80 % of its session_usd ceiling: used $0.09 of $0.10"
     fourth = await svc.settle(await svc.admit(req()), event())
     assert fourth.warnings == ()
     # Another session warns for itself; the app's day crosses $0.16 once.
