@@ -203,3 +203,18 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--window" in capsys.readouterr().out
     assert check("--help") == 0
     assert "--save-baseline" in capsys.readouterr().out
+
+
+def test_store_as_a_plain_file_path(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absolute = store_url.removeprefix("sqlite:///")
+    assert report("--store", absolute, "--window", "1h", "--json") == 0
+    by_url = capsys.readouterr().out
+    assert report("--store", store_url, "--window", "1h", "--json") == 0
+    assert capsys.readouterr().out == by_url
+    monkeypatch.chdir(tmp_path)
+    assert report("--store", "events.db", "--window", "1h", "--json") == 0  # relative to where it runs
+    assert json.loads(capsys.readouterr().out)["totals"]["model_calls"] == 8
+    assert report("--store", "missing.db") == 2
+    assert "no event store at missing.db" in capsys.readouterr().err
