@@ -74,6 +74,7 @@ def test_sigterm_drains_in_flight_stream_flushes_and_exits_0(tmp_path: Path) -> 
         try:
             _wait_ready(port, proc)
             result: dict[str, object] = {}
+            in_flight = threading.Event()
 
             def stream() -> None:
                 body = {
@@ -86,11 +87,15 @@ def test_sigterm_drains_in_flight_stream_flushes_and_exits_0(tmp_path: Path) -> 
                 with httpx.stream(
                     "POST", f"http://127.0.0.1:{port}/v1/messages", json=body, headers=headers, timeout=20
                 ) as resp:
-                    result["data"] = b"".join(resp.iter_raw())
+                    chunks = []
+                    for chunk in resp.iter_raw():
+                        chunks.append(chunk)
+                        in_flight.set()  # the first event arrived: about 1.6 s of stream to go
+                    result["data"] = b"".join(chunks)
 
             client = threading.Thread(target=stream)
             client.start()
-            time.sleep(0.4)  # the stream is in flight
+            assert in_flight.wait(10)
             proc.send_signal(signal.SIGTERM)
             client.join(20)
             code = proc.wait(20)
