@@ -76,8 +76,9 @@ def test_client_giving_up_early_cancels_the_upstream_call(
     assert proxied.error == "ReadTimeout" and proxied.status == (status or None)
     (event,) = exact_events(sidecar, 1)
     assert (event.status, event.outcome, event.stream) == (status, "client_disconnected", stream)
-    if status == 0:  # before headers, the call lasted until the client gave up
-        assert GIVE_UP_S - 0.05 < event.duration_s < GIVE_UP_S + SLACK_S
+    if status == 0:  # before headers, the call lasted until the client gave up (the sidecar's clock
+        # starts when it has read the request and stops when it sees the client go: either may lag)
+        assert GIVE_UP_S - SLACK_S < event.duration_s < GIVE_UP_S + SLACK_S
     assert len(fake.requests) == 2  # the direct call and the proxied one: nothing retried upstream
     assert_healthy(sidecar)
 
