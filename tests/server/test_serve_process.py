@@ -24,6 +24,7 @@ def _serve(tmp_path: Path, upstream: str, port: int, **env: str) -> subprocess.P
         **os.environ,
         "SIDECAR_UPSTREAM_URL": upstream,
         "SIDECAR_PORT": str(port),
+        "SIDECAR_FLEET_PORT": "0",  # not the default port + 1, which something else may hold
         "SIDECAR_STORE": f"sqlite:///{tmp_path}/events.db",
         **env,
     }
