@@ -6,6 +6,7 @@ import logging
 
 from sidecar.admin.api import AdminApp
 from sidecar.app import Sidecar
+from sidecar.console.routes import Console
 from sidecar.errors import InvalidRequest, NotFound, error_response_parts
 from sidecar.proxy.asgi import ASGIApp, Receive, Scope, Send, send_error
 
@@ -22,6 +23,7 @@ class Router:
         self.admin = admin
         self.lifespan = lifespan
         self.proxy = sidecar.proxy if proxy else None
+        self.console = Console() if admin is not None else None  # the console lives beside the admin API
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -32,6 +34,9 @@ class Router:
                 return
             if self.admin is not None and self.admin.handles(path):
                 await self.admin(scope, receive, send)
+                return
+            if self.console is not None and self.console.handles(scope):
+                await self.console(scope, receive, send)
                 return
             await send_error(send, NotFound(f"Not found: {scope['method']} {path[:200]}"))
         elif kind == "lifespan":
