@@ -1,7 +1,7 @@
 // /ui/budgets — the ceilings in effect per app, spend today against the daily ceiling, edit (runtime
 // override held by this process), block / unblock (SPEC R-UI-2, R-CC-5).
 import { api, appsSeen, seg } from "./api.js";
-import { badge, h, meter, table, update } from "./dom.js";
+import { badge, field, h, meter, table, update } from "./dom.js";
 import { int, usd } from "./format.js";
 
 const FIELDS = [
@@ -18,9 +18,9 @@ function editor(app, limits, done) {
   const form = h("form", { class: "editor", "aria-label": `Ceilings of ${app}` },
     h("h2", { class: "caption" }, `Edit ceilings of ${app}`),
     h("div", { class: "fields" },
-      FIELDS.map(([key, label, , step]) => h("label", null, label,
+      FIELDS.map(([key, label, , step]) => field(label,
         h("input", { name: key, type: "number", min: 0, step, value: limits[key] ?? "", placeholder: "none" }))),
-      h("label", null, "Mode", h("select", { name: "mode" },
+      field("Mode", h("select", { name: "mode" },
         ["enforce", "warn"].map((m) => h("option", { value: m, selected: m === limits.mode }, m))))),
     h("p", { class: "muted" }, "An empty field means no ceiling. Changes hold until this sidecar restarts."),
     h("div", { class: "actions" },
@@ -51,7 +51,7 @@ export function mount(main, ctx) {
   const edit = h("div");
   const flash = h("p", { class: "action-status", role: "status" });
   const find = h("form", { class: "filters", "aria-label": "Show an app" },
-    h("label", null, "App", h("input", { name: "app", required: true, placeholder: "any app name" })),
+    field("App", h("input", { name: "app", required: true, placeholder: "any app name" })),
     h("button", { type: "submit" }, "Show"));
   find.addEventListener("submit", (ev) => {
     ev.preventDefault();

@@ -38,6 +38,14 @@ export function table(columns, rows, { caption, empty = "Nothing yet.", rowAttrs
     h("tbody", null, body));
 }
 
+let fieldIds = 0;
+
+/** A form control with its label above it (label `for` the control, so its name is the label alone). */
+export function field(label, control) {
+  if (!control.id) control.id = `field-${++fieldIds}`;
+  return h("div", { class: "field" }, h("label", { for: control.id }, label), control);
+}
+
 /** A labelled figure: label above, value below (and an optional note). */
 export const card = (label, value, note) =>
   h("div", { class: "card" }, h("div", { class: "card-label" }, label),

@@ -1,7 +1,7 @@
 // /ui/sessions — the sessions list of SPEC R-RS-2: sort, filter, page. The page's own URL holds the
 // filters, the order and the cursor, so any view can be shared. Arrow keys move between rows.
 import { api, seg } from "./api.js";
-import { badge, h, table, update } from "./dom.js";
+import { badge, field, h, table, update } from "./dom.js";
 import { int, pct, secs, tokens, usd, when } from "./format.js";
 
 const RANGES = [["1h", "Last hour", 3600], ["24h", "Last 24 hours", 86400], ["7d", "Last 7 days", 604800],
@@ -41,9 +41,8 @@ function keep(x, f, since) {
 }
 
 function filterForm(f, order, limit, go) {
-  const input = (name, label, attrs) => h("label", null, label,
-    h("input", { name, value: f[name] || "", ...attrs }));
-  const select = (name, label, options, value) => h("label", null, label,
+  const input = (name, label, attrs) => field(label, h("input", { name, value: f[name] || "", ...attrs }));
+  const select = (name, label, options, value) => field(label,
     h("select", { name }, options.map(([v, text]) => h("option", { value: v, selected: v === value }, text))));
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter sessions" },
     input("q", "Session id starts with", { type: "search", id: "filter-q", placeholder: "press / to search" }),
