@@ -112,6 +112,7 @@ def screenshot(page: Any, name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     page.mouse.move(0, 0)  # no hover state in the picture
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000  # a rendered page, not a blank one
     return path

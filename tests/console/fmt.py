@@ -37,7 +37,7 @@ def pct(r: float | None) -> str:
 def secs(s: float | None) -> str:
     if s is None:
         return "—"
-    if s == 0:
+    if s < 0.00005:
         return "0 ms"
     if s < 0.01:
         return f"{s * 1000:.1f} ms"

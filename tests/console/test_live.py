@@ -59,3 +59,20 @@ def test_an_alert_change_appears(
     httpx.post(sidecar.url + "/sidecar/v1/checkins/hourly-sync/fail").raise_for_status()
     expect(page.locator(".firing li")).to_contain_text("hourly-sync")
     assert page.evaluate("window.__sameDocument") is True
+
+
+def test_overview_rereads_only_when_calls_come_in(
+    fake: FakeUpstream, sidecar: RunningSidecar, open_page: Any
+) -> None:
+    call(sidecar, "quiet-1")
+    sidecar.wait_events(1)
+    page = open_page(sidecar.url, "/ui/")
+    calls = page.locator(".card:has(.card-label:text-is('Model calls')) .card-value")
+    expect(calls).to_have_text("1")
+    heavy: list[str] = []  # the overview's aggregate reads (summary, or the fallback's sessions list)
+    page.on("request", lambda r: heavy.append(r.url) if "summary" in r.url or "limit=1000" in r.url else None)
+    page.wait_for_timeout(4000)  # two or three polls with nothing new: only the cheap check runs
+    assert heavy == []
+    call(sidecar, "quiet-1")
+    expect(calls).to_have_text("2")
+    assert heavy != []

@@ -123,3 +123,26 @@ export async function appsSeen() {
   const doc = await api("/sidecar/v1/sessions", { query: { limit: 1000, order: "recent", since: now - WEEK_S } });
   return [...new Set(doc.sessions.map((x) => x.app))];
 }
+
+/**
+ * A mark that moves whenever a call is recorded: the most recently seen session, its last call and count.
+ * One cheap read (limit 1) lets pages skip their heavier queries while nothing happened.
+ */
+export async function trafficMark() {
+  const doc = await api("/sidecar/v1/sessions", { query: { limit: 1, order: "recent" } });
+  const x = doc.sessions[0];
+  return x ? `${x.session_id}|${x.last_seen_at_ts}|${x.model_calls}` : "";
+}
+
+/** Whether a page must redo its heavy reads: the traffic moved, or `maxAgeMs` passed since the last. */
+export function staleness(maxAgeMs) {
+  let mark = null;
+  let at = 0;
+  return {
+    async check() {
+      const now = await trafficMark();
+      const stale = now !== mark || Date.now() - at > maxAgeMs;
+      return { stale, done: () => { mark = now; at = Date.now(); } };
+    },
+  };
+}

@@ -1,6 +1,6 @@
 // /ui/budgets — the ceilings in effect per app, spend today against the daily ceiling, edit (runtime
 // override held by this process), block / unblock (SPEC R-UI-2, R-CC-5).
-import { api, appsSeen, seg } from "./api.js";
+import { api, appsSeen, seg, staleness } from "./api.js";
 import { badge, field, h, meter, table, update } from "./dom.js";
 import { int, usd } from "./format.js";
 
@@ -82,10 +82,17 @@ export function mount(main, ctx) {
     edit.querySelector("input")?.focus();
   };
 
+  const traffic = staleness(60_000);
+  let seen = [];
   return {
     title: "Budgets",
     async refresh() {
-      const apps = [...new Set([...(await appsSeen()), "default", ...extra])].sort();
+      const { stale, done } = await traffic.check(); // new apps appear with new calls
+      if (stale) {
+        seen = await appsSeen();
+        done();
+      }
+      const apps = [...new Set([...seen, "default", ...extra])].sort();
       const rows = await Promise.all(apps.map((a) => api(`/sidecar/v1/apps/${seg(a)}/budget`)));
       update(body, JSON.stringify(rows), () => table([
         { label: "App", cell: (b) => b.app },

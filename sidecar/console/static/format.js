@@ -35,7 +35,7 @@ export function usd(x) {
 export function secs(s) {
   if (missing(s)) return DASH;
   const pad = (n) => String(Math.floor(n)).padStart(2, "0");
-  if (s === 0) return "0 ms";
+  if (s < 0.00005) return "0 ms";
   if (s < 0.01) return `${(s * 1000).toFixed(1)} ms`;
   if (s < 1) return `${Math.round(s * 1000)} ms`;
   if (s < 60) return `${s.toFixed(2)} s`;

@@ -1,13 +1,14 @@
 // /ui/ — spend today and over 7 days by app and model, burn rate, cache, errors, latency, rate-limit
 // headroom (SPEC R-UI-2). Reads GET /sidecar/v1/summary (R-RS-3); a sidecar without that endpoint gets
 // the same page aggregated from the sessions list, and says so.
-import { api, summary, summaryRows } from "./api.js";
+import { api, staleness, summary, summaryRows } from "./api.js";
 import { card, h, table, update } from "./dom.js";
 import { int, pct, secs, usd, when } from "./format.js";
 
 const HOUR_S = 3600;
 const WEEK_S = 7 * 86400;
 const FALLBACK_LIMIT = 1000;
+const FULL_EVERY_MS = 30_000; // sliding windows (last hour, today) move even without new calls
 
 const first = (...values) => values.find((v) => v !== undefined && v !== null) ?? null;
 
@@ -155,14 +156,18 @@ const unavailable = (caption) =>
 
 export function mount(main) {
   const body = h("div", { class: "overview" });
+  const traffic = staleness(FULL_EVERY_MS);
   main.append(h("div", { class: "page-head" }, h("h1", null, "Overview"),
     h("p", { class: "muted" }, "All apps on this sidecar, last 7 days")), body);
   return {
     title: "Overview",
     async refresh() {
+      const { stale, done } = await traffic.check(); // the summaries only when a call came in
+      if (!stale) return;
       const now = Math.floor(Date.now() / 1000);
       const o = (await fromSummary(now)) || (await fromSessions(now));
       update(body, JSON.stringify(o), () => render(o));
+      done();
     },
   };
 }
