@@ -192,6 +192,8 @@ def test_waterfall_details_on_hover_and_on_focus(story: Story, open_page: Any) -
     page.keyboard.press("ArrowDown")
     expect(tip.locator(".tip-title")).to_contain_text("#3 ")
     expect(tip).to_contain_text("returned an error")  # call 3 carried the failed tool's result
+    name = page.locator("svg.waterfall g.row").nth(2).get_attribute("aria-label") or ""
+    assert name.startswith("#3 ") and f"Cost: {usd(calls[2]['cost_usd'])}" in name  # what a screen reader says
     page.keyboard.press("Escape")
     expect(tip).to_be_hidden()
 

@@ -140,6 +140,7 @@ export function mount(main, ctx) {
   const chart = h("div", { class: "chart" });
   const rest = h("div");
   let last = null;
+  let lastKey = null;
   main.append(head, blockControls(id, ctx.refresh), top, side,
     h("section", { class: "panel" }, h("h2", { class: "caption" }, "Waterfall"), legend(), chart), rest);
   let width = 0;
@@ -169,12 +170,14 @@ export function mount(main, ctx) {
       update(top, key, () => totals(doc));
       update(side, key + JSON.stringify(budget), () => [
         h("section", { class: "panel" }, budgetPanel(doc, budget)), h("section", { class: "panel" }, buckets(doc))]);
-      if (update(rest, key, () => [h("section", { class: "panel" }, toolsTable(doc.tools)),
-        h("section", { class: "panel table-wrap" }, callsTable(doc.calls || []),
-          (doc.calls || []).length < doc.model_calls ? h("p", { class: "muted" }, "Showing the first calls of a long session.") : null)])) {
+      if (key !== lastKey) { // the chart first: measuring its width then lays out less of the page
+        lastKey = key;
         last = doc;
         draw();
       }
+      update(rest, key, () => [h("section", { class: "panel" }, toolsTable(doc.tools)),
+        h("section", { class: "panel table-wrap" }, callsTable(doc.calls || []),
+          (doc.calls || []).length < doc.model_calls ? h("p", { class: "muted" }, "Showing the first calls of a long session.") : null)]);
     },
   };
 }

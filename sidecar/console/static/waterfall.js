@@ -66,7 +66,7 @@ function cacheText(c) {
 }
 
 /** The plain-text summary of a row (its accessible name, and the tooltip's lines). */
-export function describe(row) {
+function describe(row) {
   const c = row.c;
   const lines = [[rowLabel(row) + (c.stream ? " (stream)" : "")]];
   const add = (label, value) => lines.push([label, value]);
@@ -160,8 +160,8 @@ export function waterfall(calls, width) {
       y += LANE_H;
     }
     for (const row of lane.rows) {
-      const g = s("g", { class: "row", tabindex: rowsByEl.size ? -1 : 0, role: "listitem",
-        "aria-label": describe(row).map((l) => l.join(": ")).join(". ") },
+      // A short name up front; the full one is set when the row takes focus (cheap for long sessions).
+      const g = s("g", { class: "row", tabindex: rowsByEl.size ? -1 : 0, role: "listitem", "aria-label": rowLabel(row) },
       s("rect", { class: "row-bg", x: 0, y, width, height: ROW_H }),
       s("text", { class: `row-label${failed(row.c) ? " failed" : ""}`, x: lane.label ? 16 : 4, y: y + ROW_H / 2 + 4 }, shortLabel(rowLabel(row), 30)),
       barsOf(row, x, y));
@@ -188,9 +188,11 @@ function wire(svg, rowsByEl) {
     const row = rowOf(ev.target);
     if (!row) return;
     for (const g of rowsByEl.keys()) g.tabIndex = g === ev.target ? 0 : -1;
+    const lines = describe(row);
+    ev.target.setAttribute("aria-label", lines.map((l) => l.join(": ")).join(". "));
     const bar = ev.target.querySelector(".bar-gen, .bar-refused") || ev.target;
     const r = bar.getBoundingClientRect();
-    showTip(describe(row), r.right, r.top);
+    showTip(lines, r.right, r.top);
   });
   svg.addEventListener("focusout", hideTip);
   svg.addEventListener("keydown", (ev) => {
