@@ -193,7 +193,9 @@ def test_waterfall_details_on_hover_and_on_focus(story: Story, open_page: Any) -
     expect(tip.locator(".tip-title")).to_contain_text("#3 ")
     expect(tip).to_contain_text("returned an error")  # call 3 carried the failed tool's result
     name = page.locator("svg.waterfall g.row").nth(2).get_attribute("aria-label") or ""
-    assert name.startswith("#3 ") and f"Cost: {usd(calls[2]['cost_usd'])}" in name  # what a screen reader says
+    assert (
+        name.startswith("#3 ") and f"Cost: {usd(calls[2]['cost_usd'])}" in name
+    )  # what a screen reader says
     page.keyboard.press("Escape")
     expect(tip).to_be_hidden()
 
@@ -282,3 +284,42 @@ def test_alerts_page_shows_checks_and_what_fires(story: Story, open_page: Any) -
     assert shown["nightly-eval"][2] == "Up" and shown["nightly-eval"][3] == when(nightly["last_seen"])
     assert (shown["nightly-eval"][4], shown["nightly-eval"][5]) == ("1d", "1h 00m")
     screenshot(page, "alerts")
+
+
+def test_sessions_filters_go_to_the_api_and_the_url(story: Story, open_page: Any) -> None:
+    page = open_page(story, "/ui/sessions")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/sidecar/v1/sessions?" in r.url else None)
+    page.get_by_label("App", exact=True).fill("voice-agent")
+    page.get_by_label("State").select_option("open")
+    page.get_by_label("Order").select_option("cost")
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(f"{story.url}/ui/sessions?app=voice-agent&state=open&order=cost&limit=50")
+    voice = [
+        s
+        for s in story.get("/sidecar/v1/sessions", limit=1000, order="cost")["sessions"]
+        if s["app"] == "voice-agent"
+    ]
+    expect(page.locator("a.sid")).to_have_text([s["session_id"] for s in voice])
+    assert any("app=voice-agent" in u and "state=open" in u and "order=cost" in u for u in asked)
+
+
+def test_sessions_pages_with_the_api_cursor(story: Story, open_page: Any) -> None:
+    def first_page_says_more(route: Any) -> None:  # a list with a next page, as R-RS-2 answers
+        answer = route.fetch()
+        doc = answer.json()
+        doc["next_cursor"] = None if "cursor=" in route.request.url else "c2-opaque"
+        route.fulfill(response=answer, json=doc)
+
+    page = open_page(story, "/ui/")
+    page.route("**/sidecar/v1/sessions?*", first_page_says_more)
+    page.goto(f"{story.url}/ui/sessions?limit=25")
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/sidecar/v1/sessions?" in r.url else None)
+    page.get_by_role("link", name="Next page →").click()
+    expect(page).to_have_url(f"{story.url}/ui/sessions?limit=25&cursor=c2-opaque")
+    expect(page.get_by_role("link", name="← First page")).to_be_visible()
+    expect(page.get_by_role("link", name="Next page →")).to_have_count(0)
+    assert any("cursor=c2-opaque" in u and "limit=25" in u for u in asked)
+    page.get_by_role("link", name="← First page").click()
+    expect(page).to_have_url(f"{story.url}/ui/sessions?limit=25")

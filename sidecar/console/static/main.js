@@ -64,8 +64,8 @@ function route() {
 }
 
 /** Navigate inside the console without reloading it. */
-export function go(href, { replace = false } = {}) {
-  history[replace ? "replaceState" : "pushState"](null, "", href);
+function go(href) {
+  history.pushState(null, "", href);
   route();
   main.focus({ preventScroll: true });
   window.scrollTo(0, 0);
@@ -84,7 +84,7 @@ async function tick() {
   const mine = generation;
   try {
     await page.refresh();
-    if (mine === generation) setLive("ok", `Live · updated ${timeOfDay(Date.now() / 1000)}`);
+    if (mine === generation && !document.hidden) setLive("ok", `Live · updated ${timeOfDay(Date.now() / 1000)}`);
   } catch (err) {
     if (mine === generation) showError(err);
   } finally {
@@ -96,9 +96,9 @@ async function tick() {
 
 function showError(err) {
   if (err.status === 401) {
-    const again = h("button", { type: "button", class: "link", on: { click: () => askToken(false).then(tick, () => {}) } },
+    const enter = h("button", { type: "button", class: "link", on: { click: () => askToken(false).then(tick, () => {}) } },
       "Enter token");
-    setLive("error", "Admin token needed. ", again);
+    setLive("error", "Admin token needed. ", enter);
   } else {
     setLive("error", `Could not refresh: ${err.message}`);
   }
