@@ -1,9 +1,8 @@
-"""Where people find the console: ``serve`` logs its URL at start; ``demo`` prints it first, and on a pipe
-(CI, the README's command) still ends once its traffic is done (SPEC R-UI-1, R-RUN-2)."""
+"""``claude-sidecar demo`` prints the console's URL first; on a terminal it keeps serving after its traffic
+until Ctrl+C, and on a pipe (CI, the README's command) it still ends (SPEC R-UI-1, R-RUN-2)."""
 
 from __future__ import annotations
 
-import logging
 import os
 import pty
 import re
@@ -15,30 +14,8 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
-
-from sidecar.server.inprocess import RunningSidecar
-from sidecar.settings import Settings
-from sidecar.testing.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.parametrize("own_admin_port", [False, True])
-def test_serve_logs_the_console_url(
-    fake: FakeUpstream, tmp_path: Path, caplog: pytest.LogCaptureFixture, own_admin_port: bool
-) -> None:
-    caplog.set_level(logging.INFO, logger="sidecar.server")
-    settings = Settings(
-        upstream_url=fake.url,
-        store=f"sqlite:///{tmp_path}/e.db",
-        port=0,
-        admin_port=0 if own_admin_port else None,
-    )
-    with RunningSidecar(settings) as sidecar:
-        (url,) = [r.fields["url"] for r in caplog.records if r.getMessage().startswith("console at")]
-        assert url == f"{sidecar.admin_url}/ui/"
-        assert httpx.get(url).status_code == 200
 
 
 def test_demo_prints_the_console_first_and_ends_on_a_pipe(tmp_path: Path) -> None:
