@@ -25,8 +25,10 @@ VIEWPORT = {"width": 1400, "height": 900}
 TIMEOUT_MS = 10_000  # generous: a loaded 2-core CI machine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an event loop running
+    in this thread while it is open, which would break every later test that runs its own loop."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
