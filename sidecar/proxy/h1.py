@@ -6,15 +6,16 @@ contexts and a parsed response. The proxy needs none of that: it sends header by
 relays body bytes. This client writes the request head and body in one write and parses the answer with
 httptools (llhttp, the parser uvicorn uses), handing raw header pairs and body chunks to the handler.
 
-Scope (``UpstreamClient`` sends everything else through aiohttp): requests with a whole body in memory,
-no forward proxy, any method but HEAD. Behaviour kept from aiohttp: ``Host`` and ``Content-Length``
+Scope (``client.UpstreamClient`` sends everything else through aiohttp): requests with a whole body in
+memory, no forward proxy, any method but HEAD. Behaviour kept from aiohttp: ``Host`` and ``Content-Length``
 headers added the same way, idle connections closed after ``KEEPALIVE_S``, at most ``limit`` connections
 (callers wait for one beyond that), addresses cached for ``DNS_TTL_S`` and tried in turn, a read timeout
 between bytes, no retries (a POST is never replayed).
 
 Errors: connecting raises ``OSError`` / ``TimeoutError``; an answer that breaks off, cannot be parsed or
-goes silent past the read timeout raises ``UpstreamBroke`` (a ``ConnectionError``) or ``TimeoutError``,
-before the headers from ``request`` and after them from the body iterators.
+goes silent past the read timeout raises ``UpstreamBroke`` (a ``ConnectionError``) or ``TimeoutError``
+from ``request`` before the headers. After them the body iterators raise the sidecar's ``UpstreamBroken``
+/ ``UpstreamTimeout``, mapped by ``h1_wire.sidecar_error``, which the caller of ``request`` uses too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections import deque
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from sidecar.proxy.h1_wire import H1Connection, H1Response, UpstreamBroke
+from sidecar.proxy.h1_wire import H1Connection, H1Response, UpstreamBroke, sidecar_error
 
 KEEPALIVE_S = 15.0  # aiohttp's default idle keep-alive; upstreams close idle connections on their own
 DNS_TTL_S = 300.0  # how long resolved addresses are reused (the sidecar configured aiohttp's cache so)
@@ -234,4 +235,4 @@ class H1Pool:
         self._waiters.clear()
 
 
-__all__ = ["DNS_TTL_S", "KEEPALIVE_S", "H1Pool", "H1Response", "Origin", "UpstreamBroke"]
+__all__ = ["DNS_TTL_S", "KEEPALIVE_S", "H1Pool", "H1Response", "Origin", "UpstreamBroke", "sidecar_error"]
