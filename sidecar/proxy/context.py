@@ -1,10 +1,12 @@
 """Per-call state on the hot path, and the dependencies the proxy handler is built with.
 
-A call's state comes in parts, each written by one stage: ``CallRequest`` (frozen before the body is
-read), ``Caller`` (frozen once the body is inspected), ``Timings`` (the clock along the way),
-``ResponseState`` (what the client was answered) and ``PolicyState`` (what the policies decided).
-``CallContext`` holds them with the call's flow flags and makes the call's one ``CallEvent``. All use
-``__slots__``: the handler makes one of each per call.
+A call's state comes in parts, each written by one stage: ``CallRequest`` (whole before the body is
+read), ``Caller`` (once the body is inspected), ``Timings`` (the clock along the way), ``ResponseState``
+(what the client was answered) and ``PolicyState`` (what the policies decided). ``CallContext`` holds
+them with the call's flow flags and makes the call's one ``CallEvent``.
+
+The handler makes one of each per call, so they are slotted and not frozen: a frozen dataclass sets
+each field through ``object.__setattr__``: about 3% more instructions per call through the handler.
 """
 
 from __future__ import annotations
@@ -72,9 +74,12 @@ class ProxyDeps:
     public_url: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallRequest:
-    """The request as it arrived: what its line and headers say, known before the body is read."""
+    """The request as it arrived: what its line and headers say, known before the body is read.
+
+    Built whole when the call starts and never changed after.
+    """
 
     op: str
     method: str
@@ -84,10 +89,10 @@ class CallRequest:
     local_origin: str = ""  # how this client reached the sidecar (the listening socket's address)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Caller:
-    """Who calls, once the body is read: the session (header, harness, metadata or fingerprint), the API
-    key's fingerprint and the SDK's retry count. ``ANONYMOUS`` until then, and for refused requests."""
+    """Who calls: the session (header, harness, metadata or fingerprint), the API key's fingerprint and
+    the SDK's retry count. Filled in once the body is read; left empty for a request refused before."""
 
     session_id: str = ""
     session_source: str = "none"
@@ -95,8 +100,7 @@ class Caller:
     retry_count: int = 0
 
 
-ANONYMOUS = Caller()
-UNPARSED = RequestInfo()
+UNPARSED = RequestInfo()  # frozen: shared by every call whose body is not inspected
 
 
 @dataclass(slots=True)
@@ -172,7 +176,7 @@ class CallContext:
 
     request: CallRequest
     timings: Timings
-    caller: Caller = ANONYMOUS
+    caller: Caller = field(default_factory=Caller)
     info: RequestInfo = UNPARSED
     doc: dict[str, Any] | None = None  # the parsed body, until the prompt-cache planner has used it
     trace: TraceRef | None = None

@@ -21,7 +21,7 @@ from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
 from sidecar.errors import RequestTooLarge, SidecarError, Unauthorized, UpstreamError
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
-from sidecar.proxy.context import UNPARSED, CallContext, Caller, CallRequest, ProxyDeps, Timings
+from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
 from sidecar.proxy.relay import relay
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.identity import resolve_app, resolve_session
@@ -163,15 +163,12 @@ class ProxyHandler:
         info = inspect_doc(doc) if doc is not None else UNPARSED
         ctx.info = info
         ctx.doc = doc if op == CHAT else None  # parsed once; the prompt-cache planner reads it too
-        session_id, session_source = resolve_session(headers, info, self._session_header)
+        caller = ctx.caller
+        caller.session_id, caller.session_source = resolve_session(headers, info, self._session_header)
         retry = hdr.get(headers, b"x-stainless-retry-count")
-        ctx.caller = Caller(
-            session_id=session_id,
-            session_source=session_source,
-            key_fingerprint=self.deps.fingerprint_key(headers),
-            # SDKs send small numbers; anything else is not a retry count (nor may overflow a column).
-            retry_count=int(retry) if retry is not None and retry.isdigit() and len(retry) <= 4 else 0,
-        )
+        # SDKs send small numbers; anything else is not a retry count (and must not overflow a column).
+        caller.retry_count = int(retry) if retry is not None and retry.isdigit() and len(retry) <= 4 else 0
+        caller.key_fingerprint = self.deps.fingerprint_key(headers)
 
     # -- the call --------------------------------------------------------------------------------
 
@@ -185,7 +182,7 @@ class ProxyHandler:
                 self._inspect(ctx, body, headers)
                 body = await self.deps.policies.before_forward(ctx, body, headers)
             else:
-                ctx.caller = Caller(key_fingerprint=self.deps.fingerprint_key(headers))
+                ctx.caller.key_fingerprint = self.deps.fingerprint_key(headers)
             upstream_headers = self._upstream_headers(headers, ctx)
         except ClientGone:
             ctx.response.outcome = outcomes.CLIENT_DISCONNECTED
