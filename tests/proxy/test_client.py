@@ -71,6 +71,35 @@ def test_a_streamed_upload_opens_the_aiohttp_session(fake: FakeUpstream, sidecar
     assert fallback_opened(sidecar)
 
 
+async def test_with_a_forward_proxy_every_call_goes_through_aiohttp(monkeypatch: pytest.MonkeyPatch) -> None:
+    targets: list[bytes] = []
+
+    async def forward_proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        targets.append(head.split(b"\r\n")[0])
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    proxy = await asyncio.start_server(forward_proxy, "127.0.0.1", 0)
+    async with proxy:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.sockets[0].getsockname()[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        upstream = f"http://127.0.0.1:{free_port()}"  # reached only through the proxy
+        client = UpstreamClient(UpstreamOptions(base_url=upstream))
+        await client.open()
+        assert client.fallback is not None and not client.fallback.opened  # opened by the first call
+        try:
+            answer = await client.send("POST", "/v1/messages?beta=true", [], b"{}")
+            assert answer.status == 200 and [c async for c in answer.iter_chunks()] == [b"{}"]
+            answer.close()
+            assert client.fallback.opened
+        finally:
+            await client.close()
+    assert targets == [f"POST {upstream}/v1/messages?beta=true HTTP/1.1".encode()]  # absolute form
+
+
 async def test_closing_a_client_whose_session_never_opened_is_a_no_op() -> None:
     client = UpstreamClient(UpstreamOptions(base_url=f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(UpstreamUnavailable, match="not open"):
