@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from yarl import URL
 
-from sidecar.errors import InvalidRequest, SidecarError, UpstreamBroken, UpstreamTimeout, UpstreamUnavailable
+from sidecar.errors import InvalidRequest, UpstreamBroken, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from sidecar.proxy.upstream import Headers, RequestBody, UpstreamOptions
 
 # Headers aiohttp would add on its own; a faithful proxy sends only what the client sent.
@@ -23,7 +23,7 @@ _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _FAILURES = (TimeoutError, aiohttp.ClientError, OSError)
 
 
-def _mapped(exc: BaseException, *, answered: bool) -> SidecarError:
+def _mapped(exc: BaseException, *, answered: bool) -> UpstreamError:
     """aiohttp's failure in the sidecar's tree; ``answered``: after the answer's headers were in."""
     if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
         return UpstreamTimeout()
