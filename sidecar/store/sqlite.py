@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.infra.sched import yield_cpu
+from sidecar.store.sqlite_purge import CHUNK_ROWS, purge_chunk
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
 _URL_PREFIX = "sqlite:///"
@@ -75,6 +76,7 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._last_purge: float | None = None
+        self.purge_chunk_rows = CHUNK_ROWS
 
     @classmethod
     def from_url(cls, url: str, *, retention_days: int = 30) -> SQLiteStore:
@@ -208,17 +210,26 @@ class SQLiteStore:
         return [row_to_event(tuple(row)) for row in rows]
 
     def purge(self, older_than: float) -> int:
-        """Delete events with ``started_at < older_than``; return the number deleted."""
-        with self._lock:
-            conn = self._writer()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = conn.execute("DELETE FROM events WHERE started_at < ?", (older_than,)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return int(deleted)
+        """Delete events with ``started_at < older_than``; return the number deleted.
+
+        Works in chunks of ``purge_chunk_rows`` events, one short transaction each (rollups kept exact,
+        see :mod:`sidecar.store.sqlite_purge`), releasing the writer between chunks.
+        """
+        deleted = 0
+        while True:
+            with self._lock:
+                conn = self._writer()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    n = purge_chunk(conn, older_than, self.purge_chunk_rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            deleted += n
+            if n < self.purge_chunk_rows:
+                return deleted
+            yield_cpu()  # the recorder may be waiting for the lock
 
     def maybe_purge(self, now: float) -> int | None:
         """Apply retention at most once an hour: delete events older than ``now - retention_days``.

@@ -1,0 +1,155 @@
+"""Rollup rows and histogram counts → the JSON documents of the read side, the same for every store.
+
+Session objects keep every field of :func:`sidecar.core.sessions.session_summary` (SPEC §13) and add
+``events``, ``models``, ``agent_ids``, ``cache_miss_cost_usd`` and ``cache_misses``. The only
+difference: a session's totals are the whole session's, not the part inside a time window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sidecar.core.events import CallEvent, ToolResult
+from sidecar.core.sessions import cache_hit_ratio, iso_utc, session_summary, tool_stats
+from sidecar.store.latency_buckets import DURATION, TTFT, merge_counts, percentile_of_counts
+
+# Per-session sums of the rollup (every store has a column of each name).
+SESSION_COUNTS = (
+    "events", "model_calls", "error_calls", "retries", "tool_calls", "input_tokens", "output_tokens",
+    "cache_read_input_tokens", "cache_creation_input_tokens", "cache_write_5m", "cache_write_1h", "tokens",
+    "unpriced_calls", "tool_results", "cache_misses",
+)  # fmt: skip
+SESSION_AMOUNTS = ("cost_usd", "cache_savings_usd", "cache_miss_cost_usd", "model_time_s", "tool_time_s")
+# Sums of a summary group (hourly rollup columns).
+SUMMARY_COUNTS = (
+    "requests", "model_calls", "ok_calls", "error_calls", "unpriced_calls", "tool_calls", "input_tokens",
+    "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens", "cache_write_5m",
+    "cache_write_1h", "tool_results", "cache_misses",
+)  # fmt: skip
+SUMMARY_AMOUNTS = SESSION_AMOUNTS
+SUMMARY_FIELDS = SUMMARY_COUNTS + SUMMARY_AMOUNTS
+
+
+def tool_event(
+    session_id: str, operation: str, outcome: str, uses: Sequence[str], results: Iterable[Sequence[Any]]
+) -> CallEvent:
+    """The part of an event that per-tool statistics read (``results``: id, name, latency, is_error)."""
+    return CallEvent(
+        event_id="",
+        started_at=0.0,
+        app="",
+        session_id=session_id,
+        session_source="",
+        method="",
+        path="",
+        operation=operation,
+        stream=False,
+        outcome=outcome,
+        tool_uses=tuple(uses),
+        tool_results=tuple(ToolResult(str(i), str(n), float(t), bool(x)) for i, n, t, x in results),
+    )
+
+
+def tools_by_session(events: Iterable[CallEvent]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per-tool statistics (:func:`~sidecar.core.sessions.tool_stats`) of each session's events."""
+    grouped: dict[str, list[CallEvent]] = {}
+    for e in events:
+        grouped.setdefault(e.session_id, []).append(e)
+    return {sid: tool_stats(evs) for sid, evs in grouped.items()}
+
+
+def session_json(
+    r: Mapping[str, Any], tools: dict[str, dict[str, Any]], *, now: float, idle_timeout_s: float
+) -> dict[str, Any]:
+    """The §13 session object of a rollup row ``r`` (keys: the rollup's column names, ``models`` and
+    ``agent_ids`` as lists)."""
+    first, last = float(r["first_seen"]), float(r["last_seen"])
+    inp, read = int(r["input_tokens"]), int(r["cache_read_input_tokens"])
+    write = int(r["cache_creation_input_tokens"])
+    out: dict[str, Any] = {
+        "session_id": r["session_id"],
+        "session_source": r["session_source"],
+        "app": r["app"],
+        "started_at": iso_utc(first),
+        "started_at_ts": first,
+        "last_seen_at": iso_utc(last),
+        "last_seen_at_ts": last,
+        "duration_s": last - first,
+        "open": now - last <= idle_timeout_s,
+    }
+    out.update({name: int(r[name]) for name in SESSION_COUNTS})
+    out.update({name: float(r[name]) for name in SESSION_AMOUNTS})
+    out.update(
+        cache_hit_ratio=cache_hit_ratio(inp, read, write),
+        models=sorted(r["models"]),
+        agent_ids=sorted(r["agent_ids"]),
+        tools=tools,
+    )
+    return out
+
+
+def calls_json(page: Sequence[CallEvent], *, now: float, idle_timeout_s: float) -> list[dict[str, Any]]:
+    """The §13 ``calls`` entries of ``page`` (oldest first), as ``session_summary`` renders them."""
+    if not page:
+        return []
+    calls: list[dict[str, Any]] = session_summary(
+        page, now=now, idle_timeout_s=idle_timeout_s, with_calls=True
+    )["calls"]
+    return calls
+
+
+def _group(sums: Mapping[str, Any], hist: Mapping[int, dict[int, int]]) -> dict[str, Any]:
+    out: dict[str, Any] = {name: int(sums.get(name) or 0) for name in SUMMARY_COUNTS}
+    out.update({name: float(sums.get(name) or 0.0) for name in SUMMARY_AMOUNTS})
+    out["cache_hit_ratio"] = cache_hit_ratio(
+        out["input_tokens"], out["cache_read_input_tokens"], out["cache_creation_input_tokens"]
+    )
+    for metric, name in ((DURATION, "duration"), (TTFT, "ttft")):
+        counts = hist.get(metric, {})
+        out[f"{name}_p50_s"] = percentile_of_counts(counts, 50)
+        out[f"{name}_p95_s"] = percentile_of_counts(counts, 95)
+    return out
+
+
+def summary_doc(
+    window: tuple[float, float],
+    group_by: str,
+    sums: Iterable[Sequence[Any]],
+    hist: Iterable[Sequence[Any]],
+    sessions: int,
+) -> dict[str, Any]:
+    """The summary document. ``sums``: ``(key, *SUMMARY_FIELDS)`` rows, a key repeated or not; ``hist``:
+    ``(key, metric, bucket, n)`` rows. Hour and day keys are unix seconds, shown as ISO 8601."""
+    by_key: dict[Any, dict[str, Any]] = {}
+    for row in sums:
+        acc = by_key.setdefault(row[0], {})
+        for name, value in zip(SUMMARY_FIELDS, row[1:], strict=True):
+            acc[name] = acc.get(name, 0) + (value or 0)
+    key_hist: dict[Any, dict[int, list[tuple[int, int]]]] = {}
+    all_hist: dict[int, list[tuple[int, int]]] = {DURATION: [], TTFT: []}
+    for key, metric, bucket, n in hist:
+        key_hist.setdefault(key, {}).setdefault(int(metric), []).append((int(bucket), int(n)))
+        all_hist[int(metric)].append((int(bucket), int(n)))
+    totals: dict[str, Any] = {}
+    for acc in by_key.values():
+        for name, value in acc.items():
+            totals[name] = totals.get(name, 0) + value
+    rows = []
+    for key in sorted(by_key):
+        merged = {m: merge_counts(pairs) for m, pairs in key_hist.get(key, {}).items()}
+        row: dict[str, Any] = {"key": iso_utc(key) if group_by in ("hour", "day") else key}
+        row.update(_group(by_key[key], merged))
+        if group_by in ("hour", "day"):
+            row["key_ts"] = key
+        rows.append(row)
+    total = _group(totals, {m: merge_counts(pairs) for m, pairs in all_hist.items()})
+    total["sessions"] = sessions
+    since, until = window
+    return {
+        "since": iso_utc(since),
+        "until": iso_utc(until),
+        "group_by": group_by,
+        "totals": total,
+        "rows": rows,
+    }

@@ -1,0 +1,87 @@
+"""``summary`` on SQLite: whole hours from the hourly rollup, partial hours from their raw events.
+
+A window ``[since, until)`` splits into the whole UTC hours inside it (read from ``hourly_rollup`` and
+``latency_hist``) and at most two partial hours at its edges (read from ``events`` through the
+``started_at`` index and aggregated by the same expressions as the triggers). The answer is the same as
+aggregating every event of the window, at the cost of about two hours of events plus one row per hour,
+app and model.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sidecar.store.latency_buckets import DURATION, TTFT
+from sidecar.store.queries import check_window
+from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc
+from sidecar.store.sqlite_purge import hour_of
+from sidecar.store.sqlite_rollup import BUCKET, HOUR, HOURLY_SUMS, MODEL_CALL, MODEL_KEY, OK_CALL
+
+_EVENT_SUMS = dict(HOURLY_SUMS) | {"cache_miss_cost_usd": "0.0", "cache_misses": "0"}
+_HOURLY_KEYS = {"app": "app", "model": "model", "hour": "hour", "day": "hour / 86400 * 86400"}
+_EVENT_KEYS = {
+    "app": "e.app",
+    "model": MODEL_KEY.format(e="e."),
+    "hour": HOUR.format(e="e."),
+    "day": f"{HOUR.format(e='e.')} / 86400 * 86400",
+}
+
+
+def _edges(since: float, until: float) -> tuple[tuple[int, int], list[tuple[float, float]]]:
+    """Whole hours ``[first, end)`` inside the window, and the partial ranges left at its edges."""
+    first = hour_of(since)
+    if since > first:
+        first += 3600
+    end = hour_of(until)
+    if first >= end:
+        return (0, 0), [(since, until)] if since < until else []
+    ranges = [(since, float(first))] if since < first else []
+    if until > end:
+        ranges.append((float(end), until))
+    return (first, end), ranges
+
+
+def _sums_sql(group_by: str, n_ranges: int) -> str:
+    hourly = ", ".join(f"sum({name})" for name in SUMMARY_FIELDS)
+    parts = [
+        f"SELECT {_HOURLY_KEYS[group_by]} AS k, {hourly} FROM hourly_rollup "
+        "WHERE hour >= ? AND hour < ? GROUP BY k"
+    ]
+    if n_ranges:
+        events = ", ".join(f"sum({_EVENT_SUMS[name].format(e='e.')})" for name in SUMMARY_FIELDS)
+        where = " OR ".join("(e.started_at >= ? AND e.started_at < ?)" for _ in range(n_ranges))
+        key = _EVENT_KEYS[group_by]
+        parts.append(f"SELECT {key} AS k, {events} FROM events AS e WHERE {where} GROUP BY k")
+    return " UNION ALL ".join(parts)
+
+
+def _hist_sql(group_by: str, n_ranges: int) -> str:
+    parts = [
+        f"SELECT {_HOURLY_KEYS[group_by]} AS k, metric, bucket, sum(n) FROM latency_hist "
+        "WHERE hour >= ? AND hour < ? GROUP BY k, metric, bucket"
+    ]
+    if n_ranges:
+        where = " OR ".join("(e.started_at >= ? AND e.started_at < ?)" for _ in range(n_ranges))
+        success = f"{MODEL_CALL} AND {OK_CALL}".format(e="e.")
+        for metric, column in ((DURATION, "duration_s"), (TTFT, "ttft_s")):
+            parts.append(
+                f"SELECT {_EVENT_KEYS[group_by]} AS k, {metric}, {BUCKET.format(x='e.' + column)} AS b, "
+                f"count(*) FROM events AS e WHERE ({where}) AND {success} AND e.{column} IS NOT NULL "
+                "GROUP BY k, b"
+            )
+    return " UNION ALL ".join(parts)
+
+
+def summary(conn: sqlite3.Connection, since: float, until: float, group_by: str) -> dict[str, Any]:
+    """The summary document (:func:`sidecar.store.session_view.summary_doc`) of ``[since, until)``."""
+    check_window(since, until, group_by)
+    (first, end), ranges = _edges(since, until)
+    flat: list[float] = [bound for r in ranges for bound in r]
+    sums = conn.execute(_sums_sql(group_by, len(ranges)), [first, end, *flat]).fetchall()
+    hist_params = [first, end, *(flat * 2)] if ranges else [first, end]
+    hist = conn.execute(_hist_sql(group_by, len(ranges)), hist_params).fetchall()
+    (sessions,) = conn.execute(
+        "SELECT count(*) FROM sessions_rollup WHERE last_seen >= ? AND first_seen < ?", (since, until)
+    ).fetchone()
+    return summary_doc((since, until), group_by, sums, hist, int(sessions))
