@@ -2,10 +2,10 @@
 
 Percentiles over days of calls cannot be taken from the raw values at read time without reading the whole
 history, so the stores count successful calls per bucket (SPEC R-RS-3). A bucket is 1/16 of an octave:
-bucket ``k`` holds values in ``(UPPER[k-1], UPPER[k]]`` with ``UPPER[k] = 2 ** (k/16 - 10)``
-seconds to 5 digits (about 1 ms up to 36 h; bucket 0 also holds everything at or below 1 ms, the last
-one everything above 36 h). A percentile is reported as the upper edge of the bucket that holds the nearest-rank value:
-never below the exact value, at most 4.4 % above it. Since the edges are monotonic, that is exactly
+bucket ``k`` holds values in ``(UPPER[k-1], UPPER[k]]``, ``UPPER[k] = 2 ** (k/16 - 10)`` seconds to 5
+digits (about 1 ms up to 36 h; bucket 0 also holds everything below, the last one everything above).
+A percentile is reported as the upper edge of the bucket that holds the nearest-rank value: never below
+the exact value, at most 4.4 % above it. Since the edges are monotonic, that is exactly
 ``UPPER[bucket_of(p)]`` where ``p`` is the nearest-rank percentile of the raw values (see
 :func:`sidecar.core.sessions.percentile`), which is what the tests check.
 """
