@@ -138,11 +138,11 @@ def summary_doc(
     rows = []
     for key in sorted(by_key):
         merged = {m: merge_counts(pairs) for m, pairs in key_hist.get(key, {}).items()}
-        row: dict[str, Any] = {"key": iso_utc(key) if group_by in ("hour", "day") else key}
-        row.update(_group(by_key[key], merged))
+        group: dict[str, Any] = {"key": iso_utc(key) if group_by in ("hour", "day") else key}
+        group.update(_group(by_key[key], merged))
         if group_by in ("hour", "day"):
-            row["key_ts"] = key
-        rows.append(row)
+            group["key_ts"] = key
+        rows.append(group)
     total = _group(totals, {m: merge_counts(pairs) for m, pairs in all_hist.items()})
     total["sessions"] = sessions
     since, until = window
