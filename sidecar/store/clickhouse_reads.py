@@ -34,7 +34,6 @@ from sidecar.store.session_view import (
     SESSION_COUNTS,
     calls_json,
     session_json,
-    tool_event,
     tools_by_session,
 )
 
@@ -80,7 +79,7 @@ class ClickHouseReads:
             {"ids": orjson.dumps(list(session_ids)).decode()},
         )
         return tools_by_session(
-            tool_event(sid, op, outcome, uses, zip(ids, names, lat, err, strict=True))
+            (sid, op == "chat" and outcome != "refused", uses, zip(ids, names, lat, err, strict=True))
             for sid, op, outcome, uses, ids, names, lat, err in rows
         )
 

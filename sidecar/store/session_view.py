@@ -7,11 +7,13 @@ difference: a session's totals are the whole session's, not the part inside a ti
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sidecar.core.events import CallEvent, ToolResult
-from sidecar.core.sessions import cache_hit_ratio, iso_utc, session_summary, tool_stats
+from sidecar.core.events import CallEvent
+from sidecar.core.sessions import cache_hit_ratio, iso_utc, percentile, session_summary
 from sidecar.store.latency_buckets import DURATION, TTFT, merge_counts, percentile_of_counts
 
 # Per-session sums of the rollup (every store has a column of each name).
@@ -31,32 +33,38 @@ SUMMARY_AMOUNTS = SESSION_AMOUNTS
 SUMMARY_FIELDS = SUMMARY_COUNTS + SUMMARY_AMOUNTS
 
 
-def tool_event(
-    session_id: str, operation: str, outcome: str, uses: Sequence[str], results: Iterable[Sequence[Any]]
-) -> CallEvent:
-    """The part of an event that per-tool statistics read (``results``: id, name, latency, is_error)."""
-    return CallEvent(
-        event_id="",
-        started_at=0.0,
-        app="",
-        session_id=session_id,
-        session_source="",
-        method="",
-        path="",
-        operation=operation,
-        stream=False,
-        outcome=outcome,
-        tool_uses=tuple(uses),
-        tool_results=tuple(ToolResult(str(i), str(n), float(t), bool(x)) for i, n, t, x in results),
-    )
-
-
-def tools_by_session(events: Iterable[CallEvent]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per-tool statistics (:func:`~sidecar.core.sessions.tool_stats`) of each session's events."""
-    grouped: dict[str, list[CallEvent]] = {}
-    for e in events:
-        grouped.setdefault(e.session_id, []).append(e)
-    return {sid: tool_stats(evs) for sid, evs in grouped.items()}
+def tools_by_session(
+    rows: Iterable[tuple[str, bool, Sequence[str], Iterable[Sequence[Any]]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per-tool statistics of each session, as :func:`~sidecar.core.sessions.tool_stats` computes them,
+    from ``(session_id, is_model_call, tool_uses, tool_results)`` of the session's calls with tool
+    blocks (``tool_results``: id, name, latency, is_error). Lean on purpose: a page of long sessions
+    has thousands of such calls."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    latencies: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    errors: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for sid, model_call, uses, results in rows:
+        if model_call:
+            for name in uses:
+                counts[sid][name] += 1
+        for _, name, latency, is_error in results:
+            latencies[sid][name].append(float(latency))
+            errors[sid][name] += bool(is_error)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for sid in set(counts) | set(latencies):
+        c, lat, err = counts.get(sid, {}), latencies.get(sid, {}), errors.get(sid, {})
+        out[sid] = {
+            name: {
+                "count": c.get(name, 0),
+                "measured": len(lat.get(name, ())),
+                "errors": err.get(name, 0),
+                "p50_s": percentile(lat.get(name, ()), 50),
+                "p95_s": percentile(lat.get(name, ()), 95),
+                "total_s": math.fsum(lat.get(name, ())),
+            }
+            for name in sorted(set(c) | set(lat))
+        }
+    return out
 
 
 def session_json(

@@ -33,9 +33,9 @@ from sidecar.store.session_view import (
     SESSION_COUNTS,
     calls_json,
     session_json,
-    tool_event,
     tools_by_session,
 )
+from sidecar.store.sqlite_rollup import MODEL_CALL
 from sidecar.store.sqlite_schema import SELECT_COLUMNS, row_to_event
 from sidecar.store.sqlite_summary import summary as _summary
 
@@ -46,7 +46,7 @@ _ROLLUP_COLUMNS = (
 _SELECT_ROLLUP = f"SELECT {', '.join(_ROLLUP_COLUMNS)} FROM sessions_rollup AS r"
 _IN_JSON = "(SELECT value FROM json_each(?))"
 _TOOLS_SQL = (
-    "SELECT session_id, operation, outcome, tool_uses, tool_results FROM events "
+    f"SELECT session_id, {MODEL_CALL.format(e='')}, tool_uses, tool_results FROM events "
     f"WHERE session_id IN {_IN_JSON} AND (tool_uses != '[]' OR tool_results != '[]')"
 )
 
@@ -108,8 +108,8 @@ class SQLiteReads:
     def _tools(self, session_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
         rows = self._fetch(_TOOLS_SQL, (orjson.dumps(list(session_ids)),)) if session_ids else []
         return tools_by_session(
-            tool_event(sid, op, outcome, orjson.loads(uses), orjson.loads(results))
-            for sid, op, outcome, uses, results in rows
+            (sid, model_call, orjson.loads(uses), orjson.loads(results))
+            for sid, model_call, uses, results in rows
         )
 
     def list_sessions(self, query: SessionQuery) -> SessionPage:

@@ -146,3 +146,29 @@ def test_the_bounds_table_holds_the_python_edges(tmp_path: Path) -> None:
     store.close()
     rows = rollup_rows(tmp_path / "e.db", "latency_bounds")
     assert [r["upper"] for r in sorted(rows, key=lambda r: r["bucket"])] == list(UPPER)
+
+
+def test_models_used_is_a_set_whatever_the_names(tmp_path: Path) -> None:
+    names = ['a"b', "a", 'x,"y', "y", "a", 'y"', "[z]", "y"]
+    base = sample_events(8, 1)[0]
+    evs = [
+        replace(
+            base,
+            event_id=f"m{i}",
+            session_id="s",
+            operation="chat",
+            outcome="ok",
+            model=n,
+            model_canonical=None,
+        )
+        for i, n in enumerate(names)
+    ]
+    store = SQLiteStore(tmp_path / "e.db")
+    store.open()
+    for e in evs:
+        store.write_events([e])
+    store.close()
+    reads = SQLiteReads(tmp_path / "e.db")
+    (row,) = reads.list_sessions(SessionQuery(now=NOW, idle_timeout_s=IDLE)).sessions
+    reads.close()
+    assert row["models"] == sorted(set(names))
