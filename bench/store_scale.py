@@ -184,7 +184,7 @@ def main() -> None:
             figures.update(serve_ready(path))
             figures.update(serve_ready(None))
             figures.update(current_report(path))
-        figures.update(write_cost(now))
+        figures.update(write_cost(now, min(100_000, args.events), min(40_000, max(1000, args.events // 5))))
         figures["db_mb"] = path.stat().st_size / 1e6
         figures.update(purge_day(path, now))  # last: it changes the file, so a later --reuse refills
         now_file.unlink(missing_ok=True)

@@ -68,8 +68,10 @@ def run_reads(path: Path, now: float) -> dict[str, Any]:
     def report() -> None:  # what ``report`` needs for 24 h, through the query layer
         reads.summary(now - DAY, now, "model")
         reads.list_sessions(SessionQuery(now, IDLE, SessionFilters(since=now - DAY), "cost", 10))
+        reads.tool_summary(now - DAY, now)
 
     out["report_query_layer"] = _timed(report, 5)
+    out["tool_summary_24h"] = _timed(lambda: reads.tool_summary(now - DAY, now), 5)
     day = now - now % DAY
 
     def start_up() -> None:  # budget counters and the session tracker at start

@@ -120,7 +120,9 @@ def markdown(f: dict[str, Any]) -> str:
             f"| summary 24 h by hour | {_ms(f, 'summary_24h_hour')} | | ≤ 300 ms |",
             f"| summary 7 days by day | {_ms(f, 'summary_7d_day')} | | ≤ 300 ms |",
             f"| summary 7 days by model | {_ms(f, 'summary_7d_model')} | | ≤ 300 ms |",
-            f"| report's reads (24 h summary + top sessions) | {_ms(f, 'report_query_layer')} | | ≤ 3 s |",
+            f"| per-tool statistics 24 h | {_ms(f, 'tool_summary_24h')} | | |",
+            "| report's reads (24 h summary by model, top 10 sessions, tools) | "
+            f"{_ms(f, 'report_query_layer')} | | ≤ 3 s |",
             f"| start-up reads (today's spend, unpriced calls, open and 7-day sessions) | "
             f"{_ms(f, 'start_up_reads')} | | (serve ready ≤ 5 s) |",
             "",

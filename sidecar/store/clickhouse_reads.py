@@ -17,6 +17,7 @@ from sidecar.core.events import CallEvent
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.clickhouse_schema import EVENT_COLUMNS, SchemaOptions, row_to_event
 from sidecar.store.clickhouse_summary import summary as _summary
+from sidecar.store.clickhouse_summary import tool_summary as _tool_summary
 from sidecar.store.queries import (
     DEFAULT_CALLS_LIMIT,
     ORDER_FIELDS,
@@ -154,6 +155,9 @@ class ClickHouseReads:
 
     def summary(self, since: float, until: float, group_by: str) -> dict[str, Any]:
         return _summary(self._client, self._o, (since, until), group_by)
+
+    def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
+        return _tool_summary(self._client, self._o, (since, until))
 
     def session_counters(self, active_since: float) -> list[SessionCounters]:
         sql = (

@@ -9,7 +9,7 @@ from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.latency_buckets import DURATION, LAST, TTFT, bounds_array_sql
 from sidecar.store.queries import check_window
-from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc
+from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc, tool_summary_doc
 
 _M = "(operation = 'chat' AND outcome != 'refused')"
 _OK = "(status BETWEEN 200 AND 299 AND outcome = 'ok')"
@@ -80,3 +80,25 @@ def summary(
         params,
     )
     return summary_doc(window, group_by, sums, hist, int(sessions[0][0]) if sessions else 0)
+
+
+def tool_summary(
+    client: ClickHouseClient, o: SchemaOptions, window: tuple[float, float]
+) -> dict[str, dict[str, Any]]:
+    since, until = window
+    check_window(since, until, "app")
+    events = f"{o.table('events')} FINAL"
+    where = "started_at_unix >= {since:Float64} AND started_at_unix < {until:Float64}"
+    params = {"since": since, "until": until}
+    uses = client.query(
+        f"SELECT toString(tool), count() FROM {events} ARRAY JOIN tool_uses AS tool "
+        f"WHERE {where} AND {_M} GROUP BY tool",
+        params,
+    )
+    results = client.query(
+        f"SELECT toString(tool), {_bucket('lat')} AS bucket, count(), sum(lat), countIf(err) FROM {events} "
+        "ARRAY JOIN tool_result_names AS tool, tool_result_latency_s AS lat, tool_result_is_error AS err "
+        f"WHERE {where} GROUP BY tool, bucket",
+        params,
+    )
+    return tool_summary_doc(uses, results)

@@ -130,6 +130,11 @@ class ReadStore(Protocol):
         """Totals and one row per group over calls started in ``[since, until)``."""
         ...
 
+    def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
+        """Per tool name, over calls started in ``[since, until)``: ``count`` (tool_use blocks in model
+        calls), ``measured``, ``errors``, ``p50_s`` / ``p95_s`` (bucket edges), ``total_s``."""
+        ...
+
     def session_counters(self, active_since: float) -> list[SessionCounters]:
         """Sessions last seen at or after ``active_since``."""
         ...

@@ -161,3 +161,30 @@ def summary_doc(
         "totals": total,
         "rows": rows,
     }
+
+
+def tool_summary_doc(
+    uses: Iterable[Sequence[Any]], results: Iterable[Sequence[Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per tool over a window, the fields of :func:`~sidecar.core.sessions.tool_stats` (percentiles as
+    bucket edges). ``uses``: ``(name, tool_use blocks in model calls)``; ``results``: ``(name, bucket,
+    measured, total latency, errors)``, a name repeated once per bucket."""
+    count = {str(name): int(n) for name, n in uses}
+    hist: dict[str, dict[int, int]] = defaultdict(dict)
+    total: dict[str, float] = defaultdict(float)
+    errors: dict[str, int] = defaultdict(int)
+    for name, bucket, n, latency, err in results:
+        hist[str(name)][int(bucket)] = int(n)
+        total[str(name)] += float(latency)
+        errors[str(name)] += int(err)
+    return {
+        name: {
+            "count": count.get(name, 0),
+            "measured": sum(hist.get(name, {}).values()),
+            "errors": errors.get(name, 0),
+            "p50_s": percentile_of_counts(hist.get(name, {}), 50),
+            "p95_s": percentile_of_counts(hist.get(name, {}), 95),
+            "total_s": total.get(name, 0.0),
+        }
+        for name in sorted(set(count) | set(hist))
+    }

@@ -38,6 +38,7 @@ from sidecar.store.session_view import (
 from sidecar.store.sqlite_rollup import MODEL_CALL
 from sidecar.store.sqlite_schema import SELECT_COLUMNS, row_to_event
 from sidecar.store.sqlite_summary import summary as _summary
+from sidecar.store.sqlite_summary import tool_summary as _tool_summary
 
 _ROLLUP_COLUMNS = (
     "session_id", "app", "session_source", "first_seen", "last_seen", "duration_s",
@@ -169,6 +170,10 @@ class SQLiteReads:
     def summary(self, since: float, until: float, group_by: str) -> dict[str, Any]:
         with self._lock:
             return _summary(self._connection(), since, until, group_by)
+
+    def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return _tool_summary(self._connection(), since, until)
 
     def session_counters(self, active_since: float) -> list[SessionCounters]:
         rows = self._fetch(

@@ -130,10 +130,11 @@ _INDEXES = (
     "CREATE INDEX sessions_rollup_cost ON sessions_rollup (cost_usd DESC, session_id)",
     "CREATE INDEX sessions_rollup_app ON sessions_rollup (app, last_seen DESC)",
     # Rare rows the read side fetches one by one: unpriced model calls (budgets charge them at start-up),
-    # and calls with tool blocks (per-tool latency of a page of sessions).
+    # and calls with tool blocks (per-tool statistics of a page of sessions, of a window).
     "CREATE INDEX events_unpriced ON events (started_at) WHERE cost_usd IS NULL AND operation = 'chat'",
     "CREATE INDEX events_session_tools ON events (session_id, started_at) "
     "WHERE tool_uses != '[]' OR tool_results != '[]'",
+    "CREATE INDEX events_tools ON events (started_at) WHERE tool_uses != '[]' OR tool_results != '[]'",
 )
 
 

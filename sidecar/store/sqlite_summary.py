@@ -14,7 +14,7 @@ from typing import Any
 
 from sidecar.store.latency_buckets import DURATION, TTFT
 from sidecar.store.queries import check_window
-from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc
+from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc, tool_summary_doc
 from sidecar.store.sqlite_purge import hour_of
 from sidecar.store.sqlite_rollup import BUCKET, HOUR, HOURLY_SUMS, MODEL_CALL, MODEL_KEY, OK_CALL
 
@@ -85,3 +85,25 @@ def summary(conn: sqlite3.Connection, since: float, until: float, group_by: str)
         "SELECT count(*) FROM sessions_rollup WHERE last_seen >= ? AND first_seen < ?", (since, until)
     ).fetchone()
     return summary_doc((since, until), group_by, sums, hist, int(sessions))
+
+
+_TOOL_WINDOW = "e.started_at >= ? AND e.started_at < ? AND (e.tool_uses != '[]' OR e.tool_results != '[]')"
+_TOOL_USES = (
+    f"SELECT u.value, count(*) FROM events AS e, json_each(e.tool_uses) AS u WHERE {_TOOL_WINDOW} "
+    f"AND {MODEL_CALL.format(e='e.')} GROUP BY u.value"
+)
+_LATENCY = "json_extract(r.value, '$[2]')"
+_TOOL_RESULTS = (
+    f"SELECT json_extract(r.value, '$[1]') AS name, {BUCKET.format(x=_LATENCY)} AS b, count(*), "
+    f"total({_LATENCY}), sum(json_extract(r.value, '$[3]')) FROM events AS e, json_each(e.tool_results) AS r "
+    f"WHERE {_TOOL_WINDOW} GROUP BY name, b"
+)
+
+
+def tool_summary(conn: sqlite3.Connection, since: float, until: float) -> dict[str, dict[str, Any]]:
+    """Per-tool statistics of the calls started in ``[since, until)``, through the index of calls with
+    tool blocks (:func:`sidecar.store.session_view.tool_summary_doc`)."""
+    check_window(since, until, "app")
+    uses = conn.execute(_TOOL_USES, (since, until)).fetchall()
+    results = conn.execute(_TOOL_RESULTS, (since, until)).fetchall()
+    return tool_summary_doc(uses, results)

@@ -125,6 +125,16 @@ def test_summary_is_the_same(
     assert window[1] - window[0] < 60 or a["totals"]["duration_p95_s"] is not None
 
 
+@pytest.mark.parametrize("window", [(T0, T0 + SPAN_S), (T0 + 1234.5, T0 + 9000.25)])
+def test_tool_summary_is_the_same(
+    both: tuple[SQLiteReads, ClickHouseReads], window: tuple[float, float]
+) -> None:
+    lite, ch = both
+    a = lite.tool_summary(*window)
+    same(a, ch.tool_summary(*window))
+    assert a and all(t["measured"] + t["count"] > 0 for t in a.values())
+
+
 def test_start_up_reads_are_the_same(both: tuple[SQLiteReads, ClickHouseReads]) -> None:
     lite, ch = both
     since = T0 + SPAN_S - 3600

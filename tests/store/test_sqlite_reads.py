@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sidecar.core.events import CallEvent
 from sidecar.core.report import is_success
-from sidecar.core.sessions import group_sessions, is_model_call, model_name, session_summary
+from sidecar.core.sessions import group_sessions, is_model_call, model_name, session_summary, tool_stats
 from sidecar.core.sessions import percentile as exact_percentile
 from sidecar.store.latency_buckets import UPPER, bucket_of
 from sidecar.store.queries import (
@@ -272,3 +272,18 @@ def test_a_write_during_a_chunked_purge_leaves_the_rollups_exact(tmp_path: Path)
     store.close()
     kept = [e for e in old if e.started_at >= T0 + SPAN_S / 2] + late
     assert_rollups_match(tmp_path / "e.db", kept)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(since=st.integers(0, SPAN_S).map(lambda s: T0 - 60 + s), length=st.integers(0, SPAN_S))
+def test_tool_summary_equals_tool_stats_of_the_window(reads: SQLiteReads, since: float, length: int) -> None:
+    inside = [e for e in EVENTS if since <= e.started_at < since + length]
+    want = tool_stats(inside)
+    got = reads.tool_summary(since, since + length)
+    assert set(got) == set(want)
+    for name, w in want.items():
+        lat = [r.latency_s for e in inside for r in e.tool_results if r.name == name]
+        assert got[name]["count"] == w["count"] and got[name]["measured"] == w["measured"]
+        assert got[name]["errors"] == w["errors"] and got[name]["total_s"] == pytest.approx(w["total_s"])
+        assert got[name]["p50_s"] == bucketed_percentile(lat, 50)
+        assert got[name]["p95_s"] == bucketed_percentile(lat, 95)
