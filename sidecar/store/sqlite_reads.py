@@ -86,25 +86,29 @@ def _where(query: SessionQuery) -> tuple[list[str], list[Any]]:
 class SQLiteReads:
     """Read-side queries on the SQLite file at ``path`` (created and migrated by ``SQLiteStore.open``).
 
-    Thread-safe: queries share one read-only connection under a lock; each is short.
+    Thread-safe: each thread queries through its own read-only connection (kept for its next query, so
+    its page cache stays warm), so a long summary never holds up a sessions page.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.execute("PRAGMA query_only = ON")
-            self._conn = conn
-        return self._conn
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
 
     def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._connection().execute(sql, params).fetchall()
+        return self._connection().execute(sql, params).fetchall()
 
     def _tools(self, session_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
         rows = self._fetch(_TOOLS_SQL, (orjson.dumps(list(session_ids)),)) if session_ids else []
@@ -168,12 +172,10 @@ class SQLiteReads:
         return out
 
     def summary(self, since: float, until: float, group_by: str) -> dict[str, Any]:
-        with self._lock:
-            return _summary(self._connection(), since, until, group_by)
+        return _summary(self._connection(), since, until, group_by)
 
     def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return _tool_summary(self._connection(), since, until)
+        return _tool_summary(self._connection(), since, until)
 
     def session_counters(self, active_since: float) -> list[SessionCounters]:
         rows = self._fetch(
@@ -196,7 +198,9 @@ class SQLiteReads:
         return [row_to_event(row) for row in self._fetch(sql + " ORDER BY started_at, event_id", params)]
 
     def close(self) -> None:
+        """Close every thread's connection (call it when no query runs). A later query reopens one."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            conns, self._conns = self._conns, []
+            self._local = threading.local()
+        for conn in conns:
+            conn.close()

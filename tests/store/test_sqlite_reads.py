@@ -287,3 +287,20 @@ def test_tool_summary_equals_tool_stats_of_the_window(reads: SQLiteReads, since:
         assert got[name]["errors"] == w["errors"] and got[name]["total_s"] == pytest.approx(w["total_s"])
         assert got[name]["p50_s"] == bucketed_percentile(lat, 50)
         assert got[name]["p95_s"] == bucketed_percentile(lat, 95)
+
+
+def test_threads_read_through_their_own_connections(reads: SQLiteReads) -> None:
+    q = SessionQuery(now=NOW, idle_timeout_s=IDLE, order="cost", limit=20)
+    expected = (reads.list_sessions(q), reads.summary(T0, T0 + SPAN_S, "hour"))
+    results: list[object] = []
+
+    def work() -> None:
+        for _ in range(5):
+            results.append((reads.list_sessions(q), reads.summary(T0, T0 + SPAN_S, "hour")))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 20 and all(r == expected for r in results)
