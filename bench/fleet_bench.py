@@ -63,9 +63,9 @@ async def serve(args: argparse.Namespace) -> None:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as ws_serve
 
-    from sidecar.fleet.metrics import declare_fleet_metrics
     from sidecar.fleet.registry import FleetRegistry
     from sidecar.fleet.server import FleetOptions, FleetServer, WsLink
+    from sidecar.telemetry.metrics import declare_fleet_metrics
 
     registry = FleetRegistry(declare_fleet_metrics(CollectorRegistry()))
     base_rss = rss_bytes()

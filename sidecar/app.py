@@ -20,22 +20,22 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from sidecar import __version__
-from sidecar.admin.budgets import budget_routes
-from sidecar.admin.ops import AdminRoutes
-from sidecar.admin.sessions import session_routes
+from sidecar.admin.api import AdminApp, AdminServices, build_admin
+from sidecar.admin.ops import HealthProbe
+from sidecar.admin.sessions import SessionsReader
 from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
 from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
-from sidecar.core.budgets import BudgetConfig, charge_usd
-from sidecar.core.events import CallEvent
+from sidecar.core.budget_config import BudgetConfig
+from sidecar.core.budget_estimate import charge_usd
+from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
-from sidecar.core.sessions import SessionLifecycle
+from sidecar.core.session_lifecycle import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
 from sidecar.proxy.context import ProxyDeps
@@ -50,11 +50,12 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
-from sidecar.telemetry.recorder import Recorder, RecorderHooks, Sink
+from sidecar.telemetry.recorder import Recorder, RecorderHooks
 from sidecar.telemetry.sessions_sink import SessionsSink
 from sidecar.telemetry.tracing import TracingSink
 
 log = logging.getLogger("sidecar")
+PRICING_KEYS = ("overrides",)  # the YAML pricing: section
 
 
 class PriceHolder:
@@ -69,7 +70,10 @@ class PriceHolder:
 
 def load_prices(settings: Settings) -> PriceTable:
     pricing = settings.policies.get("pricing", {})
-    overrides = pricing.get("overrides") if isinstance(pricing, dict) else None
+    for key in pricing:
+        if key not in PRICING_KEYS:
+            raise ConfigError(f"pricing.{key}: unknown key (expected {', '.join(PRICING_KEYS)})")
+    overrides = pricing.get("overrides")
     try:
         return PriceTable.load(settings.pricing_file, overrides=overrides)
     except ValueError as exc:
@@ -87,9 +91,10 @@ class Sidecar:
     upstream: UpstreamClient
     proxy: ProxyHandler
     ready: bool = False
-    reloaders: list[Callable[[Settings], None]] = field(default_factory=list)
+    # SIGHUP: each validates the fresh settings and returns what applies them (all validate first).
+    reloaders: list[Callable[[Settings], Callable[[], None]]] = field(default_factory=list)
     settings_loader: Callable[[], Settings] | None = None
-    admin: AdminRoutes = field(init=False)
+    admin: AdminApp | None = None  # built by build_sidecar once every component exists
     chores: list[Callable[[float], Awaitable[None]]] = field(default_factory=list)
     startup_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     budgets: BudgetService | None = None
@@ -97,18 +102,18 @@ class Sidecar:
     stores: EventStores | None = None
     _housekeeper: asyncio.Future[None] | None = None
 
-    def __post_init__(self) -> None:
-        self.admin = AdminRoutes(self)
-
     def reload(self) -> None:
-        """SIGHUP: re-read configuration and swap prices (and policies) in place. Never raises."""
+        """SIGHUP: re-read configuration and swap prices, budgets, prompt-cache settings, checks and
+        notifiers in place — all of it, or nothing when any part is invalid. Never raises."""
         if self.settings_loader is None:
             return
         try:
             fresh = self.settings_loader()
-            self.prices.table = load_prices(fresh)
-            for reloader in self.reloaders:
-                reloader(fresh)
+            table = load_prices(fresh)
+            apply = [reloader(fresh) for reloader in self.reloaders]
+            self.prices.table = table
+            for step in apply:
+                step()
         except Exception as exc:
             log.error("reload failed, keeping the previous configuration: %s", exc)
             return
@@ -128,13 +133,7 @@ class Sidecar:
             await self.shutdown()  # undo what did start (listeners, loops, threads) before failing
             raise
         self._housekeeper = asyncio.ensure_future(self._housekeeping())
-        self.ready = True
-        log.info(
-            "sidecar ready",
-            extra={
-                "fields": {"upstream": self.settings.upstream_url, "pricing_date": self.prices.table.version}
-            },
-        )
+        self.ready = True  # the listeners log "sidecar ready" once every one of them accepts
 
     async def _housekeeping(self, interval_s: float = 30.0) -> None:
         """Periodic chores off the request path: retention, and whatever components register."""
@@ -202,6 +201,7 @@ def _build_stores(
         on_shipped=metrics.on_shipped,
         on_error=metrics.on_ship_error,
         on_dropped=lambda n: metrics.on_dropped("spool_full", n),
+        on_quarantined=metrics.clickhouse_quarantined.inc,
     )
     try:
         stores = build_event_stores(settings.store, config, hooks=hooks, connect=connect)
@@ -239,7 +239,7 @@ def build_sidecar(
     )
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     exporter = _span_exporter(settings, span_exporter)
-    fleet = FleetAndAlerts.from_settings(settings, declare_fleet_metrics(registry))
+    fleet = FleetAndAlerts.from_settings(settings, metrics.fleet)
     sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()]
     if exporter is not None:
         sinks.append(TracingSink(exporter))
@@ -270,6 +270,7 @@ def build_sidecar(
             read_timeout_s=settings.upstream_timeout,
             connect_timeout_s=settings.upstream_connect_timeout,
             pool_size=settings.upstream_pool_size,
+            keepalive_s=settings.upstream_keepalive_timeout,
         )
     )
     parts = urlsplit(settings.upstream_url)
@@ -310,21 +311,40 @@ def build_sidecar(
     sidecar.stores = stores
     sidecar.fleet = fleet
     sidecar.startup_hooks.append(fleet.start)
-    sidecar.admin.add_routes(fleet.routes())
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
 
-    def reload_budgets(fresh: Settings) -> None:
+    def reload_budgets(fresh: Settings) -> Callable[[], None]:
         config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
-        budgets.reload(config, sidecar.prices.table)
-        policies.cache = CacheSettings.from_sources(
+        cache = CacheSettings.from_sources(
             fresh.policies.get("prompt_cache"), fresh.prompt_cache, fresh.cache_ttl
         )
 
-    sidecar.reloaders.append(reload_budgets)
-    sidecar.admin.add_routes(budget_routes(sidecar, budgets))
-    sidecar.admin.add_routes(session_routes(sidecar))
+        def apply() -> None:
+            budgets.reload(config, sidecar.prices.table)
+            policies.cache = cache
+
+        return apply
+
+    sidecar.reloaders.extend([reload_budgets, fleet.prepare_reload])
+    sidecar.admin = _admin(sidecar, budgets, fleet)
     return sidecar
+
+
+def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> AdminApp:
+    """The admin API, given the narrow services its routers use (never the ``Sidecar`` itself)."""
+    shipper = sidecar.stores.shipper if sidecar.stores is not None else None
+    health = HealthProbe(
+        ready=lambda: sidecar.ready,
+        recorder_pending=lambda: sidecar.recorder.pending,
+        pricing_date=lambda: sidecar.prices.table.version,
+        clickhouse=shipper.status if shipper is not None else None,
+    )
+    reader = SessionsReader(sidecar.store, sidecar.recorder.flush, sidecar.settings.session_idle_timeout)
+    services = AdminServices(
+        sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
+    )
+    return build_admin(services, sidecar.settings.admin_token)
 
 
 __all__ = ["Sidecar", "build_sidecar"]

@@ -8,44 +8,68 @@ from collections.abc import Sequence
 
 from sidecar.errors import ConfigError
 
+# serve's options: (name, what it sets). Each maps to the setting of the same name, SIDECAR_<NAME> in the
+# environment and <name>: in the YAML file; the environment variable is named in --help.
+SERVE_OPTIONS = (
+    ("host", "address the proxy listens on (default 127.0.0.1; beyond loopback needs SIDECAR_ADMIN_TOKEN)"),
+    ("port", "proxy port; apps set ANTHROPIC_BASE_URL=http://HOST:PORT (default 8788)"),
+    ("upstream_url", "where calls are forwarded (default https://api.anthropic.com)"),
+    ("store", "event store URL: sqlite:///path (default sqlite:///sidecar-data/events.db) or clickhouse://…"),
+    ("admin_host", "address of the separate admin listener (default 127.0.0.1)"),
+    ("admin_port", "move /metrics, health, /ui/ and /sidecar/v1/* to their own listener on this port"),
+    ("log_level", "debug | info | warning | error (default info)"),
+    ("log_format", "auto | text | json (default auto: text on a terminal, JSON lines otherwise)"),
+)
+SERVE_EPILOG = """\
+Each option can also be set by its environment variable [in brackets] or by
+its key in the YAML file given by --config (see sidecar.example.yaml).
+Precedence: flag > environment > file > default. The fleet listener takes
+--port + 1 unless SIDECAR_FLEET_PORT is set. SIGHUP reloads prices, budgets,
+prompt-cache settings, checks and notifiers from the file.
+"""
+
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the proxy (127.0.0.1:8788 by default)")
-    p.add_argument("--host")
-    p.add_argument("--port")
-    p.add_argument("--config", help="YAML policy/config file")
-    p.add_argument("--upstream-url")
-    p.add_argument("--store")
-    p.add_argument("--admin-port")
-    p.add_argument("--log-level")
+    p = sub.add_parser(
+        "serve",
+        help="run the proxy (127.0.0.1:8788 by default)",
+        description="Run the sidecar: the proxy, its admin API and metrics, the fleet listener.",
+        epilog=SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, text in SERVE_OPTIONS:
+        env = "SIDECAR_" + name.upper()
+        p.add_argument("--" + name.replace("_", "-"), metavar=name.upper(), help=f"{text} [{env}]")
+    p.add_argument("--config", metavar="FILE", help="YAML file of settings and policies [SIDECAR_CONFIG]")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     from sidecar.app import build_sidecar
-    from sidecar.server.listeners import run
+    from sidecar.infra.listen import ListenError
+    from sidecar.server.listeners import bind_listeners, run
     from sidecar.settings import load_settings
     from sidecar.telemetry.logs import configure_logging
 
-    flags = {
-        "host": args.host,
-        "port": args.port,
-        "upstream_url": args.upstream_url,
-        "store": args.store,
-        "admin_port": args.admin_port,
-        "log_level": args.log_level,
-    }
-
+    flags = {name: getattr(args, name) for name, _ in SERVE_OPTIONS}
     try:
         settings = load_settings(flags, config_path=args.config)
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, fmt=settings.log_format)
+        for warning in settings.warnings:
+            logging.getLogger("sidecar").warning(warning)
         check_admin_exposure(settings)
         sidecar = build_sidecar(settings)
+        sockets = bind_listeners(sidecar)  # a taken port stops here, before anything says "ready"
+    except ListenError as exc:
+        print(f"claude-sidecar: {exc}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         print(f"claude-sidecar: configuration error: {exc}", file=sys.stderr)
         return 2
     sidecar.settings_loader = lambda: load_settings(flags, config_path=args.config)
     warn_stale_prices(sidecar)
-    return run(sidecar)
+    return run(sidecar, sockets)
 
 
 def check_admin_exposure(settings: object) -> None:
@@ -92,13 +116,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("report", help="per-session spend and latency tables from the store (see report --help)")
     sub.add_parser("check", help="exit 1 when latency or session cost is over a ceiling (see check --help)")
     demo = sub.add_parser("demo", help="run the sidecar against the fake upstream with synthetic traffic")
-    demo.add_argument("--port", type=int, default=8788)
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds of traffic")
+    demo.add_argument("--port", type=int, help="proxy port (default 8788, or any free port when it is taken)")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds the demo runs (default 20)")
     demo.add_argument("--keep-running", action="store_true", help="keep serving after the traffic ends")
+    demo.add_argument("--data-dir", help="keep the demo's event store here (default: a temporary directory)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script. Ctrl+C anywhere ends it with 130 and no traceback (serve drains and exits 0)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("\nclaude-sidecar: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("report", "check"):
         from sidecar.report.commands import check_main, report_main
@@ -112,7 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from sidecar.demo.run import run_demo
 
-        return int(run_demo(port=args.port, duration_s=args.duration, keep_running=args.keep_running))
+        try:
+            return run_demo(args.port, args.duration, args.keep_running, args.data_dir)
+        except ConfigError as exc:
+            print(f"claude-sidecar: {exc}", file=sys.stderr)
+            return 1
     return 2
 
 

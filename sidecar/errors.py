@@ -7,11 +7,17 @@
     ├── UpstreamUnavailable           api_error                   502  x-should-retry: true
     ├── UpstreamTimeout               timeout_error               504  x-should-retry: true
     ├── InvalidRequest                invalid_request_error       400
+    ├── Conflict                      invalid_request_error       409
     ├── RequestTooLarge               request_too_large           413
+    ├── HeadersTooLarge               invalid_request_error       431
     ├── NotFound                      not_found_error             404
     ├── Unauthorized                  authentication_error        401
+    ├── TooManyRequests               rate_limit_error            429
     ├── BudgetExceeded                budget_exceeded_error       429  x-should-retry: false
     └── ServiceUnavailable            api_error                   503  x-should-retry: true
+
+Every answer the sidecar makes itself in Anthropic's error shape comes from :func:`error_response_parts`
+(or :func:`error_body`): other modules raise or pass one of these, never write the JSON.
 """
 
 from __future__ import annotations
@@ -52,9 +58,21 @@ class InvalidRequest(SidecarError):
     error_type = "invalid_request_error"
 
 
+class Conflict(SidecarError):
+    """The request is well formed but contradicts the state (e.g. a check-in for a fleet check)."""
+
+    status = 409
+    error_type = "invalid_request_error"
+
+
 class RequestTooLarge(SidecarError):
     status = 413
     error_type = "request_too_large"
+
+
+class HeadersTooLarge(SidecarError):
+    status = 431
+    error_type = "invalid_request_error"
 
 
 class NotFound(SidecarError):
@@ -65,6 +83,13 @@ class NotFound(SidecarError):
 class Unauthorized(SidecarError):
     status = 401
     error_type = "authentication_error"
+
+
+class TooManyRequests(SidecarError):
+    """A count the sidecar bounds (e.g. dynamic checks) is at its limit."""
+
+    status = 429
+    error_type = "rate_limit_error"
 
 
 class BudgetExceeded(SidecarError):

@@ -63,3 +63,56 @@ def test_checks_section_is_a_list(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("checks:\n  - {name: nightly-eval, period: 1d, grace: 1h}\n")
     assert load_settings({}, env={}, config_path=str(cfg)).policies["checks"][0]["name"] == "nightly-eval"
+
+
+def test_log_format_is_a_setting() -> None:
+    assert load_settings({}, env={}).log_format == "auto"
+    assert load_settings({}, env={"SIDECAR_LOG_FORMAT": "TEXT"}).log_format == "text"
+    assert load_settings({"log_format": "json"}, env={"SIDECAR_LOG_FORMAT": "text"}).log_format == "json"
+    with pytest.raises(ConfigError, match="SIDECAR_LOG_FORMAT"):
+        load_settings({}, env={"SIDECAR_LOG_FORMAT": "xml"})
+
+
+def test_a_misspelt_variable_is_warned_with_the_closest_name() -> None:
+    env = {
+        "SIDECAR_PROMT_CACHE": "off",
+        "SIDECAR_SESION_MAX_USD": "1",
+        "SIDECAR_ADMINPORT": "9000",
+        "SIDECAR_WHATEVER_ELSE": "x",
+        "SIDECAR_PORT": "9001",
+        "SIDECAR_FLEET_PING_INTERVAL": "5",
+        "SIDECAR_KEY_SALT": "s",
+        "OTHER_PROMT_CACHE": "x",
+    }
+    warnings = load_settings({}, env=env).warnings
+    assert len(warnings) == 4  # known names and names outside SIDECAR_* are left alone
+    hints = {w.split(":")[0]: w for w in warnings}
+    assert hints["SIDECAR_PROMT_CACHE"].endswith("(did you mean SIDECAR_PROMPT_CACHE?)")
+    assert hints["SIDECAR_SESION_MAX_USD"].endswith("(did you mean SIDECAR_SESSION_MAX_USD?)")
+    assert hints["SIDECAR_ADMINPORT"].endswith("(did you mean SIDECAR_ADMIN_PORT?)")
+    assert "did you mean" not in hints["SIDECAR_WHATEVER_ELSE"]
+
+
+def test_a_misspelt_file_key_names_the_closest_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("upstream_ulr: http://x\n")
+    with pytest.raises(ConfigError, match=r"upstream_ulr: .*did you mean upstream_url\?"):
+        load_settings({}, env={}, config_path=str(cfg))
+
+
+def test_every_sidecar_variable_the_code_reads_is_known() -> None:
+    """settings.KNOWN_ENV is the one list: every SIDECAR_* name in the package's source and in the test
+    scripts is in it, and the budget parser's names are exactly BUDGET_ENV's."""
+    import re
+
+    from sidecar.core import budget_config as budgets
+    from sidecar.settings import BUDGET_ENV, KNOWN_ENV
+
+    root = Path(__file__).resolve().parent.parent
+    sources = [*root.joinpath("sidecar").rglob("*.py"), root / "scripts" / "test"]
+    named = set()
+    for path in sources:
+        named |= set(re.findall(r"\bSIDECAR_[A-Z0-9_]*[A-Z0-9]\b", path.read_text(encoding="utf-8")))
+    not_variables = {"SIDECAR_ERROR", "SIDECAR_PREFIX"}  # constants that merely look like one
+    assert named - not_variables - KNOWN_ENV == set()
+    assert set(budgets._ENV) | {"SIDECAR_REDIS_FAIL_MODE"} == set(BUDGET_ENV)

@@ -1,90 +1,109 @@
-"""The sidecar's own HTTP surface: ``/metrics``, health, and the ``/sidecar/v1/*`` admin API."""
+"""Operations routes: ``/metrics`` (Prometheus or OpenMetrics text), ``/healthz`` and ``/readyz``.
+
+They stay open whatever the admin token (SPEC R-PX-9): probes and scrapers carry no credentials.
+"""
 
 from __future__ import annotations
 
-import hmac
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, Router
+from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
-from sidecar.errors import NotFound, SidecarError, Unauthorized, error_response_parts
-from sidecar.proxy.asgi import Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from sidecar.app import Sidecar
-
-OPEN_PATHS = ("/metrics", "/healthz", "/readyz")
+OPEN_PATHS = ("/metrics", "/healthz", "/readyz")  # never need the admin token
 
 
-def error_response(exc: SidecarError) -> Response:
-    status, headers, body = error_response_parts(exc)
-    return Response(body, status_code=status, headers={k.decode(): v.decode() for k, v in headers})
+@dataclass(frozen=True)
+class HealthProbe:
+    """What ``/readyz`` reports, read at each probe."""
+
+    ready: Callable[[], bool]
+    recorder_pending: Callable[[], int]
+    pricing_date: Callable[[], str]
+    clickhouse: Callable[[], Mapping[str, Any]] | None = None  # the shipper's status, in ClickHouse mode
 
 
-class AdminRoutes:
-    """Starlette routes behind a pure-ASGI guard that applies the admin token to ``/sidecar/v1/*``."""
+def health_probe() -> HealthProbe:
+    raise LookupError("the admin app was built without a HealthProbe")  # bound by build_admin
 
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
-        self.routes: list[Route] = [
-            Route("/metrics", self.metrics, methods=["GET"]),
-            Route("/healthz", self.healthz, methods=["GET"]),
-            Route("/readyz", self.readyz, methods=["GET"]),
-        ]
-        self._router: Router | None = None
 
-    def add_routes(self, routes: list[Route]) -> None:
-        self.routes.extend(routes)
-        self._router = None
+def metrics_registry() -> CollectorRegistry:
+    raise LookupError("the admin app was built without a metrics registry")  # bound by build_admin
 
-    def handles(self, path: str) -> bool:
-        return path in OPEN_PATHS or path.startswith("/sidecar/v1/") or path == "/sidecar/v1"
 
-    def _authorized(self, scope: Scope, path: str) -> bool:
-        token = self.sidecar.settings.admin_token
-        if token is None or path.startswith("/sidecar/v1/checkins/") or path in OPEN_PATHS:
-            return True
-        for name, value in scope["headers"]:
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                return hmac.compare_digest(value[7:].strip(), token.encode())
-        return False
+class Healthz(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        if not self._authorized(scope, path):
-            await error_response(Unauthorized("A valid admin bearer token is required."))(
-                scope, receive, send
-            )
-            return
-        if self._router is None:
-            self._router = Router(routes=self.routes, default=self._not_found)
-        await self._router(scope, receive, send)
 
-    @staticmethod
-    async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
-        await error_response(NotFound(f"Not found: {scope['path'][:200]}"))(scope, receive, send)
+class ShipperStatus(BaseModel):
+    """The ClickHouse shipper: local spool, lag, errors and drops."""
 
-    async def metrics(self, request: Request) -> Response:
-        if "application/openmetrics-text" in request.headers.get("accept", ""):
-            body = generate_openmetrics(self.sidecar.registry)  # type: ignore[no-untyped-call]
-            return Response(body, media_type=OPENMETRICS_TYPE)
-        return Response(generate_latest(self.sidecar.registry), media_type=CONTENT_TYPE_LATEST)
+    model_config = ConfigDict(extra="forbid")
+    spool_pending: int
+    spool_bytes: int
+    ship_lag_s: float
+    ship_errors: int
+    spool_dropped: int
+    quarantined_events: int  # events ClickHouse kept rejecting, in the dead-letter file
+    shipping: bool
 
-    async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
 
-    async def readyz(self, request: Request) -> Response:
-        sc = self.sidecar
-        body: dict[str, object] = {
-            "ready": sc.ready,
-            "recorder_pending": sc.recorder.pending,
-            "pricing_date": sc.prices.table.version,
-        }
-        if sc.stores is not None and sc.stores.shipper is not None:
-            body["clickhouse"] = sc.stores.shipper.status()
-        return JSONResponse(body, status_code=200 if sc.ready else 503)
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ready: bool
+    recorder_pending: int
+    pricing_date: str
+    clickhouse: ShipperStatus | None = None  # present only when the store is ClickHouse
+
+
+router = APIRouter(tags=["operations"])
+_METRICS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text format, or OpenMetrics when the Accept header names it",
+        "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}, OPENMETRICS_TYPE: {}},
+    }
+}
+
+
+@router.get("/metrics", name="metrics", response_class=Response, responses=_METRICS_DOC)
+async def metrics(
+    registry: Annotated[CollectorRegistry, Depends(metrics_registry)], request: Request
+) -> Response:
+    if "application/openmetrics-text" in request.headers.get("accept", ""):
+        body = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
+        return Response(body, media_type=OPENMETRICS_TYPE)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/healthz", name="healthz", response_model=Healthz)
+async def healthz() -> dict[str, Any]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    name="readyz",
+    response_model=Readiness,
+    response_model_exclude_unset=True,
+    responses={503: {"model": Readiness, "description": "Starting up or shutting down"}},
+)
+async def readyz(probe: Annotated[HealthProbe, Depends(health_probe)], response: Response) -> dict[str, Any]:
+    """Readiness: 200 once started (and until shutdown begins), 503 otherwise."""
+    ready = probe.ready()
+    body: dict[str, Any] = {
+        "ready": ready,
+        "recorder_pending": probe.recorder_pending(),
+        "pricing_date": probe.pricing_date(),
+    }
+    if probe.clickhouse is not None:
+        body["clickhouse"] = probe.clickhouse()
+    response.status_code = 200 if ready else 503
+    return body

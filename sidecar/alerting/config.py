@@ -16,13 +16,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.core import durations
 from sidecar.errors import ConfigError
 
 CHECKIN, FLEET_MEMBERS, FLEET_SIZE, TRAFFIC = "checkin", "fleet_members", "fleet_size", "traffic"
 KINDS = (CHECKIN, FLEET_MEMBERS, FLEET_SIZE, TRAFFIC)
 CHECK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _HOURS_RE = re.compile(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})")
 _CHECK_KEYS = frozenset(
     {"name", "kind", "period", "grace", "fleet", "min_members", "no_success_for", "hours", "labels"}
@@ -32,21 +31,16 @@ WEBHOOK_FORMATS = ("slack", "json")
 
 
 def parse_duration(key: str, raw: object, *, allow_zero: bool = False) -> float:
-    """Seconds from a number or text like ``90``, ``1.5``, ``30s``, ``10m``, ``1h30m``, ``1d``."""
+    """Seconds from a number or a text such as ``90``, ``30s``, ``1h30m`` (the syntax of
+    :func:`sidecar.core.durations.parse_duration`); ``ConfigError`` naming ``key`` otherwise, and for
+    zero unless ``allow_zero``."""
     if isinstance(raw, bool):
         raise ConfigError(f"{key}: expected a duration, got {raw!r}")
-    if isinstance(raw, int | float):
-        value = float(raw)
-    else:
-        text = str(raw).strip().lower()
-        try:
-            value = float(text)
-        except ValueError:
-            parts = _DURATION_RE.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ConfigError(f"{key}: expected a duration like 30s, 10m, 1h, 1d; got {raw!r}") from None
-            value = sum(float(n) * _UNITS[u] for n, u in parts)
-    if value < 0 or (value == 0 and not allow_zero) or value != value or value == float("inf"):
+    try:
+        value = durations.parse_duration(str(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+    if value == 0 and not allow_zero:
         raise ConfigError(f"{key}: must be a positive duration, got {raw!r}")
     return value
 

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from sidecar.alerting.checks import (
     DOWN,
+    FIRE,
     NEW,
+    REMIND,
     RESOLVE,
     UP,
     Assessment,
@@ -37,7 +39,7 @@ from sidecar.alerting.config import (
     CheckSpec,
 )
 from sidecar.alerting.notifiers import KEEPALIVE, Notification
-from sidecar.fleet.metrics import FleetMetrics
+from sidecar.errors import Conflict, InvalidRequest, SidecarError, TooManyRequests
 
 ALL = "*"  # snooze scope of a maintenance window over every check
 SEEN_PERSIST_EVERY_S = 60.0  # how stale a healthy subject's stored last_seen may get
@@ -59,11 +61,19 @@ class FleetView(Protocol):
     def members(self, fleet: str) -> Iterable[MemberLike]: ...
 
 
-class CheckinRefused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+class CheckGauges(Protocol):
+    """Where the engine reports each check's state (``sidecar_deadman_*`` in the app)."""
+
+    def check_state(self, check: str, up: bool, last_seen: float | None) -> None: ...
+    def check_gone(self, check: str) -> None: ...
+
+
+class CheckinRefused(SidecarError):
+    """A check-in the engine will not take, answered as ``kind`` (its status and error type)."""
+
+    def __init__(self, kind: type[SidecarError], message: str) -> None:
         super().__init__(message)
-        self.status = status
-        self.message = message
+        self.status, self.error_type, self.should_retry = kind.status, kind.error_type, kind.should_retry
 
 
 @dataclass
@@ -75,16 +85,19 @@ class Evaluation:
 
 class DeadmanEngine:
     def __init__(
-        self, config: AlertingConfig, fleets: FleetView, metrics: FleetMetrics, *, started_at: float
+        self, config: AlertingConfig, fleets: FleetView, gauges: CheckGauges, *, started_at: float
     ) -> None:
         self.config = config
         self.policy = Policy(config.after_misses, config.repeat_interval_s)
         self.fleets = fleets
-        self.metrics = metrics
+        self.gauges = gauges
         self.armed_at = started_at  # fleet and traffic checks get a fresh grace from here
         self.subjects: dict[str, Subject] = {}
         self.snoozes: dict[str, tuple[float, str]] = {}
         self.last_success: float | None = None
+        # False when no notifier is configured: alerts still fire (API, metrics, logs), but never count as
+        # notified, and go out once a notifier is added (SIGHUP).
+        self.deliverable = True
         self._details: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._removed: set[str] = set()
@@ -116,6 +129,30 @@ class DeadmanEngine:
             if s.kind == "traffic":
                 self.last_success = s.last_seen
 
+    def reconfigure(self, config: AlertingConfig, now: float) -> list[Notification]:
+        """Adopt reloaded checks (SIGHUP). New checks start fresh; a check no longer configured (or whose
+        kind changed) is forgotten, resolved if it was notified; kept ones take the new timings."""
+        for old in self.config.checks:
+            if config.spec(old.name) is None:  # its series go (members' subjects are forgotten below)
+                self.gauges.check_gone(old.name)
+        self.config = config
+        self.policy = Policy(config.after_misses, config.repeat_interval_s)
+        notes: list[Notification] = []
+        for key, s in list(self.subjects.items()):
+            spec = config.spec(s.check)
+            if spec is None and s.dynamic and s.kind == CHECKIN:
+                continue  # created by check-ins: it stays until deleted
+            if spec is None or spec.kind != s.kind:
+                note = self.forget(key, now, "check removed from the configuration")
+                notes.extend([note] if note else [])
+                continue
+            s.period_s, s.grace_s, s.dynamic = spec.period_s, spec.grace_s, False
+            self._dirty.add(key)
+        for spec in config.checks:
+            if spec.kind != FLEET_MEMBERS and spec.name not in self.subjects:
+                self._new_subject(spec.name, spec, None, now)
+        return notes
+
     def spec_of(self, s: Subject) -> CheckSpec:
         spec = self.config.spec(s.check)
         if spec is not None:
@@ -128,13 +165,13 @@ class DeadmanEngine:
         """Record ``success``/``start``/``fail`` for check ``name``, creating it (dynamic) if unknown."""
         spec = self.config.spec(name)
         if spec is not None and spec.kind != CHECKIN:
-            raise CheckinRefused(409, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
+            raise CheckinRefused(Conflict, f"Check {name!r} is a {spec.kind} check; it takes no check-ins.")
         s = self.subjects.get(name)
         if s is None:
             if not CHECK_NAME_RE.fullmatch(name) or name.startswith("fleet:"):
-                raise CheckinRefused(400, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
+                raise CheckinRefused(InvalidRequest, "Check names are 1-128 characters of [A-Za-z0-9._:@-].")
             if len({x.check for x in self.subjects.values()}) >= self.config.max_checks:
-                raise CheckinRefused(429, f"Too many checks (limit {self.config.max_checks}).")
+                raise CheckinRefused(TooManyRequests, f"Too many checks (limit {self.config.max_checks}).")
             p = self.config.default_period_s if period is None else period
             g = self.config.default_grace_s if grace is None else grace
             s = self._new_subject(name, CheckSpec(name, CHECKIN, p, g, dynamic=True), None, now)
@@ -167,9 +204,7 @@ class DeadmanEngine:
         self._removed.add(key)
         self._dirty.discard(key)
         if s.member is None:
-            self.metrics.deadman_up.remove(s.check)
-            if s.last_seen is not None:
-                self.metrics.deadman_last_seen.remove(s.check)
+            self.gauges.check_gone(s.check)
         if not s.notified:
             return None
         return self._note(RESOLVE, self.spec_of(s), s, Assessment("removed", 0, why), now, s.fired_at or now)
@@ -190,9 +225,7 @@ class DeadmanEngine:
                 s.last_seen = self.last_success
                 a = assess_traffic(spec, self.last_success, self.armed_at, now)
             self._apply(spec, s, a, now, ev)
-            self.metrics.deadman_up.labels(spec.name).set(0 if s.status == DOWN else 1)
-            if s.last_seen is not None:
-                self.metrics.deadman_last_seen.labels(spec.name).set(s.last_seen)
+            self.gauges.check_state(spec.name, s.status != DOWN, s.last_seen)
         for scope, (until, _) in list(self.snoozes.items()):
             if until <= now:
                 del self.snoozes[scope]
@@ -239,14 +272,15 @@ class DeadmanEngine:
                 self._apply(spec, s, assess_member(spec, False, s, self.armed_at, now), now, ev)
             down += s.status == DOWN
             last = s.last_seen if last is None or (s.last_seen or 0.0) > last else last
-        self.metrics.deadman_up.labels(spec.name).set(0 if down else 1)
-        if last is not None:
-            self.metrics.deadman_last_seen.labels(spec.name).set(last)
+        self.gauges.check_state(spec.name, not down, last)
 
     def _apply(self, spec: CheckSpec, s: Subject, a: Assessment, now: float, ev: Evaluation) -> None:
         before = (s.status, s.misses, s.firing, s.notified, s.last_reminder)
         fired_at = s.fired_at
-        event = decide(s, a, now, self.policy, self.muted(s.check, now))
+        muted = self.muted(s.check, now)
+        event = decide(s, a, now, self.policy, muted)
+        if not self.deliverable and not muted:
+            event = self._undelivered(s, event, before)
         self._details[s.key] = a.detail
         stale = self._saved_seen.get(s.key)
         if (s.status, s.misses, s.firing, s.notified, s.last_reminder) != before or (
@@ -255,6 +289,19 @@ class DeadmanEngine:
             self._dirty.add(s.key)
         if event is not None:
             ev.notifications.append(self._note(event, spec, s, a, now, s.fired_at or fired_at or now))
+
+    @staticmethod
+    def _undelivered(
+        s: Subject, event: str | None, before: tuple[str, int, bool, bool, float | None]
+    ) -> str | None:
+        """Nowhere to send: nobody is notified (so a notifier added later gets the ``FIRE``), but the start
+        and the end of an outage are still announced once each, for the service's log line."""
+        if event in (FIRE, REMIND):
+            s.notified, s.last_reminder = before[3], before[4]
+            return FIRE if not before[2] else None
+        if event is None and before[2] and not s.firing:
+            return RESOLVE
+        return event
 
     def _note(
         self, event: str, spec: CheckSpec, s: Subject, a: Assessment, now: float, fired_at: float

@@ -14,16 +14,17 @@ resolve carries ``endsAt = now``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiohttp
 
 from sidecar.alerting.checks import FIRE, REMIND, RESOLVE
+from sidecar.core.timestamps import iso_utc
 
 KEEPALIVE = "keepalive"  # Alertmanager re-post of a firing alert; webhooks ignore it
 ALERTNAME = "SidecarDeadManDown"
@@ -53,10 +54,6 @@ def human(seconds: float) -> str:
     return " ".join(shown) or "0s"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def describe(n: Notification) -> str:
     what = f"check `{n.check}`" + (f" member `{n.member}`" if n.member else "")
     if n.event == RESOLVE:
@@ -82,8 +79,8 @@ def alertmanager_alert(n: Notification, ttl_s: float) -> dict[str, Any]:
     return {
         "labels": labels,
         "annotations": {"summary": describe(n), "description": n.detail},
-        "startsAt": _iso(n.fired_at),
-        "endsAt": _iso(ends),
+        "startsAt": iso_utc(n.fired_at),
+        "endsAt": iso_utc(ends),
     }
 
 
@@ -183,8 +180,10 @@ class Dispatcher:
         self.receivers = list(receivers)
         self.retry = retry or RetryPolicy()
         self._count = count
+        self._capacity = capacity
         self._queues = [asyncio.Queue[Notification](capacity) for _ in self.receivers]
         self._workers: list[asyncio.Task[None]] = []
+        self._retiring: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -193,6 +192,35 @@ class Dispatcher:
         self._workers = [
             asyncio.ensure_future(self._work(r, q)) for r, q in zip(self.receivers, self._queues, strict=True)
         ]
+
+    def replace_receivers(self, receivers: Sequence[Receiver], drain_s: float = 5.0) -> None:
+        """Reload (SIGHUP), on the serving loop: a receiver kept as it was keeps its queue and worker (its
+        order of firing and resolve holds); a removed one delivers what it has queued (up to ``drain_s``)
+        and stops; a new one starts empty."""
+        started = self._http is not None
+        queues, workers = [], []
+        for r in receivers:
+            if r in self.receivers:
+                i = self.receivers.index(r)
+                queues.append(self._queues[i])
+                workers.extend(self._workers[i : i + 1])
+                continue
+            queue = asyncio.Queue[Notification](self._capacity)
+            queues.append(queue)
+            if started:
+                workers.append(asyncio.ensure_future(self._work(r, queue)))
+        for r, queue, worker in zip(self.receivers, self._queues, self._workers, strict=False):
+            if r not in receivers:
+                task = asyncio.ensure_future(self._retire(queue, worker, drain_s))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+        self.receivers, self._queues, self._workers = list(receivers), queues, workers
+
+    @staticmethod
+    async def _retire(queue: asyncio.Queue[Notification], worker: asyncio.Task[None], drain_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(queue.join(), drain_s)
+        worker.cancel()
 
     def submit(self, notifications: Sequence[Notification]) -> None:
         """Queue for every receiver that takes them. Never blocks; a full queue drops (counted)."""
@@ -218,7 +246,7 @@ class Dispatcher:
         await self.drain(timeout_s)
         for worker in self._workers:
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*self._workers, *self._retiring, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
 

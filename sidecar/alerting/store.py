@@ -16,6 +16,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from sidecar.alerting.checks import Subject
+from sidecar.infra.sqlite import open_wal, write_transaction
 
 _MIGRATIONS: tuple[str, ...] = (
     """
@@ -62,18 +63,13 @@ def migrate(conn: sqlite3.Connection, now: float) -> int:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)"
     )
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         (current,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
         for version, sql in enumerate(_MIGRATIONS[current:], start=current + 1):
             for statement in sql.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return len(_MIGRATIONS) - int(current)
 
 
@@ -100,17 +96,7 @@ class AlertStore:
         with self._lock:
             if self._conn is not None:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                migrate(conn, time.time())
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn, _ = open_wal(self.path, lambda conn: migrate(conn, time.time()))
 
     def close(self) -> None:
         with self._lock:
@@ -141,16 +127,9 @@ class AlertStore:
         gone = [(k,) for k in removed]
         if not rows and not gone:
             return
-        with self._lock:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(_UPSERT, rows)
-                db.executemany("DELETE FROM deadman_subjects WHERE key = ?", gone)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._lock, write_transaction(self._db()) as db:
+            db.executemany(_UPSERT, rows)
+            db.executemany("DELETE FROM deadman_subjects WHERE key = ?", gone)
 
     def snoozes(self) -> dict[str, tuple[float, str]]:
         """``scope -> (until, reason)``."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sidecar.core.budgets import Actual, Breach, Counts, Estimate, Limits
+from sidecar.core.budget_config import Limits
+from sidecar.core.budget_counts import Breach, Counts
+from sidecar.core.budget_estimate import Actual, Estimate
 
 SESSION_SCOPE, APP_SCOPE = "session", "app"
 
@@ -75,7 +77,7 @@ class BudgetCounters(Protocol):
     async def try_reserve(
         self, session_id: str, app: str, day: str, limits: Limits, estimate: Estimate
     ) -> Decision:
-        """Apply the admission rule of :mod:`sidecar.core.budgets`; when admitted, reserve ``estimate``
+        """Apply the admission rule of :mod:`sidecar.core.budget_counts`; when admitted, reserve ``estimate``
         (and one model call) in the session and the app's day."""
         ...
 

@@ -14,19 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sidecar.budget import APP_SCOPE, SESSION_SCOPE, Decision, Reconciled, Reservation, Snapshot
-from sidecar.core.budgets import (
-    APP_DAILY_USD,
-    NANOS,
-    WARN,
-    Actual,
-    Counts,
-    Estimate,
-    Limits,
-    breaches,
-    call_tokens,
-    reached,
-    utc_day,
-)
+from sidecar.core.budget_config import APP_DAILY_USD, NANOS, WARN, Limits
+from sidecar.core.budget_counts import Counts, breaches, reached, utc_day
+from sidecar.core.budget_estimate import Actual, Estimate, call_tokens
 from sidecar.core.events import REFUSED, CallEvent
 
 MAX_SESSIONS = 200_000

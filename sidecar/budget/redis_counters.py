@@ -36,20 +36,17 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from sidecar.budget import APP_SCOPE, CountersUnavailable, Decision, Reconciled, Reservation, Snapshot
-from sidecar.core.budgets import (
+from sidecar.core.budget_config import (
     APP_DAILY_USD,
     SESSION_MODEL_CALLS,
     SESSION_TOKENS,
     SESSION_TOOL_CALLS,
     SESSION_USD,
     WARN,
-    Actual,
-    Breach,
-    Counts,
-    Estimate,
     Limits,
-    threshold,
 )
+from sidecar.core.budget_counts import Breach, Counts, threshold
+from sidecar.core.budget_estimate import Actual, Estimate
 
 _LIB = """
 local function hincr(h, f, v) if v ~= '0' then redis.call('HINCRBY', h, f, v) end end

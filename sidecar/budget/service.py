@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from sidecar.budget import (
     APP_SCOPE,
@@ -22,23 +22,17 @@ from sidecar.budget import (
     Reservation,
     Snapshot,
 )
-from sidecar.core.budgets import (
+from sidecar.core.budget_config import (
     APP_DAILY_USD,
     BLOCKED,
     FAIL_CLOSED,
     NANOS,
     SESSION_USD,
-    Breach,
     BudgetConfig,
-    Estimate,
     Limits,
-    Rates,
-    actual_of,
-    estimate_call,
-    remaining_usd,
-    utc_day,
-    worst_rates,
 )
+from sidecar.core.budget_counts import Breach, remaining_usd, utc_day
+from sidecar.core.budget_estimate import Estimate, Rates, actual_of, estimate_call, worst_rates
 from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
@@ -327,18 +321,6 @@ class BudgetService:
 
     async def aclose(self) -> None:
         await self._counters.aclose()
-
-
-def limits_json(limits: Limits) -> dict[str, Any]:
-    """``limits`` with the file's key names (what ``PUT /sidecar/v1/apps/{app}/budget`` accepts)."""
-    return {
-        "session_max_usd": limits.session_usd,
-        "session_max_tokens": limits.session_tokens,
-        "session_max_model_calls": limits.session_model_calls,
-        "session_max_tool_calls": limits.session_tool_calls,
-        "app_max_usd_per_day": limits.app_daily_usd,
-        "mode": limits.mode,
-    }
 
 
 class NullBudgetService:

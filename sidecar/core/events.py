@@ -1,10 +1,13 @@
-"""The record of one upstream call: what every sink (store, logs, metrics, traces) receives."""
+"""The record of one upstream call, and the :class:`Sink` protocol of what receives it (store, logs,
+metrics, traces)."""
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sidecar.core.usage import Usage
 
@@ -99,3 +102,18 @@ class CallEvent:
     @property
     def ended_at(self) -> float:
         return self.started_at + self.duration_s
+
+
+class Sink(Protocol):
+    """Where batches of events go (the recorder's fan-out). ``write`` and ``close`` are called from the
+    recorder's worker thread only.
+
+    A sink may set ``whole_batches = True`` to get each batch in one call (a transaction per call);
+    others get it in slices. A sink that kept all but some events raises :class:`PartialWrite`.
+    """
+
+    name: str
+
+    def write(self, events: Sequence[CallEvent]) -> None: ...
+
+    def close(self) -> None: ...

@@ -22,18 +22,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.core.durations import format_duration
 from sidecar.core.events import OK, CallEvent
 from sidecar.core.sessions import (
     cache_hit_ratio,
     group_sessions,
     is_model_call,
-    iso_utc,
     list_sessions,
     model_name,
     percentile,
     session_summary,
     tool_stats,
 )
+from sidecar.core.timestamps import iso_utc
 
 BASELINE_FORMAT = "claude-sidecar-baseline/1"
 DEFAULT_TOLERANCE = 0.10
@@ -46,14 +47,6 @@ def in_window(events: Sequence[CallEvent], now: float, window_s: float) -> list[
 
 def is_success(event: CallEvent) -> bool:
     return is_model_call(event) and 200 <= event.status < 300 and event.outcome == OK
-
-
-def format_duration(seconds: float) -> str:
-    """``3600`` → ``1h``, ``5400`` → ``90m``, ``86400`` → ``1d``: the largest unit that divides evenly."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
 
 
 def format_usd(value: float) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import aiohttp
 
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
+from sidecar.errors import ConfigError
+from sidecar.infra.listen import bind_tcp
 from sidecar.report.commands import report_main
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
@@ -37,8 +41,11 @@ TOOLS = [
 MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-6")
 
 
-async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: random.Random) -> None:
-    """One multi-turn agent: model call → tool (sleeps) → model call with tool_result, a few times."""
+async def _agent_session(
+    http: aiohttp.ClientSession, url: str, n: int, rng: random.Random, deadline: float = math.inf
+) -> None:
+    """One multi-turn agent: model call → tool (sleeps) → model call with tool_result, a few times; no new
+    turn once ``deadline`` (monotonic) has passed."""
     model = MODELS[n % len(MODELS)]
     app = ("support-bot", "voice-agent", "batch-jobs")[n % 3]
     headers = {
@@ -51,6 +58,8 @@ async def _agent_session(http: aiohttp.ClientSession, url: str, n: int, rng: ran
     messages: list[dict[str, object]] = [{"role": "user", "content": f"Customer {n} wants a refund."}]
     system = "You are a careful support agent. Follow the refund policy exactly. " * 300  # cacheable
     for turn in range(rng.randint(2, 4)):
+        if time.monotonic() >= deadline:
+            break
         body = {
             "model": model,
             "max_tokens": 200,
@@ -91,13 +100,41 @@ async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
     n = 0
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
-            batch = [_agent_session(http, url, n + i, rng) for i in range(4)]
+            batch = [_agent_session(http, url, n + i, rng, deadline) for i in range(4)]
             await asyncio.gather(*batch)
             n += len(batch)
     return n
 
 
-async def _demo(port: int, duration_s: float, data_dir: Path, fake_url: str) -> RunningSidecar:
+DEFAULT_PORT = 8788
+ALERT_MIN_DURATION_S = 15.0  # shorter, and the frozen member cannot fire and resolve its alert in time
+
+
+def _pick_port(port: int | None) -> int:
+    """The port asked for; else 8788 when it is free, else any free port (the demo needs no fixed one)."""
+    if port is not None:
+        return port
+    try:
+        bind_tcp("127.0.0.1", DEFAULT_PORT, "--port").close()
+    except ConfigError:
+        return 0
+    return DEFAULT_PORT
+
+
+async def _start(running: RunningSidecar) -> None:
+    try:
+        await asyncio.to_thread(running.start)
+    except RuntimeError as exc:
+        if isinstance(exc.__cause__, ConfigError):  # e.g. --port taken: its one line, not a traceback
+            raise exc.__cause__ from None
+        raise
+
+
+async def _demo(
+    port: int, duration_s: float, data_dir: Path, fake_url: str, box: list[RunningSidecar]
+) -> None:
+    """Start the sidecar (into ``box``, so the caller stops it even when interrupted) and drive it for
+    ``duration_s`` seconds in all: traffic and fleet, then a moment for the last alert to arrive."""
     async with alert_printer() as webhook:
         fleet_cfg = demo_fleet_config(fleet="voice", members=3, webhook_url=webhook)
         settings = Settings(
@@ -107,7 +144,9 @@ async def _demo(port: int, duration_s: float, data_dir: Path, fake_url: str) -> 
             policies=fleet_cfg["policies"],
             policy_env=fleet_cfg["policy_env"],
         )
-        sidecar = await asyncio.to_thread(RunningSidecar(settings).start)
+        box.append(RunningSidecar(settings))
+        await _start(box[0])
+        sidecar = box[0]
         fleet = sidecar.sidecar.fleet
         assert fleet is not None
         print(f"fake Anthropic upstream: {fake_url}")
@@ -116,38 +155,64 @@ async def _demo(port: int, duration_s: float, data_dir: Path, fake_url: str) -> 
         print(f"sessions:                {sidecar.url}/sidecar/v1/sessions?order=cost")
         print(f"fleet / alerts:          {sidecar.url}/sidecar/v1/fleet   {sidecar.url}/sidecar/v1/alerts")
         print(f"events store:            {data_dir}/events.db")
-        print(f"driving synthetic agent sessions and a 3-member fleet for {duration_s:.0f} s ...\n")
-        traffic = asyncio.ensure_future(_traffic(sidecar.url, duration_s))
+        print(f"driving synthetic agent sessions and a 3-member fleet for {duration_s:.0f} s ...")
+        if duration_s < ALERT_MIN_DURATION_S:
+            need = f"--duration {ALERT_MIN_DURATION_S:.0f}"
+            print(f"(the dead-man alert needs {need} or more to fire and resolve)")
+        print()
+        started = time.monotonic()
+        settle = min(1.5, duration_s / 4)  # the resolved notification needs a moment to arrive
+        active_s = duration_s - settle
+        traffic = asyncio.ensure_future(_traffic(sidecar.url, active_s))
         await run_demo_fleet(
             fleet.connect_url,
             fleet="voice",
             members=3,
-            freeze_after_s=min(3.0, duration_s / 6),
-            freeze_for_s=max(duration_s * 0.5, 8.0),
-            duration_s=duration_s,
+            freeze_after_s=min(3.0, active_s / 6),
+            freeze_for_s=active_s * 0.5,
+            duration_s=active_s,
         )
         n = await traffic
-        await asyncio.sleep(1.5)  # let the resolved notification arrive
+        await asyncio.sleep(max(0.0, started + duration_s - time.monotonic()))
         print(f"\n{n} agent sessions done.")
-        return sidecar
 
 
-def run_demo(port: int = 8788, duration_s: float = 20.0, keep_running: bool = False) -> int:
-    """Sidecar + fake upstream + agents + a fleet whose frozen member fires and resolves a dead-man alert."""
-    data_dir = Path(tempfile.mkdtemp(prefix="sidecar-demo-"))
-    with FakeUpstream(FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)) as fake:
-        sidecar = asyncio.run(_demo(port, duration_s, data_dir, fake.url))
-        try:
-            sidecar.sidecar.recorder.flush()
-            store_url = f"sqlite:///{data_dir}/events.db"
+def run_demo(
+    port: int | None = None,
+    duration_s: float = 20.0,
+    keep_running: bool = False,
+    data_dir: str | None = None,
+) -> int:
+    """Sidecar + fake upstream + agents + a fleet whose frozen member fires and resolves a dead-man alert.
+
+    Returns 0, or 130 when interrupted (Ctrl+C) before the end; either way the sidecar is stopped and a
+    temporary data directory removed (``data_dir`` is kept). Raises ``ConfigError`` when ``port`` is taken.
+    """
+    keep = data_dir is not None
+    path = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="sidecar-demo-"))
+    path.mkdir(parents=True, exist_ok=True)
+    box: list[RunningSidecar] = []
+    code = 0
+    try:
+        with FakeUpstream(FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)) as fake:
+            asyncio.run(_demo(_pick_port(port), duration_s, path, fake.url, box))
+            box[0].sidecar.recorder.flush()
+            store_url = f"sqlite:///{path}/events.db"
             print(f"$ claude-sidecar report --store {store_url} --limit 5\n")
             report_main(["--store", store_url, "--limit", "5"])
             if keep_running:
                 print("\nstill serving; Ctrl+C to stop")
                 while True:
                     time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            sidecar.stop()
-    return 0
+    except KeyboardInterrupt:
+        code = 0 if keep_running and box else 130
+        print("\nstopping" if code == 0 else "\ninterrupted; stopping")
+    finally:
+        if box:
+            box[0].stop()
+        if keep:
+            print(f"demo data kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            print("demo data removed (pass --data-dir DIR to keep it)")
+    return code

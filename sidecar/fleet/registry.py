@@ -9,12 +9,12 @@ the heartbeat loop and the admin routes all run on one event loop.
 from __future__ import annotations
 
 import asyncio
-import math
 from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from sidecar.fleet.metrics import FleetMetrics
+from sidecar.core.sessions import percentile
+from sidecar.telemetry.metrics import FleetMetrics
 
 RTT_WINDOW = 64  # RTT percentiles cover a member's last 64 pongs
 STATUS_MAX_KEYS = 20
@@ -96,9 +96,7 @@ class Member:
         """Nearest-rank quantile of the last ``RTT_WINDOW`` RTTs, or ``None`` before the first pong."""
         if self.rtts is None or self.rtt_count == 0:
             return None
-        samples = sorted(self.rtts[: min(self.rtt_count, RTT_WINDOW)])
-        rank = max(1, math.ceil(q * len(samples)))
-        return samples[rank - 1]
+        return percentile(self.rtts[: min(self.rtt_count, RTT_WINDOW)], q * 100)
 
     def to_json(self, now: float) -> dict[str, Any]:
         connected_at = self.connected_at if self.connected else None
@@ -266,11 +264,7 @@ class FleetRegistry:
     def export_gauges(self) -> None:
         """Per-fleet dead-man gauges (``check="fleet:NAME"``): up while a member is connected."""
         for fleet in self._fleets.values():
-            check = "fleet:" + fleet.label
-            self.metrics.deadman_up.labels(check).set(1 if fleet.connected else 0)
-            seen = fleet.last_seen
-            if seen is not None:
-                self.metrics.deadman_last_seen.labels(check).set(seen)
+            self.metrics.check_state("fleet:" + fleet.label, bool(fleet.connected), fleet.last_seen)
 
     def snapshot(self, now: float, only: str | None = None, members: bool = True) -> list[dict[str, Any]]:
         """The fleet view of ``GET /sidecar/v1/fleet``: fleets by name, members by id."""

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import logging
 import re
+import socket
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -31,8 +32,13 @@ from websockets.http11 import Request, Response
 
 from sidecar.fleet.heartbeat import Heartbeat
 from sidecar.fleet.registry import FleetRegistry, Member
+from sidecar.infra.listen import bind_tcp, bound_port
 
 CONNECT_PATH = "/sidecar/v1/fleet/connect"
+PORT_IN_USE = (
+    "it is the fleet listener's port, by default the proxy's --port + 1: "
+    "set SIDECAR_FLEET_PORT to a free port, or 0 for any"
+)
 REPLACED_CODE = 4000
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 log = logging.getLogger("sidecar.fleet")
@@ -41,7 +47,7 @@ log = logging.getLogger("sidecar.fleet")
 @dataclass(frozen=True)
 class FleetOptions:
     host: str = "127.0.0.1"
-    port: int = 8789  # 0 = any free port
+    port: int = 8789  # 0 = any free port; serve's default is the proxy port + 1
     ping_interval_s: float = 10.0
     ping_timeout_s: float = 10.0
     ingest_token: str | None = None
@@ -114,6 +120,7 @@ class FleetServer:
         self.options = options
         self.heartbeat = Heartbeat(registry, options.ping_interval_s, options.ping_timeout_s)
         self.port: int | None = None
+        self._sock: socket.socket | None = None
         self._server: Server | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -128,12 +135,25 @@ class FleetServer:
             host = f"[{host}]"
         return f"ws://{host}:{self.port or self.options.port}{CONNECT_PATH}"
 
+    def bind(self) -> None:
+        """Bind the listening socket now (``ListenError`` naming ``SIDECAR_FLEET_PORT`` if taken), so that
+        ``serve`` can fail before anything is declared ready. ``start`` binds it otherwise."""
+        if self._sock is None:
+            self._sock = bind_tcp(self.options.host, self.options.port, "SIDECAR_FLEET_PORT", PORT_IN_USE)
+            self.port = bound_port(self._sock)
+
+    def release(self) -> None:
+        """Close a socket bound by ``bind`` that was never started (start-up failed elsewhere)."""
+        if self._sock is not None and self._server is None:
+            self._sock.close()
+            self._sock = None
+
     async def start(self) -> None:
         o = self.options
+        self.bind()
         self._server = await serve(
             self._handle,
-            o.host,
-            o.port,
+            sock=self._sock,
             process_request=self._process_request,
             ping_interval=None,  # the shared heartbeat pings instead
             ping_timeout=None,
@@ -143,9 +163,9 @@ class FleetServer:
             max_queue=4,
             logger=_Quiet(logging.getLogger("sidecar.fleet.websockets"), {}),
         )
-        self.port = int(self._server.sockets[0].getsockname()[1])
         self._heartbeat_task = asyncio.ensure_future(self.heartbeat.run())
-        log.info("fleet listener ready", extra={"fields": {"connect_url": self.connect_url}})
+        # The "sidecar ready" line names the connect URL; this one is for debugging the fleet alone.
+        log.debug("fleet listener ready", extra={"fields": {"connect_url": self.connect_url}})
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Close every member with 1001 (reason ``shutdown``) and stop the heartbeat."""

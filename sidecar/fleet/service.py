@@ -12,29 +12,30 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from starlette.routing import Route
-
+from sidecar.alerting.checks import FIRE, RESOLVE
 from sidecar.alerting.config import AlertingConfig, parse_duration
 from sidecar.alerting.engine import DeadmanEngine
 from sidecar.alerting.notifiers import (
     AlertmanagerReceiver,
     Dispatcher,
+    Notification,
     Receiver,
     RetryPolicy,
     WebhookReceiver,
+    describe,
 )
 from sidecar.alerting.store import AlertStore
 from sidecar.core.events import OK, CallEvent
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import FleetMetrics
 from sidecar.fleet.registry import FleetRegistry
 from sidecar.fleet.server import FleetOptions, FleetServer
+from sidecar.infra.sqlite import parse_sqlite_url
 from sidecar.settings import FLEET_ENV, Settings
-from sidecar.store.sqlite import parse_sqlite_url
+from sidecar.telemetry.metrics import FleetMetrics
 
 log = logging.getLogger("sidecar.alerting")
 # SIDECAR_* variables this component reads from ``settings.policy_env``.
@@ -42,8 +43,10 @@ ENV_NAMES = FLEET_ENV
 
 
 def _port(env: Mapping[str, str], proxy_port: int) -> int:
-    # A proxy on "any free port" (tests, demo) gets a fleet listener on any free port too, by default.
-    raw = env.get("SIDECAR_FLEET_PORT") or ("0" if proxy_port == 0 else "8789")
+    # By default the port after the proxy's (8789 beside 8788), so a second sidecar on another --port
+    # does not collide on a fixed one; a proxy on "any free port" (tests, demo) gets any free port too.
+    default = proxy_port + 1 if 0 < proxy_port < 65535 else 0
+    raw = env.get("SIDECAR_FLEET_PORT") or str(default)
     if not raw.isdigit() or int(raw) > 65535:
         raise ConfigError(f"SIDECAR_FLEET_PORT: expected a port number (0 = any free port), got {raw!r}")
     return int(raw)
@@ -97,6 +100,23 @@ class _TrafficSink:
         return None
 
 
+def _receivers(config: AlertingConfig) -> list[Receiver]:
+    receivers: list[Receiver] = [WebhookReceiver(w.url, w.format) for w in config.webhooks]
+    if config.alertmanager_url:
+        ttl = 4 * config.alertmanager_resend_s
+        receivers.insert(0, AlertmanagerReceiver(config.alertmanager_url, ttl_s=ttl))
+    return receivers
+
+
+def _warn_if_unheard(config: AlertingConfig, receivers: Sequence[Receiver]) -> None:
+    if config.checks and not receivers:
+        log.warning(
+            "no alert notifier configured: alerts show only in GET /sidecar/v1/alerts, metrics and logs "
+            "(set notify: in the config file, SIDECAR_ALERTMANAGER_URL or SIDECAR_ALERT_WEBHOOK_URL)",
+            extra={"fields": {"checks": len(config.checks)}},
+        )
+
+
 class FleetAndAlerts:
     def __init__(
         self, options: FleetAlertOptions, metrics: FleetMetrics, *, clock: Callable[[], float] = time.time
@@ -108,10 +128,8 @@ class FleetAndAlerts:
         self.server = FleetServer(self.registry, options.fleet)
         self.engine = DeadmanEngine(options.alerting, self.registry, metrics, started_at=clock())
         self.store = AlertStore(options.state_path)
-        receivers: list[Receiver] = [WebhookReceiver(w.url, w.format) for w in options.alerting.webhooks]
-        if options.alerting.alertmanager_url:
-            ttl = 4 * options.alerting.alertmanager_resend_s
-            receivers.insert(0, AlertmanagerReceiver(options.alerting.alertmanager_url, ttl_s=ttl))
+        receivers = _receivers(options.alerting)
+        self.engine.deliverable = bool(receivers)
         self.dispatcher = Dispatcher(receivers, metrics.notification, options.retry)
         self._loop_task: asyncio.Task[None] | None = None
         self._last_keepalive = 0.0
@@ -127,20 +145,22 @@ class FleetAndAlerts:
     def connect_url(self) -> str:
         return self.server.connect_url
 
+    @property
+    def listening(self) -> bool:
+        return self._started
+
+    def bind(self) -> None:
+        """Bind the fleet listener's port now (``ListenError`` naming ``SIDECAR_FLEET_PORT`` if taken)."""
+        self.server.bind()
+
     async def start(self) -> None:
+        self.server.bind()  # first: a taken port fails the start before anything is opened
         await asyncio.to_thread(self.store.open)
         subjects = await asyncio.to_thread(self.store.subjects)
         self.engine.restore(subjects, await asyncio.to_thread(self.store.snoozes))
         await self.dispatcher.start()
-        try:
-            await self.server.start()
-        except OSError as exc:
-            await self.dispatcher.stop(timeout_s=0.0)
-            await asyncio.to_thread(self.store.close)
-            o = self.options.fleet
-            raise ConfigError(
-                f"SIDECAR_FLEET_PORT: cannot listen on {o.host}:{o.port}: {exc.strerror}"
-            ) from exc
+        await self.server.start()
+        _warn_if_unheard(self.options.alerting, self.dispatcher.receivers)
         self._started = True
         self._last_keepalive = self.clock()  # restored firing alerts are re-posted one interval from now
         self._loop_task = asyncio.ensure_future(self._run())
@@ -148,6 +168,7 @@ class FleetAndAlerts:
     async def stop(self) -> None:
         """Undo ``start``: final evaluation saved, members closed (1001), deliveries drained (5 s)."""
         if not self._started:
+            self.server.release()
             return
         self._started = False
         if self._loop_task is not None:
@@ -158,10 +179,27 @@ class FleetAndAlerts:
         await self.dispatcher.stop(timeout_s=5.0)
         await asyncio.to_thread(self.store.close)
 
-    def routes(self) -> list[Route]:
-        from sidecar.admin.fleet import fleet_routes
+    def prepare_reload(self, settings: Settings) -> Callable[[], None]:
+        """SIGHUP, first half: validate the reloaded checks and notifiers (``ConfigError``) and change
+        nothing; the function returned applies them, on the serving loop. The fleet listener's own
+        settings (port, ping timings, token) apply at the next start."""
+        fresh = FleetAlertOptions.from_settings(settings).alerting
+        asyncio.get_running_loop()  # RuntimeError off the loop, before anything changed
 
-        return fleet_routes(self)
+        def apply() -> None:
+            receivers = _receivers(fresh)
+            self.options = replace(self.options, alerting=fresh)
+            notes = self.engine.reconfigure(fresh, self.clock())
+            self.engine.deliverable = bool(receivers)
+            self.dispatcher.replace_receivers(receivers)
+            self.dispatcher.submit(notes)
+            _warn_if_unheard(fresh, receivers)
+            log.info(
+                "checks and notifiers reloaded",
+                extra={"fields": {"checks": len(fresh.checks), "receivers": [r.label for r in receivers]}},
+            )
+
+        return apply
 
     def observe_call(self, event: CallEvent) -> None:
         """A finished upstream call: a 2xx answer relayed in full counts for the traffic check."""
@@ -176,6 +214,7 @@ class FleetAndAlerts:
         ev = self.engine.evaluate(now)
         await asyncio.to_thread(self.store.save, ev.changed, ev.removed, now)
         self.dispatcher.submit(ev.notifications)
+        self._log_changes(ev.notifications)
         if now - self._last_keepalive >= self.options.alerting.alertmanager_resend_s:
             self._last_keepalive = now
             self.dispatcher.submit(self.engine.keepalives(now))
@@ -183,6 +222,16 @@ class FleetAndAlerts:
         if now - self._last_prune >= 3600.0:
             self._last_prune = now
             self.registry.prune(now, self.options.forget_after_s)
+
+    def _log_changes(self, notes: Sequence[Notification], most: int = 10) -> None:
+        """A log line per alert fired or resolved (a mass outage: the first few, then a count)."""
+        changes = [n for n in notes if n.event in (FIRE, RESOLVE)]
+        for n in changes[:most]:
+            fields = {"check": n.check, "member": n.member, "notified": self.engine.deliverable}
+            level = logging.WARNING if n.event == FIRE else logging.INFO
+            log.log(level, describe(n), extra={"fields": fields})
+        if len(changes) > most:
+            log.warning("%d more alerts fired or resolved", len(changes) - most)
 
     async def _run(self) -> None:
         while True:

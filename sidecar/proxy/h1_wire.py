@@ -4,12 +4,15 @@
 ``H1Response``: status and raw header pairs, then body chunks in a buffer the handler drains. Reading
 from the upstream pauses while more than ``_HIGH_WATER`` bytes wait for a slow client. The connection
 goes back to its owner's pool when an answer completes on a keep-alive connection, and is dropped
-otherwise; an answer that breaks off settles with ``UpstreamBroke``.
+otherwise; an answer that breaks off settles with ``UpstreamBroke``. An idle connection the upstream
+closes (or writes to) leaves the pool at once, and ``reusable`` checks the socket itself before reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import select
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Protocol, cast
@@ -18,6 +21,31 @@ import httptools
 
 _HIGH_WATER = 256 * 1024  # buffered answer bytes before reading from the upstream pauses
 _CT = b"content-type"
+_KEEP_ALIVE = b"keep-alive"
+
+
+def keep_alive_timeout(value: bytes) -> float | None:
+    """The ``timeout=N`` of a ``Keep-Alive`` response header (seconds the origin keeps an idle
+    connection open), or ``None`` when absent or malformed."""
+    for part in value.split(b","):
+        key, sep, raw = part.partition(b"=")
+        if sep and key.strip().lower() == b"timeout":
+            try:
+                seconds = float(raw.strip().strip(b'"').decode("ascii"))
+            except (UnicodeDecodeError, ValueError):
+                return None
+            return seconds if seconds >= 0 and math.isfinite(seconds) else None
+    return None
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or is broken) right now, without reading it."""
+    poller = select.poll()  # not select(): descriptors past FD_SETSIZE are common with big pools
+    try:
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 class ConnectionOwner(Protocol):
@@ -138,13 +166,17 @@ class H1Connection(asyncio.Protocol):
         self.headers_ready: asyncio.Future[None] | None = None
         self.closed = False
         self.paused = False
-        self.idle_since = 0.0
+        self.expires_at = 0.0  # when an idle connection stops being reused (set by the pool)
+        self.keep_alive_hint: float | None = None  # the origin's last ``Keep-Alive: timeout=N``
         self.last_io = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.fd = -1
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")  # under TLS too: the TCP socket beneath
+        self.fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         if self.response is None:  # nothing asked: an upstream talking out of turn cannot be trusted
@@ -158,7 +190,9 @@ class H1Connection(asyncio.Protocol):
             self.abort()
 
     def eof_received(self) -> bool:
-        return False  # close the transport; connection_lost settles the answer
+        if self.response is None:  # idle: closed by the upstream; out of the pool before anyone picks it
+            self._detach()
+        return False  # close the transport; connection_lost settles any answer
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -187,7 +221,12 @@ class H1Connection(asyncio.Protocol):
             return
         resp.status = status
         resp._keep_alive = self.parser.should_keep_alive()
-        if not resp._keep_alive:
+        if resp._keep_alive:
+            self.keep_alive_hint = None
+            for name, value in resp.raw_headers:
+                if len(name) == 10 and name.lower() == _KEEP_ALIVE:
+                    self.keep_alive_hint = keep_alive_timeout(value)
+        else:
             resp._eof_body = not any(
                 n.lower() in (b"content-length", b"transfer-encoding") for n, _ in resp.raw_headers
             )
@@ -216,6 +255,17 @@ class H1Connection(asyncio.Protocol):
                 self.transport.close()
 
     # -- helpers
+    @property
+    def is_open(self) -> bool:
+        """Neither closed nor closing, as far as the loop knows."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def reusable(self) -> bool:
+        """Whether this idle connection can carry a request: open, and nothing to read. Bytes or an EOF
+        waiting on an idle connection mean the upstream closed it (or talks out of turn), even if the
+        loop has not processed them yet; a request written there would be lost."""
+        return self.is_open and (self.fd < 0 or not _readable(self.fd))
+
     def _broke(self, exc: BaseException) -> None:
         ready, self.headers_ready = self.headers_ready, None
         if ready is not None and not ready.done():

@@ -7,7 +7,7 @@ import os
 import secrets
 from collections.abc import Callable, Sequence
 
-from sidecar.store.sqlite import parse_sqlite_url
+from sidecar.infra.sqlite import parse_sqlite_url
 
 Headers = Sequence[tuple[bytes, bytes]]
 

@@ -32,6 +32,7 @@ class UpstreamOptions:
     read_timeout_s: float = 600.0
     connect_timeout_s: float = 5.0
     pool_size: int = 1000
+    keepalive_s: float = 4.0  # idle connections are not reused past this (SIDECAR_UPSTREAM_KEEPALIVE_TIMEOUT)
 
 
 def _header_str(value: bytes) -> str:
@@ -116,11 +117,13 @@ class UpstreamClient:
                 limit=self.options.pool_size,
                 connect_timeout_s=self.options.connect_timeout_s,
                 read_timeout_s=self.options.read_timeout_s,
+                keepalive_s=self.options.keepalive_s,
                 ssl_context=tls,
             )
         connector = aiohttp.TCPConnector(
             limit=self.options.pool_size,
             ttl_dns_cache=300,
+            keepalive_timeout=self.options.keepalive_s,
             ssl=tls,
             enable_cleanup_closed=True,
         )

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
-from sidecar.errors import error_body, new_request_id
+from sidecar.errors import HeadersTooLarge, error_response_parts
 from sidecar.proxy.asgi import DISCONNECT_HOOK
 
 # Request line + headers; real clients send a few KB.
@@ -177,14 +177,10 @@ class SidecarHttpProtocol(HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         self._refused = True
-        body = error_body(
-            "invalid_request_error",
-            f"Request line and headers exceed {MAX_HEAD_BYTES} bytes.",
-            new_request_id(),
+        _, headers, body = error_response_parts(
+            HeadersTooLarge(f"Request line and headers exceed {MAX_HEAD_BYTES} bytes.")
         )
-        head = (
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-        )
+        fields = b"".join(b"%s: %s\r\n" % field for field in headers)
+        head = b"HTTP/1.1 431 Request Header Fields Too Large\r\n%sconnection: close\r\n\r\n" % fields
         self.transport.write(head + body)
         self.transport.close()

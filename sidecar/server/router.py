@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sidecar.admin.ops import AdminRoutes
+from sidecar.admin.api import AdminApp
 from sidecar.app import Sidecar
 from sidecar.errors import NotFound
 from sidecar.proxy.asgi import ASGIApp, Receive, Scope, Send, send_error
@@ -16,7 +16,7 @@ class Router:
     """Pure-ASGI dispatch: ``/v1/*`` to the proxy, the sidecar's own paths to admin, else 404."""
 
     def __init__(
-        self, sidecar: Sidecar, *, admin: AdminRoutes | None, lifespan: bool, proxy: bool = True
+        self, sidecar: Sidecar, *, admin: AdminApp | None, lifespan: bool, proxy: bool = True
     ) -> None:
         self.sidecar = sidecar
         self.admin = admin

@@ -22,14 +22,9 @@ from typing import Any, Protocol, TypedDict
 from urllib.parse import quote
 
 from sidecar.core.events import CallEvent
-from sidecar.store.clickhouse_schema import (
-    EVENT_COLUMNS,
-    SchemaOptions,
-    migrate,
-    row_to_event,
-    schema_version,
-)
-from sidecar.store.clickhouse_schema import event_to_row as _event_to_row
+from sidecar.store.clickhouse_rows import EVENT_COLUMNS, row_to_event
+from sidecar.store.clickhouse_rows import event_to_row as _event_to_row
+from sidecar.store.clickhouse_schema import SchemaOptions, migrate, schema_version
 
 
 class ClickHouseClient(Protocol):

@@ -15,7 +15,8 @@ import orjson
 
 from sidecar.core.events import CallEvent
 from sidecar.store.clickhouse import ClickHouseClient
-from sidecar.store.clickhouse_schema import EVENT_COLUMNS, SchemaOptions, row_to_event
+from sidecar.store.clickhouse_rows import EVENT_COLUMNS, row_to_event
+from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.clickhouse_summary import summary as _summary
 from sidecar.store.clickhouse_summary import tool_summary as _tool_summary
 from sidecar.store.queries import (

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
+from sidecar.core.events import Sink
 from sidecar.store.base import EventStore
 from sidecar.store.clickhouse import (
     ClickHouseClient,
@@ -27,7 +28,6 @@ from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.shipper import Shipper, ShipperHooks, ShipperOptions
 from sidecar.store.spool import DEFAULT_MAX_BYTES, Spool
 from sidecar.store.sqlite import SQLiteStore
-from sidecar.telemetry.recorder import Sink
 
 DEFAULT_LOCAL_URL = "sqlite:///sidecar-data/events.db"
 _SCHEMES = {"clickhouse": False, "clickhouses": True}  # scheme -> TLS

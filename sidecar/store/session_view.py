@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sidecar.core.events import CallEvent
-from sidecar.core.sessions import cache_hit_ratio, iso_utc, percentile, session_summary
+from sidecar.core.sessions import cache_hit_ratio, percentile, session_summary
+from sidecar.core.timestamps import iso_utc
 from sidecar.store.latency_buckets import DURATION, TTFT, merge_counts, percentile_of_counts
 
 # Per-session sums of the rollup (every store has a column of each name).

@@ -28,6 +28,7 @@ import orjson
 
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
+from sidecar.infra.sqlite import open_wal, write_transaction
 
 DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB
 _ROW_OVERHEAD = 48  # rough per-row cost in SQLite pages beyond the payload itself
@@ -45,6 +46,14 @@ _SCHEMA = (
 _EVENT_FIELDS = frozenset(f.name for f in fields(CallEvent))
 _USAGE_FIELDS = frozenset(f.name for f in fields(Usage))
 _log = logging.getLogger("sidecar.store.spool")
+
+
+def _create(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Create the table if new; return the events waiting and their size (the cap's measure)."""
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    depth, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM spool").fetchone()
+    return int(depth), int(size)
 
 
 def encode_event(event: CallEvent) -> bytes:
@@ -108,20 +117,7 @@ class Spool:
         with self._lock:
             if self._conn is not None:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute("PRAGMA busy_timeout = 5000")
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # only takes effect on a new file
-                conn.execute("PRAGMA journal_mode = WAL")
-                # NORMAL under WAL survives process crashes; only an OS crash may lose the last commits.
-                conn.execute("PRAGMA synchronous = NORMAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
-                depth, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM spool").fetchone()
-            except BaseException:
-                conn.close()
-                raise
+            conn, (depth, size) = open_wal(self.path, _create, incremental_vacuum=True)
             self._conn, self._depth, self._bytes = conn, int(depth), int(size)
 
     def _db(self) -> sqlite3.Connection:
@@ -137,15 +133,9 @@ class Spool:
         rows = [(at, len(p) + _ROW_OVERHEAD, p) for p in map(encode_event, events)]
         added = sum(r[1] for r in rows)
         with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(self._db()) as conn:
                 conn.executemany("INSERT INTO spool (enqueued_at, size, payload) VALUES (?, ?, ?)", rows)
                 dropped, freed = self._make_room(conn, self._bytes + added - self.max_bytes)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             self._depth += len(rows) - dropped
             self._bytes += added - freed
             self.dropped += dropped
@@ -183,26 +173,19 @@ class Spool:
     def claim(self, n: int) -> SpoolBatch | None:
         """The batch to send next: the batch claimed earlier and not yet acknowledged (even by a previous
         process), else the oldest ``n`` events, claimed durably now. ``None`` when the spool is empty."""
-        with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = conn.execute("SELECT batch FROM spool WHERE batch IS NOT NULL ORDER BY id LIMIT 1")
-                claimed = row.fetchone()
-                if claimed is not None:
-                    sql, args = "SELECT id, payload FROM spool WHERE batch = ? ORDER BY id", (claimed[0],)
-                else:
-                    sql, args = "SELECT id, payload FROM spool ORDER BY id LIMIT ?", (n,)
-                rows = conn.execute(sql, args).fetchall()
-                if rows and claimed is None:
-                    conn.execute(
-                        "UPDATE spool SET batch = ? WHERE id BETWEEN ? AND ?",
-                        (rows[0][0], rows[0][0], rows[-1][0]),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._lock, write_transaction(self._db()) as conn:
+            row = conn.execute("SELECT batch FROM spool WHERE batch IS NOT NULL ORDER BY id LIMIT 1")
+            claimed = row.fetchone()
+            if claimed is not None:
+                sql, args = "SELECT id, payload FROM spool WHERE batch = ? ORDER BY id", (claimed[0],)
+            else:
+                sql, args = "SELECT id, payload FROM spool ORDER BY id LIMIT ?", (n,)
+            rows = conn.execute(sql, args).fetchall()
+            if rows and claimed is None:
+                conn.execute(
+                    "UPDATE spool SET batch = ? WHERE id BETWEEN ? AND ?",
+                    (rows[0][0], rows[0][0], rows[-1][0]),
+                )
         if not rows:
             return None
         return SpoolBatch(tuple(r[0] for r in rows), tuple(decode_event(r[1]) for r in rows))
@@ -210,16 +193,10 @@ class Spool:
     def ack(self, ids: Sequence[int]) -> None:
         """Forget delivered events (ids from :meth:`claim` / :meth:`peek`); unknown ids are ignored."""
         with self._lock:
-            conn = self._db()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(self._db()) as conn:
                 before = conn.total_changes
                 freed = self._delete(conn, list(ids))
                 deleted = conn.total_changes - before
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             self._depth -= deleted
             self._bytes -= freed
             if self._depth == 0:

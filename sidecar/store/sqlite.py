@@ -14,17 +14,15 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote
 
 from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.infra.sched import yield_cpu
+from sidecar.infra.sqlite import connect, open_wal, parse_sqlite_url, write_transaction
 from sidecar.store.sqlite_purge import CHUNK_ROWS, purge_chunk
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
-_URL_PREFIX = "sqlite:///"
 _PURGE_EVERY_S = 3600.0
 _DAY_S = 86400.0
-_BUSY_TIMEOUT_MS = 5000
 # Errors about one row's values (a string that cannot be encoded, an integer too large, a constraint),
 # as opposed to errors of the database (sqlite3.OperationalError: disk full, locked, corrupt).
 _ROW_ERRORS = (
@@ -39,25 +37,6 @@ _ROW_ERRORS = (
 )
 _log = logging.getLogger("sidecar.store.sqlite")
 _CHUNK_ROWS = 16  # rows per executemany inside a batch's transaction, between yields of the core
-
-
-def parse_sqlite_url(url: str) -> Path:
-    """Map a SQLAlchemy-style SQLite URL to a file path.
-
-    ``sqlite:///rel/path.db`` is relative to the current directory (resolved now, so a later ``chdir``
-    does not move the database); ``sqlite:////abs/path.db`` is absolute. Anything else — another scheme,
-    a host part, no file name, ``:memory:``, a query string — raises ``ValueError``.
-    """
-    if not url.startswith(_URL_PREFIX):
-        raise ValueError(f"not a sqlite URL (expected sqlite:///path or sqlite:////abs/path): {url!r}")
-    rest = url[len(_URL_PREFIX) :]
-    if "?" in rest or "#" in rest:
-        raise ValueError(f"sqlite URL options are not supported: {url!r}")
-    rest = unquote(rest)
-    if not rest or rest.endswith("/") or rest == ":memory:" or "\x00" in rest:
-        raise ValueError(f"sqlite URL must name a database file: {url!r}")
-    path = Path(rest)
-    return path if path.is_absolute() else Path.cwd() / path
 
 
 class SQLiteStore:
@@ -83,30 +62,13 @@ class SQLiteStore:
         """Build a store from ``sqlite:///rel.db`` / ``sqlite:////abs.db`` (see :func:`parse_sqlite_url`)."""
         return cls(parse_sqlite_url(url), retention_days=retention_days)
 
-    def _connect(self) -> sqlite3.Connection:
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), never implicit.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        # NORMAL is durable across application crashes under WAL; only an OS crash can lose the last commits.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        return conn
-
     def open(self) -> None:
         """Create parent directories, switch the file to WAL, apply pending migrations. Idempotent."""
         with self._lock:
             if self._conn is not None:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._connect()
-            try:
-                (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-                if str(mode).lower() != "wal":
-                    raise RuntimeError(f"could not enable WAL on {self.path} (journal_mode={mode})")
-                migrate(conn, time.time())
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            # WAL is required: readers use their own connections and must never wait for the writer.
+            self._conn, _ = open_wal(self.path, lambda conn: migrate(conn, time.time()), require_wal=True)
 
     def _writer(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -201,7 +163,7 @@ class SQLiteStore:
                 raise ValueError("limit must be >= 0")
             sql += " LIMIT ?"
             params.append(limit)
-        conn = self._connect()
+        conn = connect(self.path)
         try:
             conn.execute("PRAGMA query_only = ON")
             rows = conn.execute(sql, params).fetchall()
@@ -217,15 +179,8 @@ class SQLiteStore:
         """
         deleted = 0
         while True:
-            with self._lock:
-                conn = self._writer()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    n = purge_chunk(conn, older_than, self.purge_chunk_rows)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            with self._lock, write_transaction(self._writer()) as conn:
+                n = purge_chunk(conn, older_than, self.purge_chunk_rows)
             deleted += n
             if n < self.purge_chunk_rows:
                 return deleted

@@ -15,6 +15,7 @@ import orjson
 
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
+from sidecar.infra.sqlite import write_transaction
 from sidecar.store.sqlite_rollup import MIGRATION_2
 
 _MIGRATION_1 = (
@@ -154,8 +155,7 @@ def migrate(conn: sqlite3.Connection, now: float) -> list[int]:
     ``BEGIN IMMEDIATE`` takes the write lock first, so two processes opening one file cannot both
     migrate. Returns the versions applied (empty when already current).
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
@@ -176,10 +176,6 @@ def migrate(conn: sqlite3.Connection, now: float) -> list[int]:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, now))
             applied.append(version)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return applied
 
 

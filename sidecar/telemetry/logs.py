@@ -1,4 +1,7 @@
-"""Structured JSON logs: one JSON object per line, for the ``sidecar`` logger hierarchy.
+"""Logs of the ``sidecar`` logger hierarchy: JSON lines for machines, or text lines for people.
+
+``SIDECAR_LOG_FORMAT``: ``json`` (one JSON object per line), ``text`` (``12:04:05 INFO  message
+key=value ...``) or ``auto`` (text when the stream is a terminal, JSON otherwise).
 
 Extra fields travel as ``logger.info("msg", extra={"fields": {...}})``. Every formatted line passes
 through :func:`redact`, a last line of defence so that an API key never reaches a log even if some code
@@ -70,6 +73,28 @@ class JsonFormatter(logging.Formatter):
         )
 
 
+class TextFormatter(logging.Formatter):
+    """One line for people: local time, level, message, then the ``fields`` extras as ``key=value``
+    (``None`` left out), and any exception text below. Redacted like the JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        line = f"{stamp} {record.levelname:<7} {record.getMessage()}"
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, Mapping) and fields:
+            line += "  " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items() if v is not None)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return redact(line)
+
+
+def _text_value(value: object) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return text if text and not any(c.isspace() for c in text) else json.dumps(text)
+
+
 def _rfc3339_ms(created: float, _cache: dict[int, str] = {}) -> str:  # noqa: B006 - a per-second memo
     second = int(created)
     head = _cache.get(second)
@@ -134,9 +159,10 @@ def _handlers(logger: logging.Logger) -> list[logging.Handler]:
     return found
 
 
-def configure_logging(level: str = "info", stream: TextIO | None = None) -> None:
-    """Send the ``sidecar`` logger hierarchy to ``stream`` (default: ``sys.stderr`` at call time) as
-    JSON lines at ``level`` (debug|info|warning|error|critical; ``ValueError`` otherwise).
+def configure_logging(level: str = "info", stream: TextIO | None = None, fmt: str = "auto") -> None:
+    """Send the ``sidecar`` logger hierarchy to ``stream`` (default: ``sys.stderr`` at call time) at
+    ``level`` (debug|info|warning|error|critical) as ``fmt`` lines: ``json``, ``text``, or ``auto``
+    (text when ``stream`` is a terminal). ``ValueError`` for anything else.
 
     Idempotent: a repeated call replaces the handler it installed earlier instead of adding another.
     The hierarchy stops propagating to the root logger so lines are not written twice.
@@ -145,15 +171,26 @@ def configure_logging(level: str = "info", stream: TextIO | None = None) -> None
         numeric = _LEVELS[level.strip().lower()]
     except KeyError:
         raise ValueError(f"unknown log level {level!r}; expected one of {', '.join(_LEVELS)}") from None
+    if fmt not in ("auto", "text", "json"):
+        raise ValueError(f"unknown log format {fmt!r}; expected auto, text or json")
     logger = logging.getLogger("sidecar")
     for handler in list(logger.handlers):
         if isinstance(handler, _JsonHandler):
             logger.removeHandler(handler)
-    handler = _JsonHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    out = stream if stream is not None else sys.stderr
+    handler = _JsonHandler(out)
+    text = fmt == "text" or (fmt == "auto" and _is_terminal(out))
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     logger.addHandler(handler)
     logger.setLevel(numeric)
     logger.propagate = False
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def event_log_fields(event: CallEvent) -> dict[str, object]:

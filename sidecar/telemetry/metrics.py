@@ -1,263 +1,265 @@
-"""Every Prometheus series the sidecar exports, declared once with closed label sets (SPEC §13).
+"""Every Prometheus series the sidecar exports, declared here once with closed label sets (SPEC §13).
 
 Request-path code never touches these objects: ``MetricsSink`` updates them from finished events on
-the recorder's worker thread. Label values that come from clients (app, tool) are capped.
+the recorder's worker thread; the fleet listener, the dead-man engine and the alert dispatcher update
+theirs through :class:`FleetMetrics`. Label values that come from clients (app, tool, fleet) are capped;
+``check`` values are check names (bounded by the check limit) or ``fleet:NAME`` — never a member id.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from sidecar.core.events import CallEvent
+from sidecar.telemetry.labels import BUDGET_LIMITS, OUTCOMES, RATELIMIT_TYPES, RECEIVERS, LabelCap
 
-PROVIDER = "anthropic"
 _MAX_CHILDREN = 100_000  # bound on the memo of labelled series (see Metrics.child)
-OTHER = "other"
-TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 # OTel GenAI semantic-convention bucket boundaries.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 TTFC_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
 OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
-RATELIMIT_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
-_RATELIMIT_HEADERS = {
-    f"anthropic-ratelimit-{t.replace('_', '-')}-remaining".encode(): t for t in RATELIMIT_TYPES
-}
 TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 SESSION_COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50)
 SESSION_TIME_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 COUNT_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
-BUDGET_LIMITS = (
-    "session_usd",
-    "session_tokens",
-    "session_model_calls",
-    "session_tool_calls",
-    "app_daily_usd",
-    "blocked",
-)
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_RATELIMIT_HEADERS = {
+    f"anthropic-ratelimit-{t.replace('_', '-')}-remaining".encode(): t for t in RATELIMIT_TYPES
+}
+_GEN_AI = "gen_ai_request_model gen_ai_operation_name gen_ai_provider_name"
+# Per-session histograms (label ``app``), observed once when a session closes, in Metrics' attribute order.
+_PER_SESSION = (
+    ("sidecar_session_cost_usd", "Cost of a session, observed when it closes.", SESSION_COST_BUCKETS),
+    ("sidecar_session_tokens", "Tokens of a session (all buckets), on close.", TOKEN_BUCKETS),
+    ("sidecar_session_model_calls", "Model calls per session, on close.", COUNT_BUCKETS),
+    ("sidecar_session_tool_calls", "Tool calls per session, on close.", COUNT_BUCKETS),
+    ("sidecar_session_duration_seconds", "Wall time of a session, on close.", SESSION_TIME_BUCKETS),
+    ("sidecar_session_model_time_seconds", "Time a session spent waiting on the model, on close.",
+     SESSION_TIME_BUCKETS),
+    ("sidecar_session_tool_time_seconds", "Time a session spent running tools, on close.",
+     SESSION_TIME_BUCKETS),
+)  # fmt: skip
 
 
-class LabelCap:
-    """Admits at most ``limit`` distinct values; later ones map to ``other`` (bounded cardinality)."""
+class _On:
+    """Declares series on one registry; label names are given as one space-separated string."""
 
-    def __init__(self, limit: int, initial: Sequence[str] = ()) -> None:
-        self._limit = limit
-        self._seen: set[str] = set(initial)
-        self._lock = threading.Lock()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
 
-    def __call__(self, value: str) -> str:
-        if value in self._seen:
-            return value
-        with self._lock:
-            if len(self._seen) < self._limit:
-                self._seen.add(value)
-                return value
-        return OTHER
+    def counter(self, name: str, doc: str, labels: str = "") -> Counter:
+        return Counter(name, doc, labels.split(), registry=self.registry)
+
+    def gauge(self, name: str, doc: str, labels: str = "") -> Gauge:
+        return Gauge(name, doc, labels.split(), registry=self.registry)
+
+    def histogram(self, name: str, doc: str, labels: str, buckets: Sequence[float]) -> Histogram:
+        return Histogram(name, doc, labels.split(), buckets=buckets, registry=self.registry)
 
 
-def status_class(event: CallEvent) -> str:
-    if event.status <= 0:
-        return "error"
-    return f"{event.status // 100}xx" if 200 <= event.status < 600 else "error"
+@dataclass(frozen=True)
+class FleetMetrics:
+    """Fleet, dead-man and alert-delivery series. Also what the dead-man engine reports check states to
+    (its ``CheckGauges``) and the dispatcher counts deliveries with (``notification``)."""
+
+    members: Gauge
+    rtt: Histogram
+    pongs_missed: Counter
+    disconnects: Counter
+    connects: Counter
+    pings: Counter
+    deadman_up: Gauge
+    deadman_last_seen: Gauge
+    notifications: Counter
+    fleet_label: LabelCap
+
+    def notification(self, receiver: str, outcome: str) -> None:
+        self.notifications.labels(receiver, outcome).inc()
+
+    def check_state(self, check: str, up: bool, last_seen: float | None) -> None:
+        """``sidecar_deadman_up`` of ``check``, and its last-seen time when it has one."""
+        self.deadman_up.labels(check).set(1 if up else 0)
+        if last_seen is not None:
+            self.deadman_last_seen.labels(check).set(last_seen)
+
+    def check_gone(self, check: str) -> None:
+        """Drop ``check``'s series (a check no longer watched); a series never set is no error."""
+        self.deadman_up.remove(check)
+        self.deadman_last_seen.remove(check)
+
+
+def declare_fleet_metrics(registry: CollectorRegistry, *, max_fleets: int = 50) -> FleetMetrics:
+    """Declare the fleet / dead-man / notification series on ``registry`` (:class:`Metrics` does, with
+    every other series; alone, for tests of the fleet and alerting parts)."""
+    on = _On(registry)
+    metrics = FleetMetrics(
+        members=on.gauge("sidecar_fleet_members", "Connected fleet members.", "fleet"),
+        rtt=on.histogram(
+            "sidecar_fleet_heartbeat_rtt_seconds",
+            "Ping/pong round-trip time of fleet members.",
+            "fleet",
+            RTT_BUCKETS,
+        ),
+        pongs_missed=on.counter(
+            "sidecar_fleet_pongs_missed", "Pings not answered within the ping timeout.", "fleet"
+        ),
+        disconnects=on.counter(
+            "sidecar_fleet_disconnects", "Member disconnections by reason.", "fleet reason"
+        ),
+        connects=on.counter("sidecar_fleet_connects", "Member connections (reconnects included).", "fleet"),
+        pings=on.counter("sidecar_fleet_pings", "Heartbeat pings sent.", "fleet"),
+        deadman_up=on.gauge("sidecar_deadman_up", "1 while a check (or fleet) is not down.", "check"),
+        deadman_last_seen=on.gauge(
+            "sidecar_deadman_last_seen_timestamp_seconds",
+            "Unix time a check was last pinged (a fleet: last pong from any member).",
+            "check",
+        ),
+        notifications=on.counter(
+            "sidecar_alert_notifications", "Alert deliveries by receiver and outcome.", "receiver outcome"
+        ),
+        fleet_label=LabelCap(max_fleets),
+    )
+    for receiver in RECEIVERS:
+        for outcome in OUTCOMES:
+            metrics.notifications.labels(receiver, outcome)
+    return metrics
 
 
 class Metrics:
     """Holds the metric objects on one registry (a fresh registry per app keeps tests isolated)."""
 
-    def __init__(self, registry: CollectorRegistry, *, max_apps: int = 50, max_tools: int = 100) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, *, max_apps: int = 50, max_tools: int = 100, max_fleets: int = 50
+    ) -> None:
         self.registry = registry
         self.app_label = LabelCap(max_apps, ("default",))
         self.tool_label = LabelCap(max_tools)
-        r = registry
-        self.token_usage = Histogram(
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        on = _On(registry)
+        self._declare_call_metrics(on)
+        self._declare_pipeline_metrics(on)
+        self._declare_session_metrics(on)
+        self.fleet = declare_fleet_metrics(registry, max_fleets=max_fleets)
+        self._init_series()
+
+    def _declare_call_metrics(self, on: _On) -> None:
+        self.token_usage = on.histogram(
             "gen_ai_client_token_usage",
             "Tokens used per call (GenAI conventions: input includes cache).",
-            ["gen_ai_token_type", "gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name"],
-            buckets=TOKEN_BUCKETS,
-            registry=r,
+            "gen_ai_token_type " + _GEN_AI,
+            TOKEN_BUCKETS,
         )
-        self.op_duration = Histogram(
+        self.op_duration = on.histogram(
             "gen_ai_client_operation_duration_seconds",
             "Duration of upstream calls as the client sees them.",
-            ["gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name", "error_type"],
-            buckets=DURATION_BUCKETS,
-            registry=r,
+            _GEN_AI + " error_type",
+            DURATION_BUCKETS,
         )
-        self.ttfc = Histogram(
+        self.ttfc = on.histogram(
             "gen_ai_client_operation_time_to_first_chunk_seconds",
             "Time to the first content chunk.",
-            ["gen_ai_request_model", "gen_ai_operation_name", "gen_ai_provider_name"],
-            buckets=TTFC_BUCKETS,
-            registry=r,
+            _GEN_AI,
+            TTFC_BUCKETS,
         )
-        self.requests = Counter(
-            "sidecar_requests",
-            "Calls forwarded or refused.",
-            ["model", "app", "status_class", "stream"],
-            registry=r,
+        self.requests = on.counter(
+            "sidecar_requests", "Calls forwarded or refused.", "model app status_class stream"
         )
-        self.tokens = Counter(
-            "sidecar_tokens",
-            "Tokens by Anthropic bucket (input = uncached input).",
-            ["model", "app", "type"],
-            registry=r,
+        self.tokens = on.counter(
+            "sidecar_tokens", "Tokens by Anthropic bucket (input = uncached input).", "model app type"
         )
-        self.cost = Counter("sidecar_cost_usd", "Dollar cost of calls.", ["model", "app"], registry=r)
-        self.unpriced = Counter("sidecar_unpriced_requests", "Calls whose model has no price.", registry=r)
-        self.overhead = Histogram(
-            "sidecar_overhead_seconds",
-            "Time spent in the sidecar itself per call.",
-            buckets=OVERHEAD_BUCKETS,
-            registry=r,
+        self.cost = on.counter("sidecar_cost_usd", "Dollar cost of calls.", "model app")
+        self.unpriced = on.counter("sidecar_unpriced_requests", "Calls whose model has no price.")
+        self.overhead = on.histogram(
+            "sidecar_overhead_seconds", "Time spent in the sidecar itself per call.", "", OVERHEAD_BUCKETS
         )
-        self.upstream_errors = Counter(
-            "sidecar_upstream_errors", "Upstream error answers and failures.", ["model", "status"], registry=r
+        self.upstream_errors = on.counter(
+            "sidecar_upstream_errors", "Upstream error answers and failures.", "model status"
         )
-        self.ratelimit_remaining = Gauge(
-            "sidecar_ratelimit_remaining",
-            "Remaining quota from Anthropic's rate-limit headers.",
-            ["app", "type"],
-            registry=r,
+        self.ratelimit_remaining = on.gauge(
+            "sidecar_ratelimit_remaining", "Remaining quota from Anthropic's rate-limit headers.", "app type"
         )
-        self.cache_savings = Counter(
-            "sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.", ["model", "app"], registry=r
+        self.cache_savings = on.counter(
+            "sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.", "model app"
         )
-        self.cache_write_premium = Counter(
+        self.cache_write_premium = on.counter(
             "sidecar_cache_write_premium_usd",
             "Dollars that cache writes cost above plain input on calls that read less than they wrote "
             "(net savings = sidecar_cache_savings_usd_total - this).",
-            ["model", "app"],
-            registry=r,
+            "model app",
         )
-        self.cache_injected = Counter(
+        self.cache_injected = on.counter(
             "sidecar_cache_breakpoints_injected",
             "Calls to which the sidecar added prompt-cache breakpoints.",
-            ["model", "app"],
-            registry=r,
+            "model app",
         )
-        self.cache_busting = Gauge(
+        self.cache_busting = on.gauge(
             "sidecar_cache_busting",
             "1 while an app's system prompt changes on most calls (cache busting), else 0.",
-            ["app"],
-            registry=r,
+            "app",
         )
-        self.cache_wasted_write_tokens = Counter(
+        self.cache_wasted_write_tokens = on.counter(
             "sidecar_cache_wasted_write_tokens",
             "Cache-write tokens never read within their TTL.",
-            ["model", "app"],
-            registry=r,
+            "model app",
         )
-        self.cache_plans = Counter(
-            "sidecar_cache_plans", "Prompt-cache planner decisions on /v1/messages.", ["reason"], registry=r
+        self.cache_plans = on.counter(
+            "sidecar_cache_plans", "Prompt-cache planner decisions on /v1/messages.", "reason"
         )
-        self.events = Counter(
-            "sidecar_events", "Events handed to each sink.", ["sink", "outcome"], registry=r
-        )
-        self.sink_errors = Counter("sidecar_sink_errors", "Sink write failures.", ["sink"], registry=r)
-        self.dropped = Counter(
-            "sidecar_events_dropped", "Events lost at a capacity limit.", ["reason"], registry=r
-        )
-        self.queue_depth = Gauge("sidecar_recorder_queue_events", "Events waiting for the sinks.", registry=r)
-        self.spool_pending = Gauge(
-            "sidecar_spool_pending_events", "Events waiting in the local spool.", registry=r
-        )
-        self.ship_lag = Gauge(
-            "sidecar_ship_lag_seconds", "Age of the oldest event not yet in ClickHouse.", registry=r
-        )
-        self.ship_errors = Counter("sidecar_ship_errors", "Failed ClickHouse insert attempts.", registry=r)
-        self.shipped = Counter("sidecar_events_shipped", "Events confirmed in ClickHouse.", registry=r)
-        self.internal_errors = Counter(
-            "sidecar_internal_errors",
-            "Failures inside the sidecar (never the call).",
-            ["component"],
-            registry=r,
-        )
-        self.build_info = Gauge(
-            "sidecar_build_info", "Version and pricing table date.", ["version", "pricing_date"], registry=r
-        )
-        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        self._declare_session_metrics(r)
-        self._init_series()
 
-    def _declare_session_metrics(self, r: CollectorRegistry) -> None:
-        self.tool_latency = Histogram(
-            "sidecar_tool_latency_seconds",
-            "Time the app spent running a tool (tool_use answer → tool_result request).",
-            ["tool", "app"],
-            buckets=TOOL_BUCKETS,
-            registry=r,
+    def _declare_pipeline_metrics(self, on: _On) -> None:
+        self.events = on.counter("sidecar_events", "Events handed to each sink.", "sink outcome")
+        self.sink_errors = on.counter("sidecar_sink_errors", "Sink write failures.", "sink")
+        self.dropped = on.counter("sidecar_events_dropped", "Events lost at a capacity limit.", "reason")
+        self.queue_depth = on.gauge("sidecar_recorder_queue_events", "Events waiting for the sinks.")
+        self.spool_pending = on.gauge("sidecar_spool_pending_events", "Events waiting in the local spool.")
+        self.ship_lag = on.gauge("sidecar_ship_lag_seconds", "Age of the oldest event not yet in ClickHouse.")
+        self.ship_errors = on.counter("sidecar_ship_errors", "Failed ClickHouse insert attempts.")
+        self.shipped = on.counter("sidecar_events_shipped", "Events confirmed in ClickHouse.")
+        self.clickhouse_quarantined = on.counter(
+            "sidecar_clickhouse_quarantined_events",
+            "Events ClickHouse kept rejecting, moved to the dead-letter file beside the spool.",
         )
-        self.active_sessions = Gauge(
-            "sidecar_active_sessions", "Sessions seen within the idle timeout.", registry=r
+        self.internal_errors = on.counter(
+            "sidecar_internal_errors", "Failures inside the sidecar (never the call).", "component"
         )
-        self.session_cost = Histogram(
-            "sidecar_session_cost_usd",
-            "Cost of a session, observed when it closes.",
-            ["app"],
-            buckets=SESSION_COST_BUCKETS,
-            registry=r,
+        self.build_info = on.gauge(
+            "sidecar_build_info", "Version and pricing table date.", "version pricing_date"
         )
-        self.session_tokens = Histogram(
-            "sidecar_session_tokens",
-            "Tokens of a session (all buckets), on close.",
-            ["app"],
-            buckets=TOKEN_BUCKETS,
-            registry=r,
+        self.budget_refusals = on.counter(
+            "sidecar_budget_refusals", "Calls refused by a cost ceiling.", "app limit"
         )
-        self.session_model_calls = Histogram(
-            "sidecar_session_model_calls",
-            "Model calls per session, on close.",
-            ["app"],
-            buckets=COUNT_BUCKETS,
-            registry=r,
-        )
-        self.session_tool_calls = Histogram(
-            "sidecar_session_tool_calls",
-            "Tool calls per session, on close.",
-            ["app"],
-            buckets=COUNT_BUCKETS,
-            registry=r,
-        )
-        self.session_duration = Histogram(
-            "sidecar_session_duration_seconds",
-            "Wall time of a session, on close.",
-            ["app"],
-            buckets=SESSION_TIME_BUCKETS,
-            registry=r,
-        )
-        self.session_model_time = Histogram(
-            "sidecar_session_model_time_seconds",
-            "Time a session spent waiting on the model, on close.",
-            ["app"],
-            buckets=SESSION_TIME_BUCKETS,
-            registry=r,
-        )
-        self.session_tool_time = Histogram(
-            "sidecar_session_tool_time_seconds",
-            "Time a session spent running tools, on close.",
-            ["app"],
-            buckets=SESSION_TIME_BUCKETS,
-            registry=r,
-        )
-        self.budget_refusals = Counter(
-            "sidecar_budget_refusals", "Calls refused by a cost ceiling.", ["app", "limit"], registry=r
-        )
-        self.budget_warnings = Counter(
+        self.budget_warnings = on.counter(
             "sidecar_budget_warnings",
             "Soft budget warnings (80 % reached, or a would-be refusal in warn mode).",
-            ["app", "limit"],
-            registry=r,
+            "app limit",
         )
-        self.budget_backend_errors = Counter(
+        self.budget_backend_errors = on.counter(
             "sidecar_budget_backend_errors",
             "Budget counter backend failures, by fail-mode outcome.",
-            ["outcome"],
-            registry=r,
+            "outcome",
         )
+
+    def _declare_session_metrics(self, on: _On) -> None:
+        self.tool_latency = on.histogram(
+            "sidecar_tool_latency_seconds",
+            "Time the app spent running a tool (tool_use answer → tool_result request).",
+            "tool app",
+            TOOL_BUCKETS,
+        )
+        self.active_sessions = on.gauge("sidecar_active_sessions", "Sessions seen within the idle timeout.")
+        (
+            self.session_cost,
+            self.session_tokens,
+            self.session_model_calls,
+            self.session_tool_calls,
+            self.session_duration,
+            self.session_model_time,
+            self.session_tool_time,
+        ) = (on.histogram(name, doc, "app", buckets) for name, doc, buckets in _PER_SESSION)
 
     def _init_series(self) -> None:
         for reason in ("queue_full", "spool_full", "shutdown"):

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.core.events import CallEvent
-from sidecar.telemetry.metrics import OTHER, PROVIDER, Metrics, status_class
+from sidecar.telemetry.labels import OTHER, PROVIDER, status_class
+from sidecar.telemetry.metrics import Metrics
 
 log = logging.getLogger("sidecar.metrics")
 

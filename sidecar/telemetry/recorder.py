@@ -23,29 +23,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from sidecar.core.events import CallEvent, PartialWrite
+from sidecar.core.events import CallEvent, PartialWrite, Sink
 from sidecar.infra.sched import yield_cpu
 
 QUEUE_FULL = "queue_full"
 SHUTDOWN = "shutdown"
 _CLOSE_GRACE_S = 1.0  # extra time stop() waits for sinks to close once the drain deadline has passed
 _DROP_LOG_EVERY_S = 10.0
-
-
-class Sink(Protocol):
-    """Where batches of events go. ``write`` and ``close`` are called from the worker thread only.
-
-    A sink may set ``whole_batches = True`` to get each batch in one call (a transaction per call);
-    others get it in slices.
-    """
-
-    name: str
-
-    def write(self, events: Sequence[CallEvent]) -> None: ...
-
-    def close(self) -> None: ...
 
 
 def _ignore_dropped(reason: str, n: int) -> None:

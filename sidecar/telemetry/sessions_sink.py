@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from sidecar.core.events import CallEvent
-from sidecar.core.sessions import ClosedSession, SessionLifecycle
+from sidecar.core.session_lifecycle import ClosedSession, SessionLifecycle
 from sidecar.telemetry.metrics import Metrics
 
 

@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from sidecar.alerting.config import AlertingConfig, CheckSpec
 from sidecar.alerting.engine import DeadmanEngine
 from sidecar.alerting.notifiers import AlertmanagerReceiver, Dispatcher, RetryPolicy
-from sidecar.fleet.metrics import declare_fleet_metrics
+from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.alerting.test_engine import FakeFleets
 from tests.conftest import require_service
 from tests.net import free_port

@@ -14,7 +14,7 @@ from sidecar.alerting.config import AlertingConfig, CheckSpec
 from sidecar.alerting.engine import CheckinRefused, DeadmanEngine
 from sidecar.alerting.notifiers import KEEPALIVE, Notification
 from sidecar.alerting.store import AlertStore
-from sidecar.fleet.metrics import FleetMetrics, declare_fleet_metrics
+from sidecar.telemetry.metrics import FleetMetrics, declare_fleet_metrics
 from tests.metrics_util import sample
 
 

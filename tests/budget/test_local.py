@@ -23,15 +23,9 @@ from sidecar.budget.service import (
     BudgetService,
     NullBudgetService,
 )
-from sidecar.core.budgets import (
-    FAIL_CLOSED,
-    Actual,
-    BudgetConfig,
-    Counts,
-    Estimate,
-    Limits,
-    charge_usd,
-)
+from sidecar.core.budget_config import FAIL_CLOSED, BudgetConfig, Limits
+from sidecar.core.budget_counts import Counts
+from sidecar.core.budget_estimate import Actual, Estimate, charge_usd
 from sidecar.core.events import REFUSED, CallEvent
 from sidecar.core.pricing import PriceTable
 from sidecar.core.usage import Usage

@@ -14,7 +14,9 @@ import redis.asyncio as aioredis
 
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import REDIS_UNAVAILABLE, REDIS_UNAVAILABLE_REFUSED, BudgetService
-from sidecar.core.budgets import FAIL_CLOSED, Actual, BudgetConfig, Counts, Estimate, Limits
+from sidecar.core.budget_config import FAIL_CLOSED, BudgetConfig, Limits
+from sidecar.core.budget_counts import Counts
+from sidecar.core.budget_estimate import Actual, Estimate
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
 from tests.budget.test_local import COST, Recorded, burst, event, req

@@ -11,7 +11,6 @@ from sidecar.core.report import (
     Baseline,
     build_report,
     evaluate,
-    format_duration,
     measure,
     model_table,
     parse_baseline,
@@ -60,12 +59,6 @@ def run(**kw: Any) -> Any:
     args.update(kw)
     events = args.pop("events", traffic())
     return evaluate(events, **args)
-
-
-def test_format_duration() -> None:
-    assert [format_duration(s) for s in (3600, 5400, 86400, 1800, 45, 0, 1.5)] == [
-        "1h", "90m", "1d", "30m", "45s", "0s", "1.5s"
-    ]  # fmt: skip
 
 
 def test_model_table_percentiles_over_successful_calls() -> None:

@@ -6,14 +6,7 @@ from typing import Any
 import pytest
 
 from sidecar.core.events import REFUSED, CallEvent, ToolResult
-from sidecar.core.sessions import (
-    ClosedSession,
-    SessionLifecycle,
-    iso_utc,
-    list_sessions,
-    percentile,
-    session_summary,
-)
+from sidecar.core.sessions import list_sessions, percentile, session_summary
 from sidecar.core.usage import Usage
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -97,11 +90,6 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([float(i) for i in range(1, 11)], 95) == 10.0  # ceil(9.5) = 10th
     assert percentile([7.0], 50) == 7.0
     assert percentile([], 50) is None
-
-
-def test_iso_utc() -> None:
-    assert iso_utc(T0) == "2026-01-01T00:00:00.000Z"
-    assert iso_utc(T0 + 61.25) == "2026-01-01T00:01:01.250Z"
 
 
 def test_session_summary_totals_by_hand() -> None:
@@ -197,46 +185,3 @@ def test_list_sessions_orders_and_limits() -> None:
     assert [s["session_id"] for s in recent] == ["cheap-recent", "middle"]
     with pytest.raises(ValueError):
         list_sessions(events, now=T0, idle_timeout_s=900, limit=None, order="tokens")
-
-
-def test_lifecycle_closes_idle_sessions_with_totals() -> None:
-    life = SessionLifecycle(idle_timeout_s=900)
-    life.observe(make_event("x1", T0 + 5, session_id="other", cost_usd=1.0, duration_s=4.0), now=T0 + 9)
-    life.observe(make_event("anon", T0 + 6, session_id=""), now=T0 + 9)  # belongs to no session
-    for e in session_events():
-        assert life.observe(e, now=max(T0 + 9, e.ended_at)) == []
-    assert life.open_count == 2
-    # "other" was last active at T0+9; sess-1 at T0+31.5.
-    assert life.expire(T0 + 909) == []
-    closed = life.expire(T0 + 909.5)
-    assert closed == [ClosedSession("other", "support-bot", 1.0, 0, 1, 0, 4.0, 4.0, 0.0)]
-    assert life.open_count == 1
-    (sess,) = life.expire(T0 + 31.5 + 900.01)
-    assert sess.session_id == "sess-1"
-    assert sess.app == "support-bot"
-    assert sess.cost_usd == pytest.approx(0.0165)
-    # tokens: (100+50+1000+200) + (10+20+1200+0) + 0
-    assert sess.tokens == 2580
-    assert (sess.model_calls, sess.tool_calls) == (3, 3)
-    assert sess.duration_s == pytest.approx(31.5)
-    assert sess.model_time_s == pytest.approx(6.5)
-    assert sess.tool_time_s == pytest.approx(28.5)
-    assert life.open_count == 0
-
-
-def test_lifecycle_activity_restarts_the_idle_clock() -> None:
-    life = SessionLifecycle(idle_timeout_s=10)
-    life.observe(make_event("a", T0, session_id="a"), now=T0 + 1)
-    life.observe(make_event("b", T0, session_id="b"), now=T0 + 2)
-    life.observe(make_event("a2", T0 + 8, session_id="a"), now=T0 + 9)
-    assert [c.session_id for c in life.expire(T0 + 12.5)] == ["b"]
-    assert [c.session_id for c in life.expire(T0 + 19.5)] == ["a"]
-
-
-def test_lifecycle_is_bounded() -> None:
-    life = SessionLifecycle(idle_timeout_s=900, max_open=2)
-    assert life.observe(make_event("a", T0, session_id="a", cost_usd=0.5), now=T0) == []
-    assert life.observe(make_event("b", T0 + 1, session_id="b"), now=T0 + 1) == []
-    evicted = life.observe(make_event("c", T0 + 2, session_id="c"), now=T0 + 2)
-    assert [(c.session_id, c.cost_usd) for c in evicted] == [("a", 0.5)]
-    assert life.open_count == 2

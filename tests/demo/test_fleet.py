@@ -9,9 +9,9 @@ from prometheus_client import CollectorRegistry
 from sidecar.alerting.config import AlertingConfig, CheckSpec, Webhook
 from sidecar.alerting.notifiers import RetryPolicy
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.server import FleetOptions
 from sidecar.fleet.service import FleetAlertOptions, FleetAndAlerts
+from sidecar.telemetry.metrics import declare_fleet_metrics
 
 
 async def test_demo_fleet_fires_and_resolves(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-import sidecar.store.sqlite as sqlite_store
+import sidecar.infra.sqlite as sqlite_setup
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
@@ -60,7 +60,7 @@ def test_store_locked_by_another_process(
     fake: FakeUpstream, make_sidecar: MakeSidecar, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The store waits out a lock for 5 s before failing; 0.1 s keeps the test short (same failure).
-    monkeypatch.setattr(sqlite_store, "_BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(sqlite_setup, "BUSY_TIMEOUT_MS", 100)
     sidecar = make_sidecar(fake.url)
     holder = subprocess.Popen(
         [sys.executable, "-c", _LOCK_HOLDER, str(sidecar.sidecar.store.path)],

@@ -7,8 +7,8 @@ import asyncio
 from prometheus_client import CollectorRegistry
 
 from sidecar.fleet.heartbeat import Heartbeat
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.registry import FleetRegistry
+from sidecar.telemetry.metrics import declare_fleet_metrics
 
 
 class FakeLink:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.registry import RTT_WINDOW, FleetRegistry, sanitize_status
+from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.fleet.test_heartbeat import FakeLink
 from tests.metrics_util import sample
 

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.registry import FleetRegistry, Member
 from sidecar.fleet.server import FleetOptions, FleetServer
+from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.metrics_util import sample
 
 INTERVAL, TIMEOUT = 0.1, 0.2

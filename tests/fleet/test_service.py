@@ -12,17 +12,18 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
-from starlette.applications import Starlette
 from websockets.asyncio.client import connect
 
+from sidecar.admin import alerts, checkins, fleet
+from sidecar.admin.api import admin_api
 from sidecar.alerting.config import AlertingConfig, CheckSpec, Webhook
 from sidecar.alerting.notifiers import RetryPolicy
 from sidecar.core.events import OK, UPSTREAM_ERROR, CallEvent
 from sidecar.errors import ConfigError
-from sidecar.fleet.metrics import declare_fleet_metrics
 from sidecar.fleet.server import FleetOptions
 from sidecar.fleet.service import FleetAlertOptions, FleetAndAlerts
 from sidecar.settings import Settings
+from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.alerting.test_notifiers import Receiver, receiver  # noqa: F401 - fixture
 
 
@@ -52,7 +53,9 @@ async def service(tmp_path: Path, receiver: Receiver) -> AsyncIterator[FleetAndA
 
 
 def client(svc: FleetAndAlerts) -> httpx.AsyncClient:
-    app = Starlette(routes=svc.routes())
+    app = admin_api()
+    for provider in (fleet.fleet_admin, checkins.checkin_admin, alerts.alerts_admin):
+        app.dependency_overrides[provider] = lambda: svc
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sidecar")
 
 

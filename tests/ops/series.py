@@ -68,6 +68,7 @@ BEYOND_SPEC = (
     ("counter", "sidecar_internal_errors"),
     ("counter", "sidecar_budget_backend_errors"),
     ("histogram", "sidecar_session_tokens"),
+    ("counter", "sidecar_clickhouse_quarantined_events"),
 )
 PROMETHEUS_SYNTHETIC = frozenset({"up"})
 

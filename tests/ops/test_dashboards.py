@@ -78,8 +78,6 @@ def test_allowed_series_agree_with_what_the_exporter_declares() -> None:
     """Families the exporter declares today have the kind the allowed list assumes (suffixes follow it);
     the extra, non-§13 names are allowed only because the exporter really has them."""
     registry = Metrics(CollectorRegistry()).registry
-    if importlib.util.find_spec("sidecar.fleet.metrics") is not None:  # fleet / dead-man series
-        importlib.import_module("sidecar.fleet.metrics").declare_fleet_metrics(registry)
     declared = {family.name: family.type for family in registry.collect()}
     expected = {name: "histogram" for name in HISTOGRAMS}
     expected |= {name: "counter" for name in COUNTERS} | {name: "gauge" for name in GAUGES}
@@ -279,7 +277,8 @@ def sample_events(now: float) -> list[CallEvent]:
 def test_clickhouse_queries_run_on_the_real_schema(tmp_path: Path) -> None:
     require_service(importlib.util.find_spec("chdb") is not None, "chdb (in-process ClickHouse, PyPI)")
     from sidecar.store.chdb_client import ChdbClient
-    from sidecar.store.clickhouse_schema import EVENT_COLUMNS, SchemaOptions, event_to_row, migrate
+    from sidecar.store.clickhouse_rows import EVENT_COLUMNS, event_to_row
+    from sidecar.store.clickhouse_schema import SchemaOptions, migrate
 
     now = time.time()
     queries = {title: expand_macros(sql, now) for title, sql in sql_targets().items()}

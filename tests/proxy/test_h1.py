@@ -68,12 +68,13 @@ class Upstream:
             writer.close()
 
     def pool(self, **kw: float) -> H1Pool:
-        opts = {"limit": 10, "connect_timeout_s": 2.0, "read_timeout_s": 5.0} | kw
+        opts = {"limit": 10, "connect_timeout_s": 2.0, "read_timeout_s": 5.0, "keepalive_s": 4.0} | kw
         return H1Pool(
             Origin(f"http://127.0.0.1:{self.port}"),
             limit=int(opts["limit"]),
             connect_timeout_s=opts["connect_timeout_s"],
             read_timeout_s=opts["read_timeout_s"],
+            keepalive_s=opts["keepalive_s"],
         )
 
 
@@ -251,10 +252,9 @@ async def test_cancelled_call_and_unread_answer_never_return_their_connection() 
         await pool.close()
 
 
-async def test_idle_connections_past_keepalive_are_not_reused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(h1, "KEEPALIVE_S", 0.05)
+async def test_idle_connections_past_keepalive_are_not_reused() -> None:
     async with Upstream(answer(OK)) as up:
-        pool = up.pool()
+        pool = up.pool(keepalive_s=0.05)
         (await pool.request("POST", "/x", [], b"")).close()
         await asyncio.sleep(0.1)
         (await pool.request("POST", "/x", [], b"")).close()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.core.report import BASELINE_FORMAT
-from sidecar.report.commands import check_main, parse_duration, report_main
+from sidecar.report.commands import check_main, report_main
 from sidecar.store.sqlite import SQLiteStore
 from tests.core.test_report import NOW, SONNET, ev, traffic
 
@@ -26,15 +26,6 @@ def report(*argv: str) -> int:
 
 def check(*argv: str) -> int:
     return check_main(list(argv), now=NOW, env={})
-
-
-def test_parse_duration() -> None:
-    assert [parse_duration(t) for t in ("30m", "1h", "7d", "2w", "45s", "90", "1.5h")] == [
-        1800.0, 3600.0, 604800.0, 1209600.0, 45.0, 90.0, 5400.0
-    ]  # fmt: skip
-    for bad in ("", "1x", "h", "-1h", "1 h 2"):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
 
 
 def test_report_tables(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,8 @@ import pytest
 from sidecar.store.chdb_client import ChdbClient
 from sidecar.store.clickhouse import ClickHouseStore
 from sidecar.store.clickhouse_reads import ClickHouseReads
-from sidecar.store.clickhouse_schema import EVENT_COLUMNS, SchemaOptions, event_to_row, migrate
+from sidecar.store.clickhouse_rows import EVENT_COLUMNS, event_to_row
+from sidecar.store.clickhouse_schema import SchemaOptions, migrate
 from sidecar.store.queries import ORDERS, SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_reads import SQLiteReads

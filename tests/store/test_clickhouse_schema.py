@@ -10,26 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.core.events import CallEvent
-from sidecar.core.usage import Usage
 from sidecar.store.chdb_client import ChdbClient
 from sidecar.store.clickhouse import ClickHouseStore
+from sidecar.store.clickhouse_rows import EVENT_COLUMNS, event_to_row
 from sidecar.store.clickhouse_schema import (
-    EVENT_COLUMNS,
     LATEST_VERSION,
     MIGRATIONS,
     MIGRATIONS_TABLE,
     SchemaOptions,
     bootstrap_statements,
-    event_to_row,
     migrate,
     reconcile_ttl,
-    row_to_event,
     schema_sql,
     schema_version,
 )
 from tests.conftest import require_service
-from tests.store.test_sqlite import full_event, minimal_event
+from tests.store.test_sqlite import full_event
 
 NOW = 1_795_600_000.0
 
@@ -90,15 +86,6 @@ def test_cluster_without_replication_and_no_ttl() -> None:
 def test_identifiers_are_validated(bad: dict[str, str]) -> None:
     with pytest.raises(ValueError):
         SchemaOptions(**bad)  # type: ignore[arg-type]
-
-
-def test_every_callevent_field_has_a_column_and_rows_round_trip() -> None:
-    expected = {f.name for f in dataclasses.fields(CallEvent)} - {"usage", "tool_results", "started_at"}
-    expected |= {f.name for f in dataclasses.fields(Usage)} | {"started_at_unix"}
-    expected |= {"tool_result_ids", "tool_result_names", "tool_result_latency_s", "tool_result_is_error"}
-    assert set(EVENT_COLUMNS) == expected and len(EVENT_COLUMNS) == len(expected)
-    for event in (full_event(), minimal_event()):
-        assert row_to_event(event_to_row(event)) == event
 
 
 # --- on a real engine --------------------------------------------------------------------------------

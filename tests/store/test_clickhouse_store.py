@@ -28,7 +28,8 @@ from sidecar.store.clickhouse import (
     connect_clickhouse,
     dedup_token,
 )
-from sidecar.store.clickhouse_schema import EVENT_COLUMNS, SchemaOptions, event_to_row
+from sidecar.store.clickhouse_rows import EVENT_COLUMNS, event_to_row
+from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.factory import (
     StoreConfig,
     build_event_stores,

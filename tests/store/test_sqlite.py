@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import CallEvent, Sink
 from sidecar.core.usage import Usage
 from sidecar.store.base import EventStore
-from sidecar.store.sqlite import SQLiteStore, parse_sqlite_url
+from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_schema import EVENT_COLUMNS
-from sidecar.telemetry.recorder import Recorder, Sink
+from sidecar.telemetry.recorder import Recorder
 
 
 def minimal_event(event_id: str = "ev-min", started_at: float = 1_700_000_000.0, **kw: object) -> CallEvent:
@@ -200,26 +200,12 @@ def test_parent_directories_are_created(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b" / "c.db").is_file()
 
 
-def test_parse_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_from_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert parse_sqlite_url("sqlite:///rel/path.db") == tmp_path / "rel" / "path.db"
-    assert parse_sqlite_url("sqlite:////abs/path.db") == Path("/abs/path.db")
-    assert parse_sqlite_url("sqlite:///with%20space.db") == tmp_path / "with space.db"
     store = SQLiteStore.from_url("sqlite:///data/e.db", retention_days=7)
     assert store.path == tmp_path / "data" / "e.db" and store.retention_days == 7
-    for bad in (
-        "postgres:///x.db",
-        "sqlite://host/x.db",
-        "sqlite://",
-        "sqlite:///",
-        "sqlite:////",
-        "sqlite:///dir/",
-        "sqlite:///:memory:",
-        "sqlite:///x.db?mode=ro",
-        "x.db",
-    ):
-        with pytest.raises(ValueError):
-            parse_sqlite_url(bad)
+    with pytest.raises(ValueError):
+        SQLiteStore.from_url("sqlite:///:memory:")
 
 
 def test_purge_and_hourly_maybe_purge(tmp_path: Path) -> None:

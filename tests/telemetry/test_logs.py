@@ -214,3 +214,45 @@ def test_a_batch_is_written_once_one_line_per_event_and_propagates_to_other_hand
     assert [line["event_id"] for line in lines(stream)] == [f"ev-{i}" for i in range(5)]
     assert stream.writes == 1  # one write (and flush) for the batch, not one per line
     assert len(other.getvalue().splitlines()) == 5  # a plain handler still gets every record
+
+
+def test_text_format_is_one_readable_line_with_fields_and_redaction() -> None:
+    buf = io.StringIO()
+    configure_logging("info", stream=buf, fmt="text")
+    fields = {"proxy": "http://127.0.0.1:8788", "note": "two words", "skipped": None, "n": 3}
+    logging.getLogger("sidecar").info("sidecar ready", extra={"fields": fields})
+    logging.getLogger("sidecar.x").warning("leaked x-api-key: %s", KEY)
+    ready, leak = buf.getvalue().splitlines()
+    assert not ready.startswith("{") and " INFO " in ready
+    assert ready.endswith('sidecar ready  proxy=http://127.0.0.1:8788 note="two words" n=3')
+    assert "WARNING" in leak and KEY not in leak and "[REDACTED]" in leak
+
+
+def test_request_lines_follow_the_text_format() -> None:
+    buf = io.StringIO()
+    configure_logging("info", stream=buf, fmt="text")
+    RequestLogSink().write([full_event()])
+    (line,) = buf.getvalue().splitlines()
+    assert "POST /v1/messages -> 200 ok" in line and "session_id=sess-9" in line and "error_type" not in line
+
+
+def test_auto_format_is_text_on_a_terminal_and_json_otherwise() -> None:
+    import os
+    import pty
+
+    configure_logging("info", stream=io.StringIO(), fmt="auto")  # a pipe or file: JSON
+    handler = logging.getLogger("sidecar").handlers[-1]
+    assert type(handler.formatter).__name__ == "JsonFormatter"
+    leader, follower = pty.openpty()
+    try:
+        with os.fdopen(follower, "w", closefd=False) as tty:
+            configure_logging("info", stream=tty, fmt="auto")
+            logging.getLogger("sidecar").info("hello", extra={"fields": {"a": 1}})
+            tty.flush()
+            written = os.read(leader, 4096).decode()
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert "hello  a=1" in written and "{" not in written
+    with pytest.raises(ValueError, match="log format"):
+        configure_logging("info", fmt="yaml")

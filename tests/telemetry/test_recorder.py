@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from sidecar.core.events import CallEvent
-from sidecar.telemetry.recorder import Recorder, RecorderHooks, Sink
+from sidecar.core.events import CallEvent, Sink
+from sidecar.telemetry.recorder import Recorder, RecorderHooks
 
 
 def make_event(i: int) -> CallEvent:
