@@ -32,6 +32,8 @@ SUMMARY_COUNTS = (
 )  # fmt: skip
 SUMMARY_AMOUNTS = SESSION_AMOUNTS
 SUMMARY_FIELDS = SUMMARY_COUNTS + SUMMARY_AMOUNTS
+# The stores' ``tool_results`` count, renamed in the answers: a call's ``tool_results`` is a list.
+MEASURED = "measured_tool_results"
 
 
 def tools_by_session(
@@ -89,6 +91,7 @@ def session_json(
     }
     out.update({name: int(r[name]) for name in SESSION_COUNTS})
     out.update({name: float(r[name]) for name in SESSION_AMOUNTS})
+    out[MEASURED] = out.pop("tool_results")
     out.update(
         cache_hit_ratio=cache_hit_ratio(inp, read, write),
         models=sorted(r["models"]),
@@ -111,6 +114,7 @@ def calls_json(page: Sequence[CallEvent], *, now: float, idle_timeout_s: float) 
 def _group(sums: Mapping[str, Any], hist: Mapping[int, dict[int, int]]) -> dict[str, Any]:
     out: dict[str, Any] = {name: int(sums.get(name) or 0) for name in SUMMARY_COUNTS}
     out.update({name: float(sums.get(name) or 0.0) for name in SUMMARY_AMOUNTS})
+    out[MEASURED] = out.pop("tool_results")
     out["cache_hit_ratio"] = cache_hit_ratio(
         out["input_tokens"], out["cache_read_input_tokens"], out["cache_creation_input_tokens"]
     )

@@ -148,7 +148,7 @@ def expected_sessions(evs: Iterable[CallEvent], *, now: float, idle_timeout_s: f
             tokens=sum(e.usage.total_input + e.usage.output_tokens for e in model),
             cache_write_5m=sum(a for a, _ in splits),
             cache_write_1h=sum(b for _, b in splits),
-            tool_results=sum(len(e.tool_results) for e in group),
+            measured_tool_results=sum(len(e.tool_results) for e in group),
             models=sorted({m for e in model if (m := e.model_canonical or e.model) is not None}),
             agent_ids=[],
             cache_miss_cost_usd=0.0,

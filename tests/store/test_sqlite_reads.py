@@ -173,6 +173,7 @@ def expected_summary(since: float, until: float, group_by: str) -> dict[Any, dic
     for key, evs in keyed.items():
         flat = [replace(e, app="", started_at=T0, model=None, model_canonical=None) for e in evs]
         (sums,) = expected_hourly(flat).values()
+        sums["measured_tool_results"] = sums.pop("tool_results")
         ok = [e for e in evs if is_success(e)]
         sums["duration_p95_s"] = bucketed_percentile([e.duration_s for e in ok], 95)
         sums["ttft_p50_s"] = bucketed_percentile([e.ttft_s for e in ok if e.ttft_s is not None], 50)
