@@ -35,7 +35,7 @@ from sidecar.store.session_view import (
     session_json,
     tools_by_session,
 )
-from sidecar.store.sqlite_rollup import MODEL_CALL
+from sidecar.store.sqlite_rollup import MODEL_CALL, SORT_INDEX
 from sidecar.store.sqlite_schema import SELECT_COLUMNS, row_to_event
 from sidecar.store.sqlite_summary import summary as _summary
 from sidecar.store.sqlite_summary import tool_summary as _tool_summary
@@ -124,10 +124,12 @@ class SQLiteReads:
             key, sid = decode_cursor(query.cursor, query.order)
             clauses.append(f"r.{column} <= ? AND (r.{column} < ? OR r.session_id > ?)")
             params += [key, key, sid]
-        sql = _SELECT_ROLLUP
+        # The page's ids come from the covering index alone; only their rows are read.
+        ids = f"SELECT r.session_id FROM sessions_rollup AS r INDEXED BY {SORT_INDEX}"
         if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += f" ORDER BY r.{column} DESC, r.session_id LIMIT ?"
+            ids += " WHERE " + " AND ".join(clauses)
+        order = f" ORDER BY r.{column} DESC, r.session_id"
+        sql = f"{_SELECT_ROLLUP} WHERE r.session_id IN ({ids}{order} LIMIT ?){order}"
         rows = [_rollup(row) for row in self._fetch(sql, [*params, query.limit + 1])]
         page, more = rows[: query.limit], len(rows) > query.limit
         tools = self._tools([r["session_id"] for r in page])
