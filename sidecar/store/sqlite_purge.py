@@ -1,7 +1,7 @@
 """Retention purge of the SQLite store in bounded chunks that keep the rollups exact.
 
 Each chunk is one short transaction: it deletes the oldest events (the ``hourly_rollup`` and
-``latency_hist`` delete triggers subtract them), rebuilds the rollup rows of the sessions those events
+``latency_hist*`` delete triggers subtract them), rebuilds the rollup rows of the sessions those events
 belonged to from what is left of them, and drops hourly rows left empty. The writer waits for at most one
 chunk, never for a whole day of history (SPEC R-RS-6).
 """
@@ -41,4 +41,6 @@ def purge_chunk(conn: sqlite3.Connection, older_than: float, limit: int = CHUNK_
     conn.execute(_RECOMPUTE, (sessions,))
     conn.execute(f"DELETE FROM hourly_rollup WHERE hour IN {_IN_JSON} AND requests <= 0", (hours,))
     conn.execute(f"DELETE FROM latency_hist WHERE hour IN {_IN_JSON} AND n <= 0", (hours,))
+    days = orjson.dumps(sorted({hour_of(r[2]) // 86400 * 86400 for r in rows}))
+    conn.execute(f"DELETE FROM latency_hist_daily WHERE day IN {_IN_JSON} AND n <= 0", (days,))
     return len(rows)

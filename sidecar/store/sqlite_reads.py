@@ -35,7 +35,8 @@ from sidecar.store.session_view import (
     session_json,
     tools_by_session,
 )
-from sidecar.store.sqlite_rollup import MODEL_CALL, SORT_INDEX
+from sidecar.store.sqlite_hist import MODEL_CALL
+from sidecar.store.sqlite_rollup import SORT_INDEX
 from sidecar.store.sqlite_schema import SELECT_COLUMNS, row_to_event
 from sidecar.store.sqlite_summary import summary as _summary
 from sidecar.store.sqlite_summary import tool_summary as _tool_summary

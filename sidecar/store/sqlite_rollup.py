@@ -11,8 +11,7 @@ SQLite (the Python thread holds no GIL meanwhile), which keeps the recorder's co
   (:func:`recompute_sessions_sql`); nothing else deletes events.
 * ``hourly_rollup`` — per UTC hour, app and model (canonical id, else requested, else ``unknown``): the
   sums ``summary`` and ``report`` need. A delete trigger subtracts purged events.
-* ``latency_hist`` — per hour, app, model, metric (:data:`~sidecar.store.latency_buckets.DURATION` /
-  ``TTFT``) and bucket: counts of successful model calls (2xx relayed in full), for percentiles.
+* ``latency_hist`` and ``latency_hist_daily`` — latency histograms (:mod:`sidecar.store.sqlite_hist`).
 
 Definitions match :mod:`sidecar.core.sessions` (model calls, error calls, tool time) and
 :mod:`sidecar.core.report` (successful calls). ``cache_miss_cost_usd``, ``cache_misses`` and
@@ -22,23 +21,16 @@ trigger with :func:`session_insert_trigger` given the new expressions.
 
 from __future__ import annotations
 
-from sidecar.store.latency_buckets import DURATION, LAST, TTFT, bounds_values_sql
+from sidecar.store import sqlite_hist as hist
+from sidecar.store.sqlite_hist import HOUR, MODEL_CALL, MODEL_KEY, OK_CALL
 
 # Per-event expressions; ``{e}`` is ``NEW.`` in triggers, ``e.`` in aggregate queries.
-MODEL_CALL = "({e}operation = 'chat' AND {e}outcome != 'refused')"
-OK_CALL = "({e}status BETWEEN 200 AND 299 AND {e}outcome = 'ok')"
 SESSION_ERROR = "({e}status >= 400 OR {e}outcome != 'ok')"
-HOUR = "(CAST({e}started_at AS INTEGER) / 3600 * 3600)"  # exact floor for t >= 0, as in Python
-MODEL_KEY = "coalesce({e}model_canonical, {e}model, 'unknown')"
 MODEL_USED = "coalesce({e}model_canonical, {e}model)"
 WRITE_1H = "min(coalesce({e}cache_creation_1h, 0), {e}cache_creation_input_tokens)"
 TOOL_TIME = (
     "(CASE WHEN {e}tool_results = '[]' THEN 0.0 "
     "ELSE (SELECT total(json_extract(r.value, '$[2]')) FROM json_each({e}tool_results) AS r) END)"
-)
-BUCKET = (
-    "coalesce((SELECT b.bucket FROM latency_bounds AS b WHERE b.upper >= {x} ORDER BY b.upper LIMIT 1), "
-    f"{LAST})"
 )
 
 
@@ -109,17 +101,6 @@ _TABLES = (
     {_columns(HOURLY_SUMS)},
     PRIMARY KEY (hour, app, model)
 ) WITHOUT ROWID""",
-    """CREATE TABLE latency_hist (
-    hour INTEGER NOT NULL,
-    app TEXT NOT NULL,
-    model TEXT NOT NULL,
-    metric INTEGER NOT NULL,
-    bucket INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (hour, app, model, metric, bucket)
-) WITHOUT ROWID""",
-    "CREATE TABLE latency_bounds (upper REAL PRIMARY KEY, bucket INTEGER NOT NULL) WITHOUT ROWID",
-    f"INSERT INTO latency_bounds (bucket, upper) VALUES {bounds_values_sql()}",
 )
 # Every event changes every sort key of its session, and each index entry to move costs about 6 µs per
 # event (bench/store_scale.py), so one index serves every list order: by last seen (``recent`` reads it
@@ -210,24 +191,6 @@ END""",
     UPDATE hourly_rollup SET {sub} WHERE {where_old};
 END""",
     ]
-    success = f"{MODEL_CALL} AND {OK_CALL}"
-    ttft_known = " AND {e}ttft_s IS NOT NULL"
-    for metric, column, extra in ((DURATION, "duration_s", ""), (TTFT, "ttft_s", ttft_known)):
-        when, when_old = (success + extra).format(e=n), (success + extra).format(e=o)
-        out.append(
-            f"""CREATE TRIGGER events_hist_{column} AFTER INSERT ON events WHEN {when} BEGIN
-    INSERT INTO latency_hist (hour, app, model, metric, bucket, n)
-    VALUES ({key_new}, {metric}, {BUCKET.format(x="NEW." + column)}, 1)
-    ON CONFLICT (hour, app, model, metric, bucket) DO UPDATE SET n = n + 1;
-END"""
-        )
-        out.append(
-            f"""CREATE TRIGGER events_unhist_{column} AFTER DELETE ON events WHEN {when_old}
-BEGIN
-    UPDATE latency_hist SET n = n - 1 WHERE {where_old} AND metric = {metric}
-        AND bucket = {BUCKET.format(x="OLD." + column)};
-END"""
-        )
     return tuple(out)
 
 
@@ -257,28 +220,21 @@ FROM (
 def _backfill() -> tuple[str, ...]:
     e = "e."
     hourly_aggs = ", ".join(f"total({expr.format(e=e)})" for _, expr in HOURLY_SUMS)
-    success = f"{MODEL_CALL} AND {OK_CALL}".format(e=e)
-    hist = []
-    for metric, column in ((DURATION, "duration_s"), (TTFT, "ttft_s")):
-        hist.append(
-            f"""INSERT INTO latency_hist (hour, app, model, metric, bucket, n)
-SELECT {HOUR.format(e=e)} AS h, e.app, {MODEL_KEY.format(e=e)} AS m, {metric},
-    {BUCKET.format(x="e." + column)} AS b, count(*)
-FROM events AS e WHERE {success} AND e.{column} IS NOT NULL GROUP BY h, e.app, m, b"""
-        )
     return (
         recompute_sessions_sql("1"),
         f"""INSERT INTO hourly_rollup (hour, app, model, {_names(HOURLY_SUMS)})
 SELECT {HOUR.format(e=e)} AS h, e.app, {MODEL_KEY.format(e=e)} AS m, {hourly_aggs}
 FROM events AS e GROUP BY h, e.app, m""",
-        *hist,
+        *hist.BACKFILL,
     )
 
 
 MIGRATION_2: tuple[str, ...] = (
     *_TABLES,
+    *hist.TABLES,
     *_backfill(),  # before the triggers and indexes: an existing file is rolled up in one pass each
     *_INDEXES,
     session_insert_trigger(),
     *_hourly_triggers(),
+    *hist.TRIGGERS,
 )

@@ -15,11 +15,13 @@ from typing import Any
 from sidecar.store.latency_buckets import DURATION, TTFT
 from sidecar.store.queries import check_window
 from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc, tool_summary_doc
+from sidecar.store.sqlite_hist import BUCKET, HOUR, MODEL_CALL, MODEL_KEY, OK_CALL
 from sidecar.store.sqlite_purge import hour_of
-from sidecar.store.sqlite_rollup import BUCKET, HOUR, HOURLY_SUMS, MODEL_CALL, MODEL_KEY, OK_CALL
+from sidecar.store.sqlite_rollup import HOURLY_SUMS
 
 _EVENT_SUMS = dict(HOURLY_SUMS) | {"cache_miss_cost_usd": "0.0", "cache_misses": "0"}
 _HOURLY_KEYS = {"app": "app", "model": "model", "hour": "hour", "day": "hour / 86400 * 86400"}
+_DAILY_KEYS = {"app": "app", "model": "model", "day": "day"}
 _EVENT_KEYS = {
     "app": "e.app",
     "model": MODEL_KEY.format(e="e."),
@@ -56,13 +58,33 @@ def _sums_sql(group_by: str, n_ranges: int) -> str:
     return " UNION ALL ".join(parts)
 
 
-def _hist_sql(group_by: str, n_ranges: int) -> str:
-    parts = [
-        f"SELECT {_HOURLY_KEYS[group_by]} AS k, metric, bucket, sum(n) FROM latency_hist "
-        "WHERE hour >= ? AND hour < ? GROUP BY k, metric, bucket"
-    ]
-    if n_ranges:
-        where = " OR ".join("(e.started_at >= ? AND e.started_at < ?)" for _ in range(n_ranges))
+def _hist_query(
+    group_by: str, hours: tuple[int, int], ranges: list[tuple[float, float]]
+) -> tuple[str, list[float]]:
+    """Histogram rows of the window: whole days from the daily level (except by hour), the other whole
+    hours from the hourly one, the partial hours from their events."""
+    first, end = hours
+    day_first, day_end = -(-first // 86400) * 86400, end // 86400 * 86400
+    hour_ranges = [(first, end)]
+    parts: list[str] = []
+    params: list[float] = []
+    if group_by != "hour" and day_first < day_end:
+        parts.append(
+            f"SELECT {_DAILY_KEYS[group_by]} AS k, metric, bucket, sum(n) FROM latency_hist_daily "
+            "WHERE day >= ? AND day < ? GROUP BY k, metric, bucket"
+        )
+        params += [day_first, day_end]
+        hour_ranges = [(first, day_first), (day_end, end)]
+    hour_ranges = [(a, b) for a, b in hour_ranges if a < b]
+    if hour_ranges:
+        where = " OR ".join("(hour >= ? AND hour < ?)" for _ in hour_ranges)
+        parts.append(
+            f"SELECT {_HOURLY_KEYS[group_by]} AS k, metric, bucket, sum(n) FROM latency_hist "
+            f"WHERE {where} GROUP BY k, metric, bucket"
+        )
+        params += [bound for r in hour_ranges for bound in r]
+    if ranges:
+        where = " OR ".join("(e.started_at >= ? AND e.started_at < ?)" for _ in ranges)
         success = f"{MODEL_CALL} AND {OK_CALL}".format(e="e.")
         for metric, column in ((DURATION, "duration_s"), (TTFT, "ttft_s")):
             parts.append(
@@ -70,7 +92,8 @@ def _hist_sql(group_by: str, n_ranges: int) -> str:
                 f"count(*) FROM events AS e WHERE ({where}) AND {success} AND e.{column} IS NOT NULL "
                 "GROUP BY k, b"
             )
-    return " UNION ALL ".join(parts)
+            params += [bound for r in ranges for bound in r]
+    return " UNION ALL ".join(parts), params
 
 
 def summary(conn: sqlite3.Connection, since: float, until: float, group_by: str) -> dict[str, Any]:
@@ -79,8 +102,8 @@ def summary(conn: sqlite3.Connection, since: float, until: float, group_by: str)
     (first, end), ranges = _edges(since, until)
     flat: list[float] = [bound for r in ranges for bound in r]
     sums = conn.execute(_sums_sql(group_by, len(ranges)), [first, end, *flat]).fetchall()
-    hist_params = [first, end, *(flat * 2)] if ranges else [first, end]
-    hist = conn.execute(_hist_sql(group_by, len(ranges)), hist_params).fetchall()
+    hist_sql, hist_params = _hist_query(group_by, (first, end), ranges)
+    hist = conn.execute(hist_sql, hist_params).fetchall() if hist_sql else []
     (sessions,) = conn.execute(
         "SELECT count(*) FROM sessions_rollup WHERE last_seen >= ? AND first_seen < ?", (since, until)
     ).fetchone()

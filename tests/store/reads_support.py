@@ -44,7 +44,9 @@ def events(draw: st.DrawFn, index: int) -> CallEvent:
     )
     return CallEvent(
         event_id=f"ev-{index:04d}",
-        started_at=T0 + draw(st.integers(0, SPAN_S * 4)) / 4,
+        started_at=T0
+        + draw(st.sampled_from([0, 0, 86400, 2 * 86400 - 3600]))
+        + draw(st.integers(0, SPAN_S * 4)) / 4,
         app=draw(st.sampled_from(["app-1", "app-2"])),
         session_id=draw(st.sampled_from(SESSIONS)),
         session_source=draw(st.sampled_from(["header", "fingerprint"])),
@@ -79,7 +81,9 @@ def event_pool(max_size: int = 40) -> st.SearchStrategy[list[CallEvent]]:
     return st.integers(1, max_size).flatmap(lambda n: st.tuples(*(events(i) for i in range(n)))).map(list)
 
 
-def sample_events(seed: int, n: int, *, sessions: Sequence[str] = SESSIONS) -> list[CallEvent]:
+def sample_events(
+    seed: int, n: int, *, sessions: Sequence[str] = SESSIONS, span_s: int = SPAN_S
+) -> list[CallEvent]:
     """``n`` varied events from a seeded generator (the strategy's values, without the search)."""
     rng = random.Random(seed)
     out = []
@@ -95,7 +99,7 @@ def sample_events(seed: int, n: int, *, sessions: Sequence[str] = SESSIONS) -> l
         out.append(
             CallEvent(
                 event_id=f"ev-{seed}-{i:05d}",
-                started_at=T0 + rng.randrange(SPAN_S * 4) / 4,
+                started_at=T0 + rng.randrange(span_s * 4) / 4,
                 app=rng.choice(["app-1", "app-2"]),
                 session_id=rng.choice(list(sessions)),
                 session_source=rng.choice(["header", "fingerprint"]),
@@ -186,12 +190,14 @@ def expected_hourly(evs: Iterable[CallEvent]) -> dict[tuple[int, str, str], dict
     return {k: dict(v) for k, v in rows.items()}
 
 
-def expected_hist(evs: Iterable[CallEvent]) -> dict[tuple[int, str, str, int, int], int]:
+def expected_hist(
+    evs: Iterable[CallEvent], period_s: int = 3600
+) -> dict[tuple[int, str, str, int, int], int]:
     out: dict[tuple[int, str, str, int, int], int] = defaultdict(int)
     for e in evs:
         if not is_success(e):
             continue
-        key = (hour_of(e.started_at), e.app, model_name(e))
+        key = (hour_of(e.started_at) // period_s * period_s, e.app, model_name(e))
         out[(*key, DURATION, bucket_of(e.duration_s))] += 1
         if e.ttft_s is not None:
             out[(*key, TTFT, bucket_of(e.ttft_s))] += 1

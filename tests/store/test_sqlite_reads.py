@@ -305,3 +305,44 @@ def test_threads_read_through_their_own_connections(reads: SQLiteReads) -> None:
     for t in threads:
         t.join(timeout=120)
     assert len(results) == 20 and all(r == expected for r in results)
+
+
+DAYS = sample_events(17, 1500, span_s=4 * 86400)
+
+
+@pytest.fixture(scope="module")
+def days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLiteReads]:
+    path = tmp_path_factory.mktemp("days") / "events.db"
+    store = SQLiteStore(path)
+    store.open()
+    store.write_events(DAYS)
+    store.close()
+    r = SQLiteReads(path)
+    yield r
+    r.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    since=st.integers(0, 4 * 86400).map(lambda s: T0 - 600 + s + 0.25),
+    length=st.integers(0, 4 * 86400),
+    group_by=st.sampled_from(["app", "model", "day"]),
+)
+def test_summaries_over_days_read_whole_days_at_the_daily_level(
+    days: SQLiteReads, since: float, length: int, group_by: str
+) -> None:
+    doc = days.summary(since, since + length, group_by)
+    inside = [e for e in DAYS if since <= e.started_at < since + length]
+    rows = {r.get("key_ts", r["key"]): r for r in doc["rows"]}
+    for key, row in rows.items():
+        keyed = [
+            e
+            for e in inside
+            if key
+            == {"app": e.app, "model": model_name(e), "day": hour_of(e.started_at) // 86400 * 86400}[group_by]
+        ]
+        ok = [e for e in keyed if is_success(e)]
+        assert row["model_calls"] == sum(1 for e in keyed if is_model_call(e))
+        assert row["duration_p50_s"] == bucketed_percentile([e.duration_s for e in ok], 50)
+        assert row["ttft_p95_s"] == bucketed_percentile([e.ttft_s for e in ok if e.ttft_s is not None], 95)
+    assert sum(r["requests"] for r in rows.values()) == len(inside)

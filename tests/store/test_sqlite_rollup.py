@@ -38,6 +38,7 @@ _ops = st.lists(
     st.one_of(
         st.tuples(st.just("write"), st.lists(st.integers(0, 39), min_size=1, max_size=12)),
         st.tuples(st.just("purge"), st.integers(0, SPAN_S)),
+        st.tuples(st.just("purge"), st.just(SPAN_S * 30)),  # past every event: every day emptied
         st.tuples(st.just("reopen")),
     ),
     min_size=1,
@@ -74,6 +75,11 @@ def assert_rollups_match(path: Path, kept: list[CallEvent]) -> None:
         for r in rollup_rows(path, "latency_hist")
     }
     assert hist == expected_hist(kept)
+    daily = {
+        (r["day"], r["app"], r["model"], r["metric"], r["bucket"]): r["n"]
+        for r in rollup_rows(path, "latency_hist_daily")
+    }
+    assert daily == expected_hist(kept, 86400)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
