@@ -9,7 +9,7 @@ measures, each in a fresh process as a server would be: the sessions list for ev
 a 500-call session, ``summary``, the start-up reads and a ``report``-sized read through the query layer
 (:mod:`sidecar.store.sqlite_reads`), and that process's RSS after them. It also times what the current
 wiring does (``claude-sidecar report``, ``serve`` until ready), the rollup's write cost per event (CPU µs
-with and without the rollup triggers), and a day's retention purge against a concurrent writer. Writes
+with and without the read side), and a day's retention purge against a concurrent writer. Writes
 ``bench/results/store_scale.md`` (``--out``) and prints the figures as JSON.
 """
 
@@ -35,7 +35,8 @@ from sidecar.store.sqlite import SQLiteStore
 
 HERE = Path(__file__).resolve().parent
 BATCH = 2000
-_TRIGGERS = ("events_sessions_rollup", "events_hourly_rollup", "events_hist_duration_s", "events_hist_ttft_s")
+# What the read side adds to each insert besides the events table's own indexes (schema 1).
+_READ_SIDE_INDEXES = ("events_unpriced", "events_session_tools", "events_tools")
 
 
 def fill(path: Path, n_events: int, now: float) -> dict[str, float]:
@@ -55,7 +56,8 @@ def fill(path: Path, n_events: int, now: float) -> dict[str, float]:
 
 
 def write_cost(now: float, n_prefill: int = 100_000, n_measured: int = 40_000) -> dict[str, float]:
-    """CPU µs per stored event, recorder-sized batches (64), with and without the rollup triggers."""
+    """CPU µs per stored event, recorder-sized batches (64), with and without the read side (its
+    triggers, and its partial indexes on ``events``)."""
     events = list(history(n_prefill + n_measured, now, seed=9))
     out: dict[str, float] = {}
     for label in ("with_rollup", "without_rollup"):
@@ -64,8 +66,11 @@ def write_cost(now: float, n_prefill: int = 100_000, n_measured: int = 40_000) -
             store.open()
             if label == "without_rollup":
                 conn = sqlite3.connect(store.path)
-                for trigger in _TRIGGERS:
+                triggers = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+                for (trigger,) in triggers:
                     conn.execute(f"DROP TRIGGER {trigger}")
+                for index in _READ_SIDE_INDEXES:
+                    conn.execute(f"DROP INDEX {index}")
                 conn.commit()
                 conn.close()
             for i in range(0, n_prefill, BATCH):

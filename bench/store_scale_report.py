@@ -78,7 +78,9 @@ def serve_ready(path: Path | None, timeout_s: float = 300.0) -> dict[str, float 
 
 def _ms(f: dict[str, Any], key: str) -> str:
     v = f.get(key)
-    return f"{v['p50_ms']:.1f} / {v['p95_ms']:.1f}" if isinstance(v, dict) else "-"
+    if not isinstance(v, dict):
+        return "-"
+    return f"{v['p50_ms']:.1f} / {v['p95_ms']:.1f} ({v['cpu_p50_ms']:.1f} / {v['cpu_p95_ms']:.1f})"
 
 
 def _num(f: dict[str, Any], key: str, fmt: str = "{:.1f}") -> str:
@@ -110,7 +112,11 @@ def markdown(f: dict[str, Any]) -> str:
             "Reads run in a fresh process through `sidecar.store.sqlite_reads` (the query layer, not yet "
             "wired into the admin API, `report` or start-up).",
             "",
-            "| read | p50 / p95 ms | page 2 p50 / p95 ms | target |",
+            "Times are wall-clock milliseconds p50 / p95, and in brackets the reading process's CPU time "
+            "p50 / p95: on a shared machine the wall clock also counts the time other processes held the "
+            f"cores (load average during the reads: {_num(f, 'load_during_reads')}).",
+            "",
+            "| read | p50 / p95 ms (CPU) | page 2 p50 / p95 ms (CPU) | target |",
             "| --- | --- | --- | --- |",
             *rows,
             *filters,
@@ -142,7 +148,8 @@ def markdown(f: dict[str, Any]) -> str:
             "",
             f"* Write cost, recorder-sized batches of 64 into a 100,000-event file: "
             f"{_num(f, 'write_cpu_us_per_event_with_rollup')} µs CPU per event with the rollups, "
-            f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the rollup triggers dropped).",
+            f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the rollup triggers and the "
+            "read side's partial indexes on `events` dropped: schema 1).",
             f"* Retention purge of the oldest day ({_num(f, 'purge_day_events', '{:,.0f}')} events) in "
             f"{_num(f, 'purge_day_s')} s of 2,000-event chunks, while a writer recorded 32-event batches: "
             f"its longest wait {_num(f, 'purge_writer_max_wait_s', '{:.3f}')} s, p99 "
