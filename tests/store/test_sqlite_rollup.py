@@ -17,6 +17,7 @@ from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.store.latency_buckets import UPPER
 from sidecar.store.queries import SessionQuery
 from sidecar.store.sqlite import SQLiteStore
+from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
 from sidecar.store.sqlite_schema import INSERT_SQL, MIGRATIONS, migrate
 from sidecar.store.sqlite_schema import event_to_row as sqlite_row
@@ -178,3 +179,28 @@ def test_models_used_is_a_set_whatever_the_names(tmp_path: Path) -> None:
     (row,) = reads.list_sessions(SessionQuery(now=NOW, idle_timeout_s=IDLE)).sessions
     reads.close()
     assert row["models"] == sorted(set(names))
+
+
+def test_every_purge_chunk_commits_exact_rollups(tmp_path: Path) -> None:
+    path = tmp_path / "e.db"
+    store = SQLiteStore(path)
+    store.open()
+    store.write_events(sample_events(9, 400, span_s=3 * 86400))
+    store.close()
+    cutoff = T0 + 1.5 * 86400
+    conn = sqlite3.connect(path, isolation_level=None)
+    chunks = 0
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        n = purge_chunk(conn, cutoff, 25)
+        conn.execute("COMMIT")
+        if n == 0:
+            break
+        chunks += 1
+        reader = SQLiteStore(path)
+        reader.open()
+        remaining = reader.events()
+        reader.close()
+        assert_rollups_match(path, remaining)  # after every chunk, not only at the end
+    conn.close()
+    assert chunks > 3 and all(e.started_at >= cutoff for e in remaining)
