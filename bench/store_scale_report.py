@@ -88,7 +88,7 @@ def _num(f: dict[str, Any], key: str, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def markdown(f: dict[str, Any]) -> str:
+def _reads_table(f: dict[str, Any]) -> list[str]:
     orders = ("recent", "cost", "tokens", "calls", "duration", "tool_time")
     rows = [
         f"| sessions list, order={o} (limit 50, last 7 days) | {_ms(f, f'sessions_{o}')} | "
@@ -100,61 +100,68 @@ def markdown(f: dict[str, Any]) -> str:
         "| ≤ 150 ms p95 |"
         for name in ("app", "model", "open", "min_cost")
     ]
-    return "\n".join(
-        [
-            "# Read side at scale (SPEC R-RS-6)",
-            "",
-            f"`bench/store_scale.py --events {f.get('events')}`: {f.get('events', 0):,} events, "
-            f"~{f.get('events', 0) // 50:,} sessions over 7 days, SQLite file "
-            f"{_num(f, 'db_mb', '{:,.0f}')} MB. Filled through "
-            f"`SQLiteStore.write_events` in {_num(f, 'fill_s', '{:.0f}')} s "
-            f"({_num(f, 'fill_cpu_us_per_event')} µs CPU per event, generation included). "
-            "Reads run in a fresh process through `sidecar.store.sqlite_reads` (the query layer, not yet "
-            "wired into the admin API, `report` or start-up).",
-            "",
-            "Times are wall-clock milliseconds p50 / p95, and in brackets the reading process's CPU time "
-            "p50 / p95: on a shared machine the wall clock also counts the time other processes held the "
-            f"cores (load average during the reads: {_num(f, 'load_during_reads')}).",
-            "",
-            "| read | p50 / p95 ms (CPU) | page 2 p50 / p95 ms (CPU) | target |",
-            "| --- | --- | --- | --- |",
-            *rows,
-            *filters,
-            f"| a 500-call session (all calls) | {_ms(f, 'session_500_calls')} | | ≤ 50 ms |",
-            f"| summary 24 h by app | {_ms(f, 'summary_24h_app')} | | ≤ 300 ms |",
-            f"| summary 24 h by model | {_ms(f, 'summary_24h_model')} | | ≤ 300 ms |",
-            f"| summary 24 h by hour | {_ms(f, 'summary_24h_hour')} | | ≤ 300 ms |",
-            f"| summary 7 days by day | {_ms(f, 'summary_7d_day')} | | ≤ 300 ms |",
-            f"| summary 7 days by model | {_ms(f, 'summary_7d_model')} | | ≤ 300 ms |",
-            f"| per-tool statistics 24 h | {_ms(f, 'tool_summary_24h')} | | |",
-            "| report's reads (24 h summary by model, top 10 sessions, tools) | "
-            f"{_ms(f, 'report_query_layer')} | | ≤ 3 s |",
-            f"| start-up reads (today's spend, unpriced calls, open and 7-day sessions) | "
-            f"{_ms(f, 'start_up_reads')} | | (serve ready ≤ 5 s) |",
-            "",
-            f"Reading process RSS: {_num(f, 'rss_before_reads_mb')} MB with the app imported, "
-            f"{_num(f, 'rss_after_reads_mb')} MB after every read above (max {_num(f, 'max_rss_mb')} MB); "
-            f"target ≤ 150 MB. Sessions in the last 7 days: {f.get('sessions_7d')}, "
-            f"open: {f.get('open_sessions')}.",
-            "",
-            "## What the current wiring does (before the switch to the query layer)",
-            "",
-            f"* `serve` until ready, budgets on: {_num(f, 'serve_filled_ready_s')} s, RSS "
-            f"{_num(f, 'serve_filled_rss_mb')} MB (empty store: {_num(f, 'serve_empty_ready_s')} s, "
-            f"{_num(f, 'serve_empty_rss_mb')} MB).",
-            f"* `claude-sidecar report` (24 h): {_num(f, 'report_current_s')} s.",
-            "",
-            "## Write side",
-            "",
-            f"* Write cost, recorder-sized batches of 64 into a 100,000-event file: "
-            f"{_num(f, 'write_cpu_us_per_event_with_rollup')} µs CPU per event with the rollups, "
-            f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the rollup triggers and the "
-            "read side's partial indexes on `events` dropped: schema 1).",
-            f"* Retention purge of the oldest day ({_num(f, 'purge_day_events', '{:,.0f}')} events) in "
-            f"{_num(f, 'purge_day_s')} s of 2,000-event chunks, while a writer recorded 32-event batches: "
-            f"its longest wait {_num(f, 'purge_writer_max_wait_s', '{:.3f}')} s, p99 "
-            f"{_num(f, 'purge_writer_p99_wait_s', '{:.3f}')} s over {f.get('purge_writer_batches')} batches "
-            "(target: never more than 1 s).",
-            "",
-        ]
-    )
+    return [
+        "# Read side at scale (SPEC R-RS-6)",
+        "",
+        f"`bench/store_scale.py --events {f.get('events')}`: {f.get('events', 0):,} events, "
+        f"~{f.get('events', 0) // 50:,} sessions over 7 days, SQLite file "
+        f"{_num(f, 'db_mb', '{:,.0f}')} MB. Filled through "
+        f"`SQLiteStore.write_events` in {_num(f, 'fill_s', '{:.0f}')} s "
+        f"({_num(f, 'fill_cpu_us_per_event')} µs CPU per event, generation included). "
+        "Reads run in a fresh process through `sidecar.store.sqlite_reads` (the query layer, not yet "
+        "wired into the admin API, `report` or start-up).",
+        "",
+        "Times are wall-clock milliseconds p50 / p95, and in brackets the reading process's CPU time "
+        "p50 / p95: on a shared machine the wall clock also counts the time other processes held the "
+        f"cores (load average during the reads: {_num(f, 'load_during_reads')}).",
+        "",
+        "| read | p50 / p95 ms (CPU) | page 2 p50 / p95 ms (CPU) | target |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        *filters,
+        f"| a 500-call session (all calls) | {_ms(f, 'session_500_calls')} | | ≤ 50 ms |",
+        f"| summary 24 h by app | {_ms(f, 'summary_24h_app')} | | ≤ 300 ms |",
+        f"| summary 24 h by model | {_ms(f, 'summary_24h_model')} | | ≤ 300 ms |",
+        f"| summary 24 h by hour | {_ms(f, 'summary_24h_hour')} | | ≤ 300 ms |",
+        f"| summary 7 days by day | {_ms(f, 'summary_7d_day')} | | ≤ 300 ms |",
+        f"| summary 7 days by model | {_ms(f, 'summary_7d_model')} | | ≤ 300 ms |",
+        f"| per-tool statistics 24 h | {_ms(f, 'tool_summary_24h')} | | |",
+        "| report's reads (24 h summary by model, top 10 sessions, tools) | "
+        f"{_ms(f, 'report_query_layer')} | | ≤ 3 s |",
+        f"| start-up reads (today's spend, unpriced calls, open and 7-day sessions) | "
+        f"{_ms(f, 'start_up_reads')} | | (serve ready ≤ 5 s) |",
+        "",
+        f"Reading process RSS: {_num(f, 'rss_before_reads_mb')} MB with the app imported, "
+        f"{_num(f, 'rss_after_reads_mb')} MB after every read above (max {_num(f, 'max_rss_mb')} MB); "
+        f"target ≤ 150 MB. Sessions in the last 7 days: {f.get('sessions_7d')}, "
+        f"open: {f.get('open_sessions')}.",
+        "",
+    ]
+
+
+def _wiring_and_writes(f: dict[str, Any]) -> list[str]:
+    return [
+        "## What the current wiring does (before the switch to the query layer)",
+        "",
+        f"* `serve` until ready, budgets on: {_num(f, 'serve_filled_ready_s')} s, RSS "
+        f"{_num(f, 'serve_filled_rss_mb')} MB (empty store: {_num(f, 'serve_empty_ready_s')} s, "
+        f"{_num(f, 'serve_empty_rss_mb')} MB).",
+        f"* `claude-sidecar report` (24 h): {_num(f, 'report_current_s')} s.",
+        "",
+        "## Write side",
+        "",
+        f"* Write cost, recorder-sized batches of 64 into a 100,000-event file: "
+        f"{_num(f, 'write_cpu_us_per_event_with_rollup')} µs CPU per event with the rollups, "
+        f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the rollup triggers and the "
+        "read side's partial indexes on `events` dropped: schema 1).",
+        f"* Retention purge of the oldest day ({_num(f, 'purge_day_events', '{:,.0f}')} events) in "
+        f"{_num(f, 'purge_day_s')} s of 2,000-event chunks, while a writer recorded 32-event batches: "
+        f"its longest wait {_num(f, 'purge_writer_max_wait_s', '{:.3f}')} s, p99 "
+        f"{_num(f, 'purge_writer_p99_wait_s', '{:.3f}')} s over {f.get('purge_writer_batches')} batches "
+        "(target: never more than 1 s).",
+        "",
+    ]
+
+
+def markdown(f: dict[str, Any]) -> str:
+    return "\n".join([*_reads_table(f), *_wiring_and_writes(f)])

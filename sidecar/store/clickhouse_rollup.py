@@ -25,33 +25,12 @@ class _Options(Protocol):
     def on_cluster(self) -> str: ...
 
 
-def v3(o: _Options) -> tuple[str, ...]:
-    rollup, events = o.table("sessions_rollup"), o.table("events")
-    micros = "toUnixTimestamp64Micro({}) / 1000000.0"
-    add = [
-        f"started_at_unix SimpleAggregateFunction(min, Float64) DEFAULT {micros.format('started_at')}",
-        f"last_seen_unix SimpleAggregateFunction(max, Float64) DEFAULT {micros.format('last_seen_at')}",
-        f"first_app {FIRST_TYPE}",  # argMin by (start, event id): the first event's
-        f"session_source {FIRST_TYPE}",
-        "retries SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
-        "cache_write_5m SimpleAggregateFunction(sum, Int64) DEFAULT cache_creation_input_tokens",
-        "cache_write_1h SimpleAggregateFunction(sum, Int64) DEFAULT 0",
-        "tokens SimpleAggregateFunction(sum, Int64) DEFAULT "
-        "input_tokens + output_tokens + cache_read_input_tokens + cache_creation_input_tokens",
-        "tool_results SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
-        "cache_miss_cost_usd SimpleAggregateFunction(sum, Float64) DEFAULT 0",
-        "cache_misses SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
-        "models SimpleAggregateFunction(groupUniqArrayArray, Array(String)) DEFAULT []",
-        "agent_ids SimpleAggregateFunction(groupUniqArrayArray, Array(String)) DEFAULT []",
-    ]
-    alter = f"ALTER TABLE {rollup}{o.on_cluster}\n    " + ",\n    ".join(
-        f"ADD COLUMN IF NOT EXISTS {column}" for column in add
-    )
+def _view_query(events: str) -> str:
     m = "e_model"
     # Every source column is renamed in the inner query: ClickHouse aliases are global, and the outer
     # aliases reuse the source column names.
     write_1h = "least(ifNull(e_write_1h, 0), e_write)"
-    query = f"""SELECT
+    return f"""SELECT
     e_app AS app,
     e_session AS session_id,
     min(e_started) AS started_at,
@@ -95,4 +74,29 @@ FROM (
     WHERE session_id != ''
 )
 GROUP BY e_app, e_session"""
+
+
+def v3(o: _Options) -> tuple[str, ...]:
+    rollup, events = o.table("sessions_rollup"), o.table("events")
+    micros = "toUnixTimestamp64Micro({}) / 1000000.0"
+    add = [
+        f"started_at_unix SimpleAggregateFunction(min, Float64) DEFAULT {micros.format('started_at')}",
+        f"last_seen_unix SimpleAggregateFunction(max, Float64) DEFAULT {micros.format('last_seen_at')}",
+        f"first_app {FIRST_TYPE}",  # argMin by (start, event id): the first event's
+        f"session_source {FIRST_TYPE}",
+        "retries SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
+        "cache_write_5m SimpleAggregateFunction(sum, Int64) DEFAULT cache_creation_input_tokens",
+        "cache_write_1h SimpleAggregateFunction(sum, Int64) DEFAULT 0",
+        "tokens SimpleAggregateFunction(sum, Int64) DEFAULT "
+        "input_tokens + output_tokens + cache_read_input_tokens + cache_creation_input_tokens",
+        "tool_results SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
+        "cache_miss_cost_usd SimpleAggregateFunction(sum, Float64) DEFAULT 0",
+        "cache_misses SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
+        "models SimpleAggregateFunction(groupUniqArrayArray, Array(String)) DEFAULT []",
+        "agent_ids SimpleAggregateFunction(groupUniqArrayArray, Array(String)) DEFAULT []",
+    ]
+    alter = f"ALTER TABLE {rollup}{o.on_cluster}\n    " + ",\n    ".join(
+        f"ADD COLUMN IF NOT EXISTS {column}" for column in add
+    )
+    query = _view_query(events)
     return (alter, f"ALTER TABLE {o.table('sessions_rollup_mv')}{o.on_cluster} MODIFY QUERY\n{query}")

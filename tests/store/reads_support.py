@@ -7,6 +7,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
@@ -16,7 +17,9 @@ from sidecar.core.report import is_success
 from sidecar.core.sessions import group_sessions, is_model_call, model_name, percentile, session_summary
 from sidecar.core.usage import Usage
 from sidecar.store.latency_buckets import DURATION, TTFT, UPPER, bucket_of
+from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import hour_of
+from sidecar.store.sqlite_reads import SQLiteReads
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 SPAN_S = 4 * 3600
@@ -131,6 +134,16 @@ def sample_events(
     return out
 
 
+def open_reads(path: Path, batches: Iterable[Sequence[CallEvent]]) -> SQLiteReads:
+    """A store at ``path`` holding ``batches`` (written in turn), read through the query layer."""
+    store = SQLiteStore(path)
+    store.open()
+    for batch in batches:
+        store.write_events(batch)
+    store.close()
+    return SQLiteReads(path)
+
+
 def first_wins(batches: Iterable[Sequence[CallEvent]]) -> dict[str, CallEvent]:
     """What a store keeps of these batches: each event id once, the first write."""
     kept: dict[str, CallEvent] = {}
@@ -208,3 +221,7 @@ def bucketed_percentile(values: Sequence[float], q: float) -> float | None:
     """What the stores report: the upper edge of the bucket of the exact nearest-rank percentile."""
     p = percentile(values, q)
     return None if p is None else UPPER[bucket_of(p)]
+
+
+# The list and summary tests' traffic: 600 calls over 4 hours in 42 sessions (and none).
+EVENTS = sample_events(7, 600, sessions=("", *(f"s-{k:02d}" for k in range(40)), "t-1", "t-2"))
