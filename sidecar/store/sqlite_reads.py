@@ -47,6 +47,8 @@ _ROLLUP_COLUMNS = (
 )  # fmt: skip
 _SELECT_ROLLUP = f"SELECT {', '.join(_ROLLUP_COLUMNS)} FROM sessions_rollup AS r"
 _IN_JSON = "(SELECT value FROM json_each(?))"
+# The models set's JSON text with its brackets turned into commas: ,"a","b", (see sqlite_rollup).
+_ITEMS = "(',' || substr(r.models, 2, length(r.models) - 2) || ',')"
 _TOOLS_SQL = (
     f"SELECT session_id, {MODEL_CALL.format(e='')}, tool_uses, tool_results FROM events "
     f"WHERE session_id IN {_IN_JSON} AND (tool_uses != '[]' OR tool_results != '[]')"
@@ -68,7 +70,7 @@ def _where(query: SessionQuery) -> tuple[list[str], list[Any]]:
         ("r.last_seen >= ?", f.since),
         ("r.first_seen < ?", f.until),
         ("r.app = ?", f.app),
-        ("EXISTS (SELECT 1 FROM json_each(r.models) AS m WHERE m.value = ?)", f.model),
+        (f"instr({_ITEMS}, ',' || json_quote(?) || ',') > 0", f.model),
         ("r.cost_usd >= ?", f.min_cost_usd),
     ):
         if value is not None:

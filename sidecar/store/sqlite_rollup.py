@@ -112,7 +112,7 @@ _TOOL_COLUMNS = "operation, outcome, tool_uses, tool_results"
 _HAS_TOOLS = "tool_uses != '[]' OR tool_results != '[]'"
 _INDEXES = (
     f"CREATE INDEX {SORT_INDEX} ON sessions_rollup (last_seen DESC, session_id, first_seen, app, cost_usd, "
-    "tokens, model_calls, duration_s, tool_time_s)",
+    "tokens, model_calls, duration_s, tool_time_s, models)",
     # Unpriced model calls, rare, fetched whole (budgets charge them at start-up); and the calls with tool
     # blocks, covering what per-tool statistics read of them (of a page of sessions, of a window), so
     # those reads never visit the wide event rows scattered over the file.

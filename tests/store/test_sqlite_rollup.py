@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.store.latency_buckets import UPPER
-from sidecar.store.queries import SessionQuery
+from sidecar.store.queries import SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
@@ -177,8 +177,11 @@ def test_models_used_is_a_set_whatever_the_names(tmp_path: Path) -> None:
     store.close()
     reads = SQLiteReads(tmp_path / "e.db")
     (row,) = reads.list_sessions(SessionQuery(now=NOW, idle_timeout_s=IDLE)).sessions
-    reads.close()
     assert row["models"] == sorted(set(names))
+    for model, found in [*((n, 1) for n in names), ("x", 0), ('"y', 0), ("b", 0), ("z", 0)]:
+        query = SessionQuery(now=NOW, idle_timeout_s=IDLE, filters=SessionFilters(model=model))
+        assert len(reads.list_sessions(query).sessions) == found, model
+    reads.close()
 
 
 def test_every_purge_chunk_commits_exact_rollups(tmp_path: Path) -> None:
