@@ -9,7 +9,8 @@ measures, each in a fresh process as a server would be: the sessions list for ev
 a 500-call session, ``summary``, the start-up reads and a ``report``-sized read through the query layer
 (:mod:`sidecar.store.sqlite_reads`), and that process's RSS after them. It also times what the current
 wiring does (``claude-sidecar report``, ``serve`` until ready), the rollup's write cost per event (CPU µs
-with and without the read side), and a day's retention purge against a concurrent writer. Writes
+with and without the read side), a day's retention purge against a concurrent writer, and the migration
+that rolls up an existing file. Writes
 ``bench/results/store_scale.md`` (``--out``) and prints the figures as JSON.
 """
 
@@ -157,6 +158,31 @@ def purge_day(path: Path, now: float) -> dict[str, float]:
     }
 
 
+def migration(path: Path) -> dict[str, float]:
+    """Take the file back to schema 1 (events only) and time the start that rolls it up again: what the
+    first start after the upgrade costs on an existing history."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    keep = {"events", "schema_migrations"}
+    objects = conn.execute("SELECT type, name FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    base = {"events_started_at", "events_session_started_at", "events_app_started_at"}
+    for kind, name in objects:
+        if (
+            kind == "trigger"
+            or (kind == "index" and name not in base)
+            or (kind == "table" and name not in keep)
+        ):
+            conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+    conn.execute("DELETE FROM schema_migrations WHERE version > 1")
+    (events,) = conn.execute("SELECT count(*) FROM events").fetchone()
+    conn.close()
+    store = SQLiteStore(path, retention_days=0)
+    start = time.perf_counter()
+    store.open()
+    took = time.perf_counter() - start
+    store.close()
+    return {"migration_events": events, "migration_s": took}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=2_000_000)
@@ -193,6 +219,7 @@ def main() -> None:
         figures["db_mb"] = path.stat().st_size / 1e6
         figures.update(purge_day(path, now))  # last: it changes the file, so a later --reuse refills
         now_file.unlink(missing_ok=True)
+        figures.update(migration(path))
         print(json.dumps(figures), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(markdown(figures))

@@ -159,6 +159,8 @@ def _wiring_and_writes(f: dict[str, Any]) -> list[str]:
         f"its longest wait {_num(f, 'purge_writer_max_wait_s', '{:.3f}')} s, p99 "
         f"{_num(f, 'purge_writer_p99_wait_s', '{:.3f}')} s over {f.get('purge_writer_batches')} batches "
         "(target: never more than 1 s).",
+        f"* Migration of an existing file: the {_num(f, 'migration_events', '{:,.0f}')} events left after "
+        f"the purge, from schema 1, rolled up at the first start in {_num(f, 'migration_s')} s.",
         "",
     ]
 
