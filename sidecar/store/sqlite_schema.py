@@ -16,6 +16,7 @@ import orjson
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
+from sidecar.store.sqlite_rollup import MIGRATION_2
 
 _MIGRATION_1 = (
     """
@@ -73,7 +74,10 @@ _MIGRATION_1 = (
 )
 
 # (version, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _MIGRATION_1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _MIGRATION_1),
+    (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
+)
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -153,7 +153,7 @@ def test_open_twice_and_reopen_apply_no_migration(store: SQLiteStore) -> None:
     store.open()
     with sqlite3.connect(store.path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert len(rows) == 1 and rows[0][0] == 1
+    assert [r[0] for r in rows] == [1, 2]  # the events table, then the read-side rollups
     reopened = SQLiteStore(store.path)
     reopened.open()
     reopened.close()
@@ -178,7 +178,7 @@ def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrati
     assert len(s.events()) == 1
     s.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1, 2]
         assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()
