@@ -98,10 +98,20 @@ class CallEvent:
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None  # the client's span (from its traceparent), if it sent one
+    # Where the call went (SPEC §18): ``anthropic`` | ``bedrock`` | ``vertex``; for a cloud, the location
+    # that served it (Bedrock: the profile's geography ``global``/``us``/``eu``/``jp``/``apac`` or the
+    # region of an in-region id; Vertex: the location). Anything but ``global`` is a regional endpoint.
+    provider: str = "anthropic"
+    cloud_region: str | None = None
 
     @property
     def ended_at(self) -> float:
         return self.started_at + self.duration_s
+
+    @property
+    def regional(self) -> bool:
+        """Served at a cloud's regional endpoint (priced with the provider's regional premium)."""
+        return self.cloud_region is not None and self.cloud_region != "global"
 
 
 class Sink(Protocol):
