@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sidecar.core.cloud import ANTHROPIC, GLOBAL
 from sidecar.core.usage import Usage
 
 # ``outcome`` values.
@@ -101,7 +102,7 @@ class CallEvent:
     # Where the call went (SPEC §18): ``anthropic`` | ``bedrock`` | ``vertex``; for a cloud, the location
     # that served it (Bedrock: the profile's geography ``global``/``us``/``eu``/``jp``/``apac`` or the
     # region of an in-region id; Vertex: the location). Anything but ``global`` is a regional endpoint.
-    provider: str = "anthropic"
+    provider: str = ANTHROPIC
     cloud_region: str | None = None
 
     @property
@@ -111,7 +112,7 @@ class CallEvent:
     @property
     def regional(self) -> bool:
         """Served at a cloud's regional endpoint (priced with the provider's regional premium)."""
-        return self.cloud_region is not None and self.cloud_region != "global"
+        return self.cloud_region is not None and self.cloud_region != GLOBAL
 
 
 class Sink(Protocol):

@@ -20,12 +20,12 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any
 
+from sidecar.core.cloud import ANTHROPIC, PROVIDERS
 from sidecar.core.usage import Usage
 
 PRICE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 _OVERRIDE_EXTRA = ("min_cacheable_tokens", "geo_us_multiplier")
-FIRST_PARTY = "anthropic"
-PROVIDERS = (FIRST_PARTY, "bedrock", "vertex")  # every table names each of them
+FIRST_PARTY = ANTHROPIC
 _PER_TOKEN = 1e-6  # prices are per million tokens
 _NORM_CACHE_MAX = 4096  # model strings come from clients: memory must stay bounded
 _MAX_MODEL_LEN = 256
@@ -193,7 +193,8 @@ def _model(raw: Any, where: str) -> _Model:
 
 
 def _providers(raw: Any) -> dict[str, float]:
-    """The regional multiplier of each provider; every provider needs a row with its source."""
+    """The regional multiplier of each provider; every provider (``core.cloud.PROVIDERS``) needs a row
+    with its source."""
     rows = _obj(raw, "providers")
     out: dict[str, float] = {}
     for name in PROVIDERS:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.core.pricing import PROVIDERS, PriceTable, PricingError
+from sidecar.core.cloud import PROVIDERS
+from sidecar.core.pricing import PriceTable, PricingError
 from sidecar.core.usage import Usage
 
 TOL = 1e-9  # the product promises $0.000001
