@@ -80,6 +80,7 @@ class Call(_Closed):
     ttft_s: float | None
     duration_s: float
     tool_uses: list[str]
+    provider: str  # anthropic | bedrock | vertex
     tool_results: list[ToolResult]
 
 
@@ -110,6 +111,7 @@ class Session(_Closed):
     model_time_s: float
     tool_time_s: float
     tools: dict[str, ToolStats]
+    providers: list[str]  # where the session's calls went, e.g. ["anthropic", "bedrock"]
     calls: list[Call] | None = None
 
 

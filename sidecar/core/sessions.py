@@ -104,6 +104,7 @@ def _call(e: CallEvent) -> dict[str, Any]:
         "ttft_s": e.ttft_s,
         "duration_s": e.duration_s,
         "tool_uses": list(e.tool_uses),
+        "provider": e.provider,
         "tool_results": [
             {"tool_use_id": r.tool_use_id, "name": r.name, "latency_s": r.latency_s, "is_error": r.is_error}
             for r in e.tool_results
@@ -156,6 +157,7 @@ def session_summary(
         "model_time_s": math.fsum(e.duration_s for e in model),
         "tool_time_s": math.fsum(tool_latencies),
         "tools": tool_stats(ordered),
+        "providers": sorted({e.provider for e in ordered}),
     }
     if with_calls:
         out["calls"] = [_call(e) for e in ordered]
