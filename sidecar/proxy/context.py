@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
-from sidecar.errors import SidecarError
+from sidecar.errors import SidecarError, error_response_parts
+from sidecar.proxy.provider import CloudCall, ErrorParts, StreamReader
 from sidecar.proxy.upstream import UpstreamClient
 from sidecar.sansio.headers import get_ci
 from sidecar.sansio.messages import MessageSummary, StreamParser
@@ -47,6 +48,11 @@ class NoPolicies:
         return None
 
 
+def sse_parser(content_type: str) -> StreamParser | None:
+    """The first-party API streams Anthropic SSE."""
+    return StreamParser() if content_type.startswith("text/event-stream") else None
+
+
 @dataclass(frozen=True)
 class ProxyDeps:
     settings: Settings
@@ -62,6 +68,9 @@ class ProxyDeps:
     # (SIDECAR_PUBLIC_URL; when unset, the local address of the listening socket — never the Host header).
     upstream_origin: str = ""
     public_url: str | None = None
+    # How the sidecar's own errors look, and which parser reads a streamed answer (a cloud route's differ).
+    error_parts: Callable[[SidecarError], ErrorParts] = error_response_parts
+    stream_parser: Callable[[str], StreamReader | None] = sse_parser
 
 
 @dataclass(slots=True)
@@ -96,7 +105,7 @@ class CallContext:
     cache_breakpoint_injected: bool = False
     tool_results: tuple[ToolResult, ...] = ()
     response_headers: Headers = ()
-    parser: StreamParser | None = None
+    parser: StreamReader | None = None
     summary: MessageSummary | None = None
     t_sent: float | None = None
     t_headers: float | None = None
@@ -108,6 +117,7 @@ class CallContext:
     on_body_done: Callable[[], None] | None = None
     admission: object | None = None  # the budget reservation held for this call
     buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
+    cloud: CloudCall | None = None  # a call on a cloud route (/bedrock/…, /vertex/…)
 
     def refuse(self, exc: SidecarError) -> None:
         """The sidecar answered itself; nothing reached the upstream."""
@@ -175,6 +185,8 @@ class CallContext:
             event.parent_span_id = self.trace.parent_span_id
         if summary is not None:
             _apply_summary(event, summary)
+        if self.cloud is not None:
+            self.cloud.annotate(event, self.response_headers, summary)
         if self.status >= 400 and event.error_type is None and self.op == CHAT:
             event.error_type = _status_error_type(self.status)
         return event

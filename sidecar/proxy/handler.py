@@ -200,7 +200,7 @@ class ProxyHandler:
             return
         except SidecarError as exc:
             ctx.refuse(exc)
-            await send_error(send, exc, ctx.refusal_headers)
+            await send_error(send, exc, ctx.refusal_headers, self.deps.error_parts)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         qs: bytes = scope.get("query_string", b"")
@@ -271,7 +271,7 @@ class ProxyHandler:
                 ctx.refuse(exc)
             else:
                 ctx.fail(exc)
-            await send_error(send, exc)
+            await send_error(send, exc, parts=self.deps.error_parts)
             return
         try:
             await relay(self.deps, send, ctx, resp)

@@ -8,7 +8,7 @@ origins (a Vertex region is a host: the set is small, but it comes from clients,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Callable
 from typing import Any, Protocol
 
 from sidecar.errors import InvalidRequest
@@ -25,8 +25,9 @@ class OriginClient(Protocol):
         self,
         method: str,
         target: str,
-        headers: Sequence[tuple[bytes, bytes]],
+        headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterable[bytes] | None,
+        /,
     ) -> Any: ...
 
 

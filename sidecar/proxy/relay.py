@@ -19,11 +19,12 @@ from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
 from sidecar.proxy.upstream import UpstreamAnswer
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.encoding import make_decoder
-from sidecar.sansio.messages import StreamParser, parse_message_body
+from sidecar.sansio.messages import parse_message_body
 from sidecar.sansio.request import BATCHES, CHAT
 
 log = logging.getLogger("sidecar.proxy")
 _MAX_JSON_COPY = 32_000_000  # the parser's copy of a JSON answer; past it, usage is not parsed
+_EVENT_STREAMS = ("text/event-stream", "application/vnd.amazon.eventstream")
 
 
 async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAnswer) -> None:
@@ -45,15 +46,15 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
         ctx.response_bytes = len(body)
         ctx.complete = True
         return
-    sse = content_type.startswith("text/event-stream") and ctx.op == CHAT
-    if ctx.buffer_answer and not sse and decoder is not None:
+    # An event stream the parser reads: Anthropic SSE, or a cloud route's (Bedrock's event stream).
+    parser = deps.stream_parser(content_type) if ctx.op == CHAT and decoder is not None else None
+    if ctx.buffer_answer and parser is None and decoder is not None:
         await _relay_buffered(deps, send, ctx, resp, out_headers, decoder)
         return
-    parser = StreamParser() if sse and decoder is not None else None
-    copy: list[bytes] | None = [] if not sse and ctx.op == CHAT and decoder is not None else None
+    copy: list[bytes] | None = [] if parser is None and ctx.op == CHAT and decoder is not None else None
     # Event streams go out chunk by chunk as they arrive. Other bodies hold back one chunk so the last
     # one leaves with more_body=False: one write fewer per answer, no delay that a client can see.
-    immediate = content_type.startswith("text/event-stream")
+    immediate = parser is not None or content_type.startswith(_EVENT_STREAMS)
     held: bytes | None = None
     await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
     ctx.t_first_byte_out = perf_counter()
@@ -102,7 +103,8 @@ async def _relay_buffered(
         body = await resp.read()
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         ctx.fail(UpstreamUnavailable(f"upstream answer ended early: {type(exc).__name__}"))
-        await send_error(send, UpstreamUnavailable("The upstream API closed the connection early."))
+        early = UpstreamUnavailable("The upstream API closed the connection early.")
+        await send_error(send, early, parts=deps.error_parts)
         return
     ctx.t_last_byte = perf_counter()
     ctx.t_first_token = ctx.t_headers
