@@ -297,3 +297,91 @@ def test_bedrock_is_off_without_a_region_or_url(fake: Any, sidecar: RunningSidec
     assert answer.status_code == 404
     assert answer.headers["x-amzn-errortype"] == "ResourceNotFoundException"
     assert "SIDECAR_BEDROCK_REGION" in answer.json()["message"]
+
+
+TOOLS = [
+    {"name": "lookup", "description": "Look it up", "input_schema": {"type": "object", "properties": {}}}
+]
+
+
+def test_tool_latency_and_sessions_work_as_on_the_first_party_path(bedrock_sidecar: RunningSidecar) -> None:
+    url = gateway(bedrock_sidecar) + f"/model/{SONNET_US}/invoke"
+    headers = {"x-claude-code-session-id": "cc-session-1"}  # Claude Code's own session header
+    first = httpx.post(url, json=bedrock_body("find it", tools=TOOLS), headers=headers).json()
+    tool = next(block for block in first["content"] if block["type"] == "tool_use")
+    history = [
+        {"role": "user", "content": "find it"},
+        {"role": "assistant", "content": first["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool["id"], "content": "42"}]},
+    ]
+    body = {**bedrock_body(tools=TOOLS), "messages": history}
+    assert httpx.post(url, json=body, headers=headers).status_code == 200
+    one, two = bedrock_sidecar.wait_events(2)
+    assert one.session_id == two.session_id == "cc-session-1" and one.session_source == "harness_header"
+    assert one.tool_uses == ("lookup",)
+    (result,) = two.tool_results
+    assert result.tool_use_id == tool["id"] and result.name == "lookup" and result.latency_s >= 0
+
+
+def test_a_prompt_cache_marker_is_added_before_signing(
+    bedrock_sidecar: RunningSidecar, fake_bedrock: FakeBedrock
+) -> None:
+    system = "You follow the refund policy to the letter. " * 400  # well above Sonnet 4.5's minimum
+    client = boto3_client(gateway(bedrock_sidecar))
+    answer = client.invoke_model(modelId=SONNET_US, body=json.dumps(bedrock_body("hi", system=system)))
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200  # the fake checked the signature of the edit
+    sent = fake_bedrock.requests[-1].json()
+    assert sent["system"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert "model" not in sent and sent["anthropic_version"] == "bedrock-2023-05-31"
+    (event,) = bedrock_sidecar.wait_events(1)
+    assert event.cache_breakpoint_injected and event.usage.cache_creation_input_tokens > 0
+
+
+def test_metrics_and_outputs_name_the_provider_and_show_no_credential(
+    bedrock_sidecar: RunningSidecar, fake_bedrock: FakeBedrock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    client = AnthropicBedrock(api_key=CLIENT_TOKEN, aws_region="us-east-1", base_url=gateway(bedrock_sidecar))
+    client.messages.create(model=SONNET_US, max_tokens=50, messages=[{"role": "user", "content": "hi"}],
+                           extra_headers={"x-session-id": "leak-check"})  # fmt: skip
+    (event,) = bedrock_sidecar.wait_events(1)
+    metrics = httpx.get(bedrock_sidecar.url + "/metrics").text
+    assert 'provider="bedrock"' in metrics and 'gen_ai_provider_name="aws.bedrock"' in metrics
+    session = httpx.get(bedrock_sidecar.url + "/sidecar/v1/sessions/leak-check").json()
+    assert session["providers"] == ["bedrock"]
+    signature = (fake_bedrock.requests[-1].header("authorization") or "").rsplit("Signature=", 1)[-1]
+    secrets = (
+        CLIENT_TOKEN,
+        fake_bedrock.credentials.secret_key,
+        fake_bedrock.credentials.access_key,
+        signature,
+    )
+    stored = json.dumps([list(map(str, row)) for row in _rows(bedrock_sidecar)])
+    assert "/bedrock/model/" in stored and "POST /bedrock/model/" in caplog.text  # outputs were captured
+    for text in (metrics, json.dumps(session), caplog.text, stored, repr(event)):
+        for secret in secrets:
+            assert secret not in text
+
+
+def _rows(sidecar: RunningSidecar) -> list[tuple[object, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(sidecar.sidecar.store.path) as conn:
+        return conn.execute("SELECT * FROM events").fetchall()
+
+
+def test_client_tokens_guard_the_cloud_routes(
+    aws_env: FakeAwsCredentials, fake_bedrock: FakeBedrock, make_sidecar: Callable[..., RunningSidecar]
+) -> None:
+    sidecar = make_sidecar(
+        "http://127.0.0.1:9",
+        bedrock_url=fake_bedrock.url,
+        bedrock_region="us-east-1",
+        client_tokens=("team-a",),
+    )
+    url = gateway(sidecar) + f"/model/{SONNET_US}/invoke"
+    refused = httpx.post(url, json=bedrock_body())
+    assert refused.status_code == 401 and refused.headers["x-amzn-errortype"] == "AccessDeniedException"
+    allowed = httpx.post(url, json=bedrock_body(), headers={"authorization": "Bearer team-a"})
+    assert allowed.status_code == 200
+    assert "team-a" not in json.dumps(fake_bedrock.requests[-1].headers)
