@@ -5,7 +5,8 @@ container and instance metadata), loaded on first use in a worker thread — nev
 instance-metadata probe would be network I/O nobody asked for. Refreshable credentials are refreshed
 before they expire, in a worker thread: past botocore's advisory window (15 min) a refresh starts in the
 background while calls keep signing with the current credentials; only within the last minute does a
-call wait for it. The request path itself only signs (HMACs, microseconds).
+call wait for it. The request path itself only signs (HMACs, microseconds). botocore is imported on
+the first Bedrock call, not at start-up (it is a tenth of a second a process without Bedrock need not pay).
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
-from botocore.session import Session
+from typing import TYPE_CHECKING, Any
 
 from sidecar.errors import CredentialsUnavailable
+
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials, ReadOnlyCredentials
 
 log = logging.getLogger("sidecar.providers")
 Headers = Sequence[tuple[bytes, bytes]]
@@ -31,6 +30,8 @@ SERVICE = "bedrock"  # the signing name of bedrock-runtime
 
 def default_chain() -> Credentials | None:
     """botocore's standard credential chain (blocking: run it in a worker thread)."""
+    from botocore.session import Session  # a heavy import, needed only once Bedrock is called
+
     creds: Credentials | None = Session().get_credentials()
     return creds
 
@@ -55,6 +56,8 @@ class AwsCredentials:
         return await asyncio.shield(self._start_refresh())
 
     def _due(self, within_s: int) -> bool:
+        from botocore.credentials import RefreshableCredentials
+
         source = self._source
         return isinstance(source, RefreshableCredentials) and source.refresh_needed(refresh_in=within_s)
 
@@ -114,6 +117,9 @@ def sign_request(
     creds: Any, region: str, service: str, method: str, url: str, headers: Headers, body: bytes
 ) -> list[tuple[bytes, bytes]]:
     """The signing itself (pure but for the clock botocore reads)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
     request = AWSRequest(method=method, url=url, data=body)
     for name, value in headers:
         # Header values are UTF-8 (the handler refuses others); sent as the same bytes that were signed.
