@@ -40,12 +40,13 @@ from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
 from sidecar.providers.config import BEDROCK_HINT, bedrock_from_settings, vertex_from_settings
 from sidecar.proxy.asgi import ASGIApp
+from sidecar.proxy.client import UpstreamClient
 from sidecar.proxy.cloud import CloudHandler, not_configured
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
 from sidecar.proxy.origins import Origins
-from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
+from sidecar.proxy.upstream import UpstreamOptions
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url

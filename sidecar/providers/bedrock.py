@@ -36,7 +36,7 @@ from sidecar.sansio.request import CHAT, COUNT_TOKENS
 
 Headers = Sequence[tuple[bytes, bytes]]
 PREFIX = "/bedrock"
-EVENT_STREAM = "application/vnd.amazon.eventstream"
+EVENT_STREAM = b"application/vnd.amazon.eventstream"
 _OPS = {
     "invoke": (CHAT, False),
     "invoke-with-response-stream": (CHAT, True),
@@ -156,7 +156,7 @@ class BedrockProvider:
         return await self._signer.sign("POST", route.origin + route.target, out, body)
 
     @staticmethod
-    def stream_parser(content_type: str) -> BedrockStreamParser | None:
+    def stream_parser(content_type: bytes) -> BedrockStreamParser | None:
         return BedrockStreamParser() if content_type.startswith(EVENT_STREAM) else None
 
     @staticmethod

@@ -110,8 +110,8 @@ class VertexProvider:
         return out
 
     @staticmethod
-    def stream_parser(content_type: str) -> StreamParser | None:
-        return StreamParser() if content_type.startswith("text/event-stream") else None
+    def stream_parser(content_type: bytes) -> StreamParser | None:
+        return StreamParser() if content_type.startswith(b"text/event-stream") else None
 
     @staticmethod
     def request_id(headers: Headers, summary: MessageSummary | None) -> str | None:

@@ -17,16 +17,15 @@ from time import perf_counter
 
 from sidecar.core import events as outcomes
 from sidecar.core.cloud import INFERENCE_PROFILES
-from sidecar.errors import NotFound, SidecarError, Unauthorized
+from sidecar.errors import NotFound, SidecarError, Unauthorized, UpstreamError
 from sidecar.proxy.asgi import ASGIApp, ErrorParts, Receive, Scope, Send, send_bytes, send_error
-from sidecar.proxy.context import CallContext, ProxyDeps
+from sidecar.proxy.context import CallContext, CallRequest, ProxyDeps, Timings
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.origins import Origins
 from sidecar.proxy.provider import CloudCall, CloudProvider
 from sidecar.proxy.relay import relay
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.identity import resolve_app
-from sidecar.sansio.request import RequestInfo
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -58,11 +57,17 @@ class CloudHandler(ProxyHandler):
             await send_error(send, exc, parts=self.deps.error_parts)
             return
         headers: Headers = scope["headers"]
-        ctx = CallContext(
-            t0=t0, started_at=time.time(), op=route.op, method=scope["method"], path=scope["path"]
+        server = scope.get("server")
+        request = CallRequest(
+            op=route.op,
+            method=scope["method"],
+            path=scope["path"],
+            app=resolve_app(headers, self._app_header),
+            started_at=time.time(),
+            local_origin=f"http://{server[0]}:{server[1]}" if server else "",
+            cloud=CloudCall(self.provider, route),
         )
-        ctx.app = resolve_app(headers, self._app_header)
-        ctx.cloud = CloudCall(self.provider, route)
+        ctx = CallContext(request, Timings(t0))
         try:
             await self._handle(scope, receive, send, ctx, headers)
         finally:
@@ -79,19 +84,21 @@ class CloudHandler(ProxyHandler):
         if token is None or token not in self._client_tokens:
             raise Unauthorized("Invalid sidecar client token.")
 
-    def _inspect(self, ctx: CallContext, body: bytes, headers: Headers) -> RequestInfo:
-        assert ctx.cloud is not None
-        route = ctx.cloud.route
+    def _inspect(self, ctx: CallContext, body: bytes, headers: Headers) -> None:
+        cloud = ctx.request.cloud
+        assert cloud is not None
+        route = cloud.route
         inner = self.provider.messages_body(route, body)
-        info = super()._inspect(ctx, inner if inner is not None else b"", headers)
+        super()._inspect(ctx, inner if inner is not None else b"", headers)
         if inner is not body:
             ctx.doc = None  # a wrapped body (CountTokens) is never edited
         # The model is in the path (Vertex's count-tokens: in the body); a streamed route says so itself.
-        info = dataclasses.replace(info, model=route.model or info.model, stream=route.stream or info.stream)
-        ctx.info, ctx.model, ctx.stream = info, info.model, info.stream
+        info = ctx.info
+        model, stream = route.model or info.model, route.stream or info.stream
+        ctx.info = dataclasses.replace(info, model=model, stream=stream)
         credential = self.provider.client_credential(headers)
-        ctx.key_fingerprint = self.deps.fingerprint_key([(b"x-api-key", credential)]) if credential else None
-        return info
+        fingerprint = self.deps.fingerprint_key([(b"x-api-key", credential)]) if credential else None
+        ctx.caller.key_fingerprint = fingerprint
 
     async def _forward(
         self,
@@ -101,24 +108,28 @@ class CloudHandler(ProxyHandler):
         headers: Headers,
         body: bytes | AsyncIterator[bytes] | None,
     ) -> None:
-        assert ctx.cloud is not None and isinstance(body, bytes)  # every cloud route reads its body whole
-        route = ctx.cloud.route
+        cloud = ctx.request.cloud
+        assert cloud is not None and isinstance(body, bytes)  # every cloud route reads its body whole
+        route, response = cloud.route, ctx.response
         try:
             signed = await self.provider.authorize(route, headers, body)
             upstream = await self.origins.get(route.origin)
         except SidecarError as exc:  # no credentials (or too many hosts): nothing was sent
-            ctx.refuse(exc)
+            response.refuse(exc)
             await send_error(send, exc, parts=self.deps.error_parts)
             return
-        ctx.t_sent = perf_counter()
+        ctx.timings.sent = perf_counter()
         try:
-            resp = await upstream.send(ctx.method, route.target, signed, body)
+            resp = await upstream.send(ctx.request.method, route.target, signed, body)
         except SidecarError as exc:
             if ctx.client_gone:
-                ctx.outcome = outcomes.CLIENT_DISCONNECTED
-                ctx.t_last_byte = perf_counter()
+                response.outcome = outcomes.CLIENT_DISCONNECTED
+                ctx.timings.last_byte = perf_counter()
                 return
-            ctx.fail(exc)
+            if isinstance(exc, UpstreamError):
+                response.fail(exc)
+            else:  # headers the upstream client cannot send
+                response.refuse(exc)
             await send_error(send, exc, parts=self.deps.error_parts)
             return
         try:

@@ -8,27 +8,19 @@ origins (a Vertex region is a host: the set is small, but it comes from clients,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from sidecar.errors import InvalidRequest
+from sidecar.proxy.upstream import Upstream
 
 MAX_ORIGINS = 64
 
 
-class OriginClient(Protocol):
+class OriginClient(Upstream, Protocol):
+    """An upstream client for one origin that must be opened before its first ``send``."""
+
     async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def send(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes | AsyncIterable[bytes] | None,
-        /,
-    ) -> Any: ...
 
 
 class Origins:

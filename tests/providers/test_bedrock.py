@@ -184,8 +184,8 @@ async def test_an_api_key_is_sent_as_bearer_instead_of_signing() -> None:
 
 def test_answers_errors_and_request_ids() -> None:
     p = provider()
-    assert isinstance(p.stream_parser("application/vnd.amazon.eventstream"), BedrockStreamParser)
-    assert p.stream_parser("application/json") is None
+    assert isinstance(p.stream_parser(b"application/vnd.amazon.eventstream"), BedrockStreamParser)
+    assert p.stream_parser(b"application/json") is None
     headers = [(b"X-Amzn-RequestId", b"rid-1"), (b"x-amzn-ErrorType", b"ValidationException:http://internal")]
     assert p.request_id(headers, None) == "rid-1"
     assert p.error_type(headers) == "ValidationException"

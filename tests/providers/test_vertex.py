@@ -93,8 +93,8 @@ async def test_the_client_credentials_are_replaced_by_the_sidecars_token() -> No
 
 def test_answers_and_request_ids() -> None:
     p = VertexProvider(VertexConfig(), GoogleTokens())
-    assert isinstance(p.stream_parser("text/event-stream; charset=utf-8"), StreamParser)
-    assert p.stream_parser("application/json") is None
+    assert isinstance(p.stream_parser(b"text/event-stream; charset=utf-8"), StreamParser)
+    assert p.stream_parser(b"application/json") is None
     assert p.request_id([], MessageSummary(message_id="msg_vrtx_1")) == "msg_vrtx_1"
     assert p.request_id([], None) is None
 
