@@ -14,7 +14,8 @@ log = logging.getLogger("sidecar")
 
 
 class Router:
-    """Pure-ASGI dispatch: ``/v1/*`` to the proxy, the sidecar's own paths to admin, else 404."""
+    """Pure-ASGI dispatch: ``/v1/*`` to the proxy, ``/bedrock/`` and ``/vertex/`` to the cloud routes, the
+    sidecar's own paths to admin, else 404."""
 
     def __init__(
         self, sidecar: Sidecar, *, admin: AdminApp | None, lifespan: bool, proxy: bool = True
