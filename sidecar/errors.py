@@ -17,6 +17,7 @@
     ├── TooManyRequests               rate_limit_error            429
     ├── BudgetExceeded                budget_exceeded_error       429  x-should-retry: false
     ├── ServiceUnavailable            api_error                   503  x-should-retry: true
+    ├── InternalError                 api_error                   500  (an unexpected error in the sidecar)
     └── CredentialsUnavailable        api_error                   503  x-should-retry: true
 
 Every answer the sidecar makes itself in Anthropic's error shape comes from :func:`error_response_parts`
@@ -134,6 +135,14 @@ class ServiceUnavailable(SidecarError):
     status = 503
     error_type = "api_error"
     should_retry = True
+
+
+class InternalError(SidecarError):
+    """What the client is told when the sidecar itself failed unexpectedly (a bug; the traceback is
+    logged). The SDKs retry a 500 as they would Anthropic's own."""
+
+    status = 500
+    error_type = "api_error"
 
 
 class CredentialsUnavailable(SidecarError):

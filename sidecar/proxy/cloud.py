@@ -70,6 +70,8 @@ class CloudHandler(ProxyHandler):
         ctx = CallContext(request, Timings(t0))
         try:
             await self._handle(scope, receive, send, ctx, headers)
+        except Exception:  # a bug: answered (or the stream ended) and recorded as on /v1/
+            await self._crashed(send, ctx)
         finally:
             await self._finish(ctx)
 

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import SIDECAR_ERROR, CallEvent
 from sidecar.telemetry.labels import OTHER, gen_ai_provider, provider_label, status_class
 from sidecar.telemetry.metrics import Metrics
 
@@ -48,7 +48,9 @@ class MetricsSink:
         stream = "true" if e.stream else "false"
         sums[child(m.requests, model, app, status_class(e), stream, provider)] += 1
         m.overhead.observe(e.overhead_s)
-        if e.status >= 500 or e.outcome == "upstream_error":
+        if e.outcome == SIDECAR_ERROR:
+            pass  # the sidecar's own failure: counted in sidecar_internal_errors_total, not the upstream's
+        elif e.status >= 500 or e.outcome == "upstream_error":
             sums[child(m.upstream_errors, model, str(e.status) if e.status else "none")] += 1
         elif e.status >= 400 and e.outcome != "refused":
             sums[child(m.upstream_errors, model, str(e.status))] += 1
