@@ -157,7 +157,6 @@ def session_summary(
         "model_time_s": math.fsum(e.duration_s for e in model),
         "tool_time_s": math.fsum(tool_latencies),
         "tools": tool_stats(ordered),
-        "providers": sorted({e.provider for e in ordered}),
     }
     if with_calls:
         out["calls"] = [_call(e) for e in ordered]

@@ -16,6 +16,7 @@ import orjson
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
+from sidecar.store.sqlite_rollup import MIGRATION_2
 
 _MIGRATION_1 = (
     """
@@ -79,7 +80,11 @@ _MIGRATION_PROVIDER = (
 )
 
 # (version, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _MIGRATION_1), (2, _MIGRATION_PROVIDER))
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _MIGRATION_1),
+    (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
+    (3, _MIGRATION_PROVIDER),
+)
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 

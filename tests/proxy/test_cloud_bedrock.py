@@ -348,7 +348,7 @@ def test_metrics_and_outputs_name_the_provider_and_show_no_credential(
     metrics = httpx.get(bedrock_sidecar.url + "/metrics").text
     assert 'provider="bedrock"' in metrics and 'gen_ai_provider_name="aws.bedrock"' in metrics
     session = httpx.get(bedrock_sidecar.url + "/sidecar/v1/sessions/leak-check").json()
-    assert session["providers"] == ["bedrock"]
+    assert [call["provider"] for call in session["calls"]] == ["bedrock"]
     signature = (fake_bedrock.requests[-1].header("authorization") or "").rsplit("Signature=", 1)[-1]
     secrets = (
         CLIENT_TOKEN,
