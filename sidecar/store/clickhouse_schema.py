@@ -236,11 +236,21 @@ def _v2(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
+def _v4_provider(o: SchemaOptions) -> tuple[str, ...]:
+    # Where each call went (SPEC §18): the provider, and the cloud location that served it.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS provider LowCardinality(String) DEFAULT 'anthropic' AFTER parent_span_id,
+    ADD COLUMN IF NOT EXISTS cloud_region LowCardinality(Nullable(String)) AFTER provider""",
+    )
+
+
 # (version, description, renderer). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
     (3, "sessions_rollup: what the embedded session rollup holds", _v3),
+    (4, "events: provider and cloud_region", _v4_provider),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

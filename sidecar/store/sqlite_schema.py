@@ -73,10 +73,17 @@ _MIGRATION_1 = (
     "CREATE INDEX events_app_started_at ON events (app, started_at)",
 )
 
+# Where each call went (SPEC §18): the provider, and the cloud location that served it.
+_MIGRATION_PROVIDER = (
+    "ALTER TABLE events ADD COLUMN provider TEXT NOT NULL DEFAULT 'anthropic'",
+    "ALTER TABLE events ADD COLUMN cloud_region TEXT",
+)
+
 # (version, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
+    (3, _MIGRATION_PROVIDER),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -128,6 +135,8 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "trace_id",
     "span_id",
     "parent_span_id",
+    "provider",
+    "cloud_region",
 )
 
 INSERT_SQL = (
@@ -232,6 +241,8 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.trace_id,
         event.span_id,
         event.parent_span_id,
+        event.provider,
+        event.cloud_region,
     )
 
 
@@ -258,7 +269,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "operation", "model", "model_canonical", "request_id", "status", "outcome", "error_type",
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
-            "response_bytes", "trace_id", "span_id", "parent_span_id",
+            "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
         )
     }  # fmt: skip
     return CallEvent(

@@ -12,7 +12,7 @@ from sidecar.core.events import CallEvent, Sink
 from sidecar.core.usage import Usage
 from sidecar.store.base import EventStore
 from sidecar.store.sqlite import SQLiteStore
-from sidecar.store.sqlite_schema import EVENT_COLUMNS
+from sidecar.store.sqlite_schema import EVENT_COLUMNS, MIGRATIONS
 from sidecar.telemetry.recorder import Recorder
 
 
@@ -78,6 +78,8 @@ def full_event() -> CallEvent:
         key_fingerprint="fp:0123",
         request_bytes=123_456,
         response_bytes=654_321,
+        provider="bedrock",
+        cloud_region="us",
     )
 
 
@@ -153,7 +155,7 @@ def test_open_twice_and_reopen_apply_no_migration(store: SQLiteStore) -> None:
     store.open()
     with sqlite3.connect(store.path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert [r[0] for r in rows] == [1, 2]  # the events table, then the read-side rollups
+    assert [r[0] for r in rows] == [v for v, _ in MIGRATIONS]
     reopened = SQLiteStore(store.path)
     reopened.open()
     reopened.close()
@@ -178,7 +180,9 @@ def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrati
     assert len(s.events()) == 1
     s.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1, 2]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [
+            v for v, _ in MIGRATIONS
+        ]
         assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()

@@ -19,7 +19,7 @@ from sidecar.store.queries import SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
-from sidecar.store.sqlite_schema import INSERT_SQL, MIGRATIONS, migrate
+from sidecar.store.sqlite_schema import EVENT_COLUMNS, MIGRATIONS, migrate
 from sidecar.store.sqlite_schema import event_to_row as sqlite_row
 from tests.store.reads_support import (
     SPAN_S,
@@ -123,9 +123,13 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
     for statement in MIGRATIONS[0][1]:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
-    conn.executemany(INSERT_SQL, [sqlite_row(e) for e in pool])
+    # Its rows lack the columns migration 3 adds (provider, cloud_region): they read as Anthropic calls.
+    keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in ("provider", "cloud_region")]
+    names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
+    insert = f"INSERT INTO events ({names}) VALUES ({marks})"
+    conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2]
+    assert migrate(conn, T0) == [2, 3]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)
