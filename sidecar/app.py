@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,6 +42,8 @@ from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
 from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
+from sidecar.respcache.build import build_response_cache, response_cache_config
+from sidecar.respcache.service import ResponseCache
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
@@ -100,6 +102,7 @@ class Sidecar:
     budgets: BudgetService | None = None
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
+    response_cache: ResponseCache | None = None
     _housekeeper: asyncio.Future[None] | None = None
 
     def reload(self) -> None:
@@ -161,6 +164,8 @@ class Sidecar:
         if self.budgets is not None:
             await self.budgets.aclose()
         await self.upstream.close()
+        if self.response_cache is not None:
+            await self.response_cache.close()  # entries being written finish first
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
 
 
@@ -261,8 +266,10 @@ def build_sidecar(
     cache_settings = CacheSettings.from_sources(
         settings.policies.get("prompt_cache"), settings.prompt_cache, settings.cache_ttl
     )
+    response_cache = build_response_cache(settings, metrics.on_response_cache)
+    tools = ToolLatencyMatcher()
     policies = SidecarPolicies(
-        ToolLatencyMatcher(), budgets, prices.price, cache_settings, lambda: prices.table, metrics
+        tools, budgets, prices.price, cache_settings, lambda: prices.table, metrics, response_cache
     )
     upstream = UpstreamClient(
         UpstreamOptions(
@@ -307,6 +314,11 @@ def build_sidecar(
         await policies.expire(now, settings.session_idle_timeout)
 
     sidecar.chores.append(expire_sessions)
+    if response_cache is not None:
+        sidecar.response_cache = response_cache
+        sidecar.startup_hooks.append(response_cache.open)
+        sidecar.chores.append(response_cache.expire)
+        metrics.response_cache_bytes.set_function(response_cache.stored_bytes)
     sidecar.budgets = budgets
     sidecar.stores = stores
     sidecar.fleet = fleet
@@ -319,10 +331,15 @@ def build_sidecar(
         cache = CacheSettings.from_sources(
             fresh.policies.get("prompt_cache"), fresh.prompt_cache, fresh.cache_ttl
         )
+        responses = response_cache_config(fresh)
 
         def apply() -> None:
             budgets.reload(config, sidecar.prices.table)
             policies.cache = cache
+            if response_cache is not None:
+                response_cache.config = responses
+            elif responses.enabled:
+                log.warning("the response cache was off at start: turning it on takes a restart")
 
         return apply
 
@@ -344,6 +361,8 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
     services = AdminServices(
         sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
     )
+    if sidecar.response_cache is not None:
+        services = replace(services, response_cache=sidecar.response_cache)
     return build_admin(services, sidecar.settings.admin_token)
 
 

@@ -10,21 +10,21 @@ The proxy path (``/v1/*``) never comes here: ``server.router`` sends it to the p
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, sessions
+from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, response_cache, sessions
 from sidecar.admin.errors import error_response, install_error_handlers
 from sidecar.errors import Unauthorized
 from sidecar.proxy.asgi import Receive, Scope, Send
 
 API_VERSION = "1"  # of the /sidecar/v1 API, not of the package: a release alone changes nothing here
-DESCRIPTION = """The sidecar's own API: sessions, budgets, fleets and dead-man alerts, plus metrics and
-health. The proxied Anthropic API (`/v1/*`) is not described here.
+DESCRIPTION = """The sidecar's own API: sessions, budgets, fleets and dead-man alerts, the response cache,
+plus metrics and health. The proxied Anthropic API (`/v1/*`) is not described here.
 
 With `SIDECAR_ADMIN_TOKEN` set, every `/sidecar/v1/*` route (these docs included) needs
 `Authorization: Bearer <token>`, except check-ins, which take the optional `SIDECAR_INGEST_TOKEN`.
@@ -32,7 +32,15 @@ With `SIDECAR_ADMIN_TOKEN` set, every `/sidecar/v1/*` route (these docs included
 `{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}`."""
 
 
-ROUTERS = (ops.router, sessions.router, budgets.router, fleet.router, checkins.router, alerts.router)
+ROUTERS = (
+    ops.router,
+    sessions.router,
+    budgets.router,
+    fleet.router,
+    checkins.router,
+    alerts.router,
+    response_cache.router,
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class AdminServices:
     fleet: fleet.FleetAdmin
     checkins: checkins.CheckinAdmin
     alerts: alerts.AlertsAdmin
+    response_cache: response_cache.ResponseCacheAdmin = field(default_factory=response_cache.NoResponseCache)
 
 
 class AdminAPI(FastAPI):
@@ -87,6 +96,7 @@ def bind(api: FastAPI, services: AdminServices) -> None:
             fleet.fleet_admin: lambda: services.fleet,
             checkins.checkin_admin: lambda: services.checkins,
             alerts.alerts_admin: lambda: services.alerts,
+            response_cache.response_cache_admin: lambda: services.response_cache,
         }
     )
 

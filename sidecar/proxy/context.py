@@ -36,6 +36,32 @@ class Policies(Protocol):
         ...
 
 
+class CachedAnswer(Protocol):
+    """A stored answer the response cache sends instead of forwarding (SPEC R-RC-3)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def summary(self) -> MessageSummary: ...
+
+
+class CachedCall(Protocol):
+    """The response cache's part in a call, set by the policies: an ``answer`` to send instead of
+    forwarding, or else a copy of the relayed answer to ``feed`` (decoded) and a ``response_header`` to
+    add. ``close`` once the call is over, whatever happened."""
+
+    @property
+    def answer(self) -> CachedAnswer | None: ...
+    @property
+    def response_header(self) -> tuple[bytes, bytes] | None: ...
+    def feed(self, piece: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
 class NoPolicies:
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         return body
@@ -72,6 +98,7 @@ class CallContext:
     method: str
     path: str
     app: str = "default"
+    query: bytes = b""
     local_origin: str = ""
     session_id: str = ""
     session_source: str = "none"
@@ -108,6 +135,7 @@ class CallContext:
     on_body_done: Callable[[], None] | None = None
     admission: object | None = None  # the budget reservation held for this call
     buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
+    cached: CachedCall | None = None  # the response cache's part in the call, when it has one
 
     def refuse(self, exc: SidecarError) -> None:
         """The sidecar answered itself; nothing reached the upstream."""

@@ -28,6 +28,7 @@ from sidecar.errors import (
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import CallContext, ProxyDeps
 from sidecar.proxy.relay import relay
+from sidecar.proxy.replay import send_cached
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.identity import resolve_app, resolve_session
 from sidecar.sansio.request import (
@@ -72,6 +73,7 @@ class ProxyHandler:
         op = classify_path(path)
         ctx = CallContext(t0=t0, started_at=time.time(), op=op, method=scope["method"], path=path)
         ctx.app = resolve_app(headers, self._app_header)
+        ctx.query = scope.get("query_string", b"")
         server = scope.get("server")
         if server:
             ctx.local_origin = f"http://{server[0]}:{server[1]}"
@@ -191,6 +193,10 @@ class ProxyHandler:
             if isinstance(body, bytes):
                 self._inspect(ctx, body, headers)
                 body = await self.deps.policies.before_forward(ctx, body, headers)
+                cached = ctx.cached
+                if cached is not None and cached.answer is not None:
+                    await send_cached(send, ctx, cached.answer)  # the response cache answers
+                    return
             else:
                 ctx.key_fingerprint = self.deps.fingerprint_key(headers)
             upstream_headers = self._upstream_headers(headers, ctx)
@@ -295,6 +301,9 @@ class ProxyHandler:
         except Exception:
             self.deps.count_internal_error("accounting")
             log.exception("accounting failed for a call; the request itself was not affected")
+        finally:
+            if ctx.cached is not None:
+                ctx.cached.close()  # releases the identical calls waiting on this one, whatever happened
 
 
 __all__ = ["CallEvent", "ProxyHandler"]

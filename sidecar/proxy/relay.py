@@ -33,6 +33,9 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
     raw_headers = resp.raw_headers
     ctx.response_headers = raw_headers
     out_headers = hdr.response_headers_for_client(raw_headers)
+    tee = ctx.cached  # the response cache keeps a copy of the answer
+    if tee is not None and tee.response_header is not None:
+        out_headers.append(tee.response_header)
     content_type = resp.content_type
     decoder = make_decoder(hdr.get_ci(raw_headers, b"content-encoding"))
     if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
@@ -62,8 +65,11 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
         async for chunk in resp.iter_chunks():
             if parser is not None and decoder is not None:
                 p0 = perf_counter()
-                if parser.feed(decoder(chunk)) and ctx.t_first_token is None:
+                piece = decoder(chunk)
+                if parser.feed(piece) and ctx.t_first_token is None:
                     ctx.t_first_token = p0
+                if tee is not None:
+                    tee.feed(piece)
                 ctx.parse_s += perf_counter() - p0
             elif copy is not None and ctx.response_bytes + len(chunk) <= _MAX_JSON_COPY:
                 copy.append(chunk)
@@ -85,8 +91,11 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
     await send({"type": "http.response.body", "body": held or b"", "more_body": False})
     ctx.complete = True
     if copy is not None and decoder is not None:
-        ctx.summary = parse_message_body(decoder(b"".join(copy)))
+        decoded = decoder(b"".join(copy))
+        ctx.summary = parse_message_body(decoded)
         ctx.t_first_token = ctx.t_headers
+        if tee is not None:
+            tee.feed(decoded)
 
 
 async def _relay_buffered(
@@ -106,8 +115,11 @@ async def _relay_buffered(
         return
     ctx.t_last_byte = perf_counter()
     ctx.t_first_token = ctx.t_headers
-    ctx.summary = parse_message_body(decoder(body))
+    decoded = decoder(body)
+    ctx.summary = parse_message_body(decoded)
     ctx.response_bytes = len(body)
+    if ctx.cached is not None:
+        ctx.cached.feed(decoded)
     try:
         out_headers = out_headers + await deps.policies.response_headers(ctx)
     except Exception:

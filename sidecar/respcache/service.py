@@ -26,9 +26,10 @@ from sidecar.respcache.entry import CACHE_HEADER, JSON, SSE, Entry, answer_for
 from sidecar.respcache.flight import Flight, Flights
 from sidecar.respcache.key import request_key
 from sidecar.sansio.messages import MessageSummary
+from sidecar.telemetry.labels import RESPONSE_CACHE_RESULTS
 
 Headers = Sequence[tuple[bytes, bytes]]
-HIT, MISS, BYPASS, STORE_ERROR = RESULTS = ("hit", "miss", "bypass", "store_error")
+HIT, MISS, BYPASS, STORE_ERROR = RESULTS = RESPONSE_CACHE_RESULTS  # the metric's label values
 MAX_ENTRY_BYTES = 32_000_000  # a larger answer is relayed but not copied for the cache
 _LOG_EVERY_S = 60.0
 log = logging.getLogger("sidecar.respcache")

@@ -234,10 +234,19 @@ def _v2(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
+def _v_response_cache(o: SchemaOptions) -> tuple[str, ...]:
+    # The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS response_cache_savings_usd Float64 DEFAULT 0 AFTER parent_span_id""",
+    )
+
+
 # (version, description, renderer). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
+    (3, "events: response cache savings", _v_response_cache),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -72,8 +72,16 @@ _MIGRATION_1 = (
     "CREATE INDEX events_app_started_at ON events (app, started_at)",
 )
 
+# The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
+_MIGRATION_RESPONSE_CACHE = (
+    "ALTER TABLE events ADD COLUMN response_cache_savings_usd REAL NOT NULL DEFAULT 0",
+)
+
 # (version, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _MIGRATION_1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _MIGRATION_1),
+    (2, _MIGRATION_RESPONSE_CACHE),
+)
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -124,6 +132,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "trace_id",
     "span_id",
     "parent_span_id",
+    "response_cache_savings_usd",
 )
 
 INSERT_SQL = (
@@ -228,6 +237,7 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.trace_id,
         event.span_id,
         event.parent_span_id,
+        event.response_cache_savings_usd,
     )
 
 
@@ -254,7 +264,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "operation", "model", "model_canonical", "request_id", "status", "outcome", "error_type",
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
-            "response_bytes", "trace_id", "span_id", "parent_span_id",
+            "response_bytes", "trace_id", "span_id", "parent_span_id", "response_cache_savings_usd",
         )
     }  # fmt: skip
     return CallEvent(

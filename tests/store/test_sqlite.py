@@ -12,7 +12,7 @@ from sidecar.core.events import CallEvent, Sink
 from sidecar.core.usage import Usage
 from sidecar.store.base import EventStore
 from sidecar.store.sqlite import SQLiteStore
-from sidecar.store.sqlite_schema import EVENT_COLUMNS
+from sidecar.store.sqlite_schema import EVENT_COLUMNS, MIGRATIONS
 from sidecar.telemetry.recorder import Recorder
 
 
@@ -66,6 +66,7 @@ def full_event() -> CallEvent:
         ),
         cost_usd=0.1 + 0.2,  # 0.30000000000000004: REAL must keep every bit
         cache_savings_usd=1 / 3,
+        response_cache_savings_usd=2 / 3,
         ttfb_s=0.123456789012345,
         ttft_s=0.2,
         duration_s=12.000000000000002,
@@ -153,7 +154,7 @@ def test_open_twice_and_reopen_apply_no_migration(store: SQLiteStore) -> None:
     store.open()
     with sqlite3.connect(store.path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert len(rows) == 1 and rows[0][0] == 1
+    assert [r[0] for r in rows] == [v for v, _ in MIGRATIONS]
     reopened = SQLiteStore(store.path)
     reopened.open()
     reopened.close()
@@ -178,7 +179,7 @@ def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrati
     assert len(s.events()) == 1
     s.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [v for v, _ in MIGRATIONS]
         assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()
