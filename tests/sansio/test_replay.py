@@ -39,7 +39,8 @@ def sdk_final(stream: bytes) -> dict[str, Any]:
     bufs: dict[int, bytes] = {}
     for event in SDKDecoder().iter_bytes(iter([stream])):
         if (event.event or "").startswith(("message_", "content_block_")) and event.event != "message_stop":
-            snapshot = accumulate_event(event=orjson.loads(event.data), current_snapshot=snapshot, json_bufs=bufs)
+            data = orjson.loads(event.data)
+            snapshot = accumulate_event(event=data, current_snapshot=snapshot, json_bufs=bufs)
     assert snapshot is not None
     dumped = snapshot.model_dump()
     for block in dumped["content"]:

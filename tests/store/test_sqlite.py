@@ -179,7 +179,8 @@ def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrati
     assert len(s.events()) == 1
     s.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [v for v, _ in MIGRATIONS]
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+        assert versions == [v for v, _ in MIGRATIONS]
         assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()
