@@ -150,6 +150,11 @@ async def test_refresh_replaces_an_entry_but_a_failed_refresh_keeps_it(tmp_path:
 
 async def test_a_broken_store_is_bypassed_and_counted(tmp_path: Path) -> None:
     cache, results = await make(tmp_path)
+    kept = await cache.begin(request())
+    assert kept is not None
+    cache.finish(kept, relay(kept, STREAM))
+    await cache.drain(5)
+    results.clear()
     other = sqlite3.connect(tmp_path / FILE_NAME)
     other.execute("DROP TABLE entries")
     other.close()

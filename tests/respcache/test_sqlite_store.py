@@ -63,7 +63,8 @@ async def test_least_recently_used_entries_go_first_past_the_byte_bound(tmp_path
     assert await store.get(b"huge", 1061.0) is None and store.stored_bytes() == 3 * size
     await store.close()
     again = await opened(tmp_path, max_bytes=3 * size)
-    assert again.stored_bytes() == 3 * size  # the count survives a restart
+    assert again.stored_bytes() == 3 * size  # the count survives a restart, and the key index
+    assert await again.get(b"k3", 1050.0) is not None and await again.get(b"k1", 1050.0) is None
     await again.close()
 
 
@@ -77,11 +78,13 @@ async def test_purge_by_app_or_all_and_expiry(tmp_path: Path) -> None:
     assert await store.get(b"b1", 1010.0) is not None
     assert await store.purge(None) == 1
     assert store.stored_bytes() == 0
+    assert await store.get(b"b1", 1010.0) is None
     await store.close()
 
 
 async def test_a_broken_store_raises_its_own_error(tmp_path: Path) -> None:
     store = await opened(tmp_path)
+    await store.put(b"k", entry())
     other = sqlite3.connect(store.path)
     other.execute("DROP TABLE entries")
     other.close()
