@@ -20,6 +20,8 @@ async def look_up(cache: ResponseCache, ctx: CallContext, headers: Headers) -> b
     Must run before the sidecar edits the body (the key is the client's own request). Waits while an
     identical call is in flight.
     """
+    if ctx.method != "POST":
+        return False
     route = ctx.path.encode("latin-1", "replace") + (b"?" + ctx.query if ctx.query else b"")
     request = CacheRequest(ctx.app, route, headers, ctx.doc, ctx.stream, ctx.started_at)
     call = await cache.begin(request)

@@ -209,7 +209,7 @@ class ProxyHandler:
             await send_error(send, exc, ctx.refusal_headers)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        qs: bytes = scope.get("query_string", b"")
+        qs = ctx.query
         target = raw_path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
         task = asyncio.current_task()
         watchers: list[asyncio.Future[None]] = []
