@@ -4,6 +4,7 @@ reach it): tenants, single flight, what a hit records, budgets, the tool clock, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import stat
 from collections.abc import Callable
@@ -225,3 +226,13 @@ def test_a_broken_store_is_bypassed_counted_and_the_call_succeeds(
     errors = metric(sidecar, "sidecar_response_cache_requests_total", app="default", result="store_error")
     assert errors is not None and errors >= 2
     assert httpx.post(sidecar.url + "/sidecar/v1/response-cache/purge").status_code == 503
+
+
+def test_a_reload_applies_new_modes(fake: FakeUpstream, make_sidecar: Callable[..., RunningSidecar]) -> None:
+    sidecar = make_sidecar(fake.url, response_cache="on")
+    assert post(sidecar).headers["x-sidecar-cache"] == "miss"
+    fresh = dataclasses.replace(sidecar.settings, response_cache="opt-in")
+    sidecar.sidecar.settings_loader = lambda: fresh
+    sidecar.sidecar.reload()  # what SIGHUP does
+    assert "x-sidecar-cache" not in post(sidecar).headers
+    assert post(sidecar, x_sidecar_cache="on").headers["x-sidecar-cache"] == "hit"
