@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import sqlite3
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,15 @@ def test_a_reload_applies_new_modes(fake: FakeUpstream, make_sidecar: Callable[.
     assert post(sidecar).headers["x-sidecar-cache"] == "miss"
     fresh = dataclasses.replace(sidecar.settings, response_cache="opt-in")
     sidecar.sidecar.settings_loader = lambda: fresh
-    sidecar.sidecar.reload()  # what SIGHUP does
+    loop = sidecar._loop
+    assert loop is not None
+    done = threading.Event()
+
+    def reload() -> None:  # on the server's loop, as the SIGHUP handler runs it
+        sidecar.sidecar.reload()
+        done.set()
+
+    loop.call_soon_threadsafe(reload)
+    assert done.wait(10)
     assert "x-sidecar-cache" not in post(sidecar).headers
     assert post(sidecar, x_sidecar_cache="on").headers["x-sidecar-cache"] == "hit"
