@@ -38,10 +38,11 @@ from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
+from sidecar.proxy.client import UpstreamClient
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
-from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
+from sidecar.proxy.upstream import UpstreamOptions
 from sidecar.respcache.build import build_response_cache, response_cache_config
 from sidecar.respcache.service import ResponseCache
 from sidecar.settings import Settings

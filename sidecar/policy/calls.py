@@ -35,7 +35,14 @@ def _log_warnings(warnings: Sequence[BudgetWarning], ctx: CallContext) -> None:
     for w in warnings:
         log.warning(
             w.message,
-            extra={"fields": {"app": w.app, "limit": w.limit, "kind": w.kind, "session_id": ctx.session_id}},
+            extra={
+                "fields": {
+                    "app": w.app,
+                    "limit": w.limit,
+                    "kind": w.kind,
+                    "session_id": ctx.caller.session_id,
+                }
+            },
         )
 
 
@@ -72,58 +79,59 @@ class SidecarPolicies:
         header = value.decode("latin-1") if value else None
         # The handler's parsed copy of the body is reused, then let go (large bodies, long streams).
         doc, ctx.doc = ctx.doc, None
-        new, plan = cache_policy.apply(self.cache, self._prices(), body, ctx.model, ctx.app, header, doc)
-        ctx.cache_breakpoint_injected = plan.changed
+        model, app = ctx.info.model, ctx.request.app
+        new, plan = cache_policy.apply(self.cache, self._prices(), body, model, app, header, doc)
+        ctx.policy.cache_breakpoint_injected = plan.changed
         self._metrics.on_cache_plan(plan.reason)
         self._observe_busting(ctx, body)
         return new
 
     def _observe_busting(self, ctx: CallContext, body: bytes) -> None:
-        digest = ctx.info.system_hash
+        digest, app = ctx.info.system_hash, ctx.request.app
         if digest is None:
             return
         # The shape (digits and ids masked) is computed only for a prompt new to the app: it costs more.
-        shape = shape_of_body(body) if self.busting.needs_shape(ctx.app, digest) else None
-        verdict = self.busting.observe(ctx.app, digest, shape)
+        shape = shape_of_body(body) if self.busting.needs_shape(app, digest) else None
+        verdict = self.busting.observe(app, digest, shape)
         if verdict is None:
             return
-        (log.warning if verdict.busting else log.info)(verdict.message(), extra={"fields": {"app": ctx.app}})
-        self._metrics.on_cache_busting(ctx.app, verdict.busting)
+        (log.warning if verdict.busting else log.info)(verdict.message(), extra={"fields": {"app": app}})
+        self._metrics.on_cache_busting(app, verdict.busting)
 
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
-        if ctx.op != CHAT:
+        if ctx.request.op != CHAT:
             return body
-        if ctx.session_id and ctx.info.tool_results:
-            ctx.tool_results = tuple(self.tools.match(ctx.session_id, ctx.info.tool_results, ctx.started_at))
-        if self.response_cache is not None and await response_cache.look_up(
-            self.response_cache, ctx, headers
-        ):
+        session_id, started_at = ctx.caller.session_id, ctx.request.started_at
+        if session_id and ctx.info.tool_results:
+            ctx.policy.tool_results = tuple(self.tools.match(session_id, ctx.info.tool_results, started_at))
+        cache = self.response_cache
+        if cache is not None and await response_cache.look_up(cache, ctx, headers):
             # A stored answer: no ceiling is used, but a blocked session or app is refused.
-            warning = await self.budgets.check_blocked(ctx.session_id, ctx.app)
+            warning = await self.budgets.check_blocked(session_id, ctx.request.app)
             _log_warnings((warning,) if warning else (), ctx)
             return body
         admission = await self.budgets.admit(
             AdmitRequest(
-                session_id=ctx.session_id,
-                app=ctx.app,
-                model=ctx.model,
+                session_id=session_id,
+                app=ctx.request.app,
+                model=ctx.info.model,
                 body_bytes=len(body),
                 max_tokens=ctx.info.max_tokens,
-                now=ctx.started_at,
+                now=started_at,
             )
         )
-        ctx.admission = admission
+        ctx.policy.admission = admission
         _log_warnings(admission.warnings, ctx)
         limits = admission.reservation.limits
-        ctx.buffer_answer = not ctx.stream and (
+        ctx.policy.buffer_answer = not ctx.info.stream and (
             limits.session_usd is not None or limits.app_daily_usd is not None
         )
         return self._plan_cache(ctx, body, headers)
 
     async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
         """For a buffered (non-streaming) answer under a USD ceiling: settle now and say what remains."""
-        admission = ctx.admission
-        if not isinstance(admission, Admission) or not ctx.buffer_answer:
+        admission = ctx.policy.admission
+        if not isinstance(admission, Admission) or not ctx.policy.buffer_answer:
             return []
         event = ctx.to_event("")
         self._price(event)
@@ -145,12 +153,12 @@ class SidecarPolicies:
                 at=event.started_at,
                 usage=event.usage,
             )
-        event.tool_results = ctx.tool_results
+        event.tool_results = ctx.policy.tool_results
         if event.tool_use_ids and event.session_id:
             self.tools.remember(event.session_id, event.tool_use_ids, event.tool_uses, event.ended_at)
-        admission = ctx.admission
+        admission = ctx.policy.admission
         if isinstance(admission, Admission) and not admission.settled:
-            if ctx.t_headers is None and event.outcome != "client_disconnected":
+            if ctx.timings.headers is None and event.outcome != "client_disconnected":
                 await self.budgets.settle_failed(admission)  # never reached the upstream
             else:
                 settlement = await self.budgets.settle(admission, event)

@@ -20,25 +20,25 @@ async def look_up(cache: ResponseCache, ctx: CallContext, headers: Headers) -> b
     Must run before the sidecar edits the body (the key is the client's own request). Waits while an
     identical call is in flight.
     """
-    if ctx.method != "POST":
+    req = ctx.request
+    if req.method != "POST":
         return False
-    route = ctx.path.encode("latin-1", "replace") + (b"?" + ctx.query if ctx.query else b"")
-    request = CacheRequest(ctx.app, route, headers, ctx.doc, ctx.stream, ctx.started_at)
-    call = await cache.begin(request)
-    ctx.cached = call
+    route = req.path.encode("latin-1", "replace") + (b"?" + req.query if req.query else b"")
+    call = await cache.begin(CacheRequest(req.app, route, headers, ctx.doc, ctx.info.stream, req.started_at))
+    ctx.policy.cached = call
     return call is not None and call.answer is not None
 
 
 def finish(cache: ResponseCache, ctx: CallContext, event: CallEvent) -> None:
     """Keep the call's answer when it may be kept; a hit's event gets what the stored answer had cost."""
-    call = ctx.cached
+    call = ctx.policy.cached
     if not isinstance(call, CacheCall):
         return
     done = Completed(
         status=event.status,
         outcome=event.outcome,
-        summary=ctx.final_summary(),
-        content_type=get_ci(ctx.response_headers, b"content-type") or b"",
+        summary=ctx.response.final_summary(),
+        content_type=get_ci(ctx.response.headers, b"content-type") or b"",
         cost_usd=event.cost_usd,
         model=event.model_canonical,
         now=event.ended_at,

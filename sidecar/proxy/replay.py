@@ -13,13 +13,14 @@ _SLICE = 1 << 16  # a long stored stream goes out in pieces the server can write
 
 async def send_cached(send: Send, ctx: CallContext, answer: CachedAnswer) -> None:
     """Send ``answer`` and record the call as a ``cache_hit``: no upstream call, no usage."""
-    ctx.status, ctx.outcome, ctx.summary = answer.status, outcomes.CACHE_HIT, answer.summary
+    response, timings = ctx.response, ctx.timings
+    response.status, response.outcome, response.summary = answer.status, outcomes.CACHE_HIT, answer.summary
     await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-    ctx.t_first_byte_out = perf_counter()
+    timings.first_byte_out = perf_counter()
     body = answer.body
     for start in range(0, max(len(body), 1), _SLICE):
         piece = body[start : start + _SLICE]
         await send({"type": "http.response.body", "body": piece, "more_body": start + _SLICE < len(body)})
-    ctx.response_bytes = len(body)
-    ctx.t_last_byte = perf_counter()
-    ctx.complete = True
+    response.body_bytes = len(body)
+    timings.last_byte = perf_counter()
+    response.complete = True
