@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from sidecar import __version__
 from sidecar.admin.api import AdminApp, AdminServices, build_admin
 from sidecar.admin.ops import HealthProbe
-from sidecar.admin.sessions import SessionsReader
+from sidecar.admin.reads import SessionsReader
 from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
@@ -35,21 +35,27 @@ from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
 from sidecar.core.session_lifecycle import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, bedrock_error_parts
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
+from sidecar.providers.config import BEDROCK_HINT, bedrock_from_settings, vertex_from_settings
+from sidecar.proxy.asgi import ASGIApp
 from sidecar.proxy.client import UpstreamClient
+from sidecar.proxy.cloud import CloudHandler, not_configured
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
+from sidecar.proxy.origins import Origins
 from sidecar.proxy.upstream import UpstreamOptions
 from sidecar.respcache.build import build_response_cache, response_cache_config
 from sidecar.respcache.service import ResponseCache
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
+from sidecar.store.queries import ReadStore, SessionCounters
 from sidecar.store.shipper import ShipperHooks
 from sidecar.store.sqlite import SQLiteStore
+from sidecar.store.sqlite_reads import SQLiteReads
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
@@ -104,6 +110,10 @@ class Sidecar:
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
     response_cache: ResponseCache | None = None
+    # The cloud routes (SPEC §18) by path prefix, and their upstream clients (one per origin).
+    cloud: dict[str, ASGIApp] = field(default_factory=dict)
+    origins: Origins | None = None
+    reads: ReadStore | None = None  # the embedded store's read side (SPEC §14)
     _housekeeper: asyncio.Future[None] | None = None
 
     def reload(self) -> None:
@@ -167,17 +177,36 @@ class Sidecar:
         await self.upstream.close()
         if self.response_cache is not None:
             await self.response_cache.close()  # entries being written finish first
+        if self.origins is not None:
+            await self.origins.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
-
+        if self.reads is not None:
+            self.reads.close()
 
 
 async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> None:
-    """Process-local ceilings survive a restart: rebuild the counters from the embedded store."""
+    """Process-local ceilings survive a restart: rebuild the counters from the embedded store's
+    per-session totals and today's per-app cost (SPEC R-RS-1), never its history."""
     now = time.time()
-    events = await asyncio.to_thread(sidecar.store.events, since=now - SESSION_TTL_S)
-    table = sidecar.prices.table
-    counters = LocalCounters.restore(
-        events, now, charge=functools.partial(charge_usd, prices=table), limits_for=budgets.limits_for
+    reads = sidecar.reads
+    if reads is None:
+        return
+
+    def load() -> tuple[list[SessionCounters], list[CallEvent], dict[str, float]]:
+        sessions = reads.session_counters(now - SESSION_TTL_S)
+        day_start = now - now % 86400
+        unpriced = reads.unpriced_calls(min([s.first_seen for s in sessions], default=day_start))
+        today = reads.summary(min(day_start, now), now + 1, "app")["rows"]
+        return sessions, unpriced, {str(row["key"]): float(row["cost_usd"]) for row in today}
+
+    sessions, unpriced, day_usd = await asyncio.to_thread(load)
+    counters = LocalCounters.restore_totals(
+        sessions,
+        unpriced,
+        day_usd,
+        now,
+        charge=functools.partial(charge_usd, prices=sidecar.prices.table),
+        limits_for=budgets.limits_for,
     )
     budgets.replace_counters(counters)
 
@@ -265,18 +294,22 @@ class _ProxyParts:
     traced: bool
 
 
-def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
-    """The upstream client and the handler of ``/v1/*``."""
-    settings = parts.settings
-    upstream = UpstreamClient(
+def _upstream_client(settings: Settings, base_url: str) -> UpstreamClient:
+    return UpstreamClient(
         UpstreamOptions(
-            base_url=settings.upstream_url,
+            base_url=base_url,
             read_timeout_s=settings.upstream_timeout,
             connect_timeout_s=settings.upstream_connect_timeout,
             pool_size=settings.upstream_pool_size,
             keepalive_s=settings.upstream_keepalive_timeout,
         )
     )
+
+
+def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
+    """The upstream client and the handler of ``/v1/*``."""
+    settings = parts.settings
+    upstream = _upstream_client(settings, settings.upstream_url)
     origin = urlsplit(settings.upstream_url)
     salt_beside = settings.local_store if parts.stores.shipper else settings.store
     deps = ProxyDeps(
@@ -301,6 +334,19 @@ def _attach_response_cache(sidecar: Sidecar, cache: ResponseCache) -> None:
     sidecar.startup_hooks.append(cache.open)
     sidecar.chores.append(cache.expire)
     sidecar.metrics.response_cache_bytes.set_function(cache.stored_bytes)
+
+
+def _cloud(settings: Settings, deps: ProxyDeps) -> tuple[dict[str, ASGIApp], Origins]:
+    """The handlers of ``/bedrock/…`` and ``/vertex/…`` over one upstream client per cloud origin."""
+    origins = Origins(functools.partial(_upstream_client, settings))
+    bedrock = bedrock_from_settings(settings)
+    routes: dict[str, ASGIApp] = {
+        "/bedrock/": CloudHandler(deps, bedrock, origins)
+        if bedrock is not None
+        else not_configured("Amazon Bedrock", bedrock_error_parts, BEDROCK_HINT),
+        "/vertex/": CloudHandler(deps, vertex_from_settings(settings), origins),
+    }
+    return routes, origins
 
 
 def build_sidecar(
@@ -340,6 +386,8 @@ def build_sidecar(
     )
     sidecar = Sidecar(settings, registry, metrics, prices, stores.local, recorder, upstream, proxy)
     sidecar.budgets, sidecar.stores, sidecar.fleet = budgets, stores, fleet
+    sidecar.cloud, sidecar.origins = _cloud(settings, proxy.deps)
+    sidecar.reads = SQLiteReads(stores.local.path)
 
     async def expire_sessions(now: float) -> None:
         sessions_sink.expire(now)
@@ -381,7 +429,14 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
         pricing_date=lambda: sidecar.prices.table.version,
         clickhouse=shipper.status if shipper is not None else None,
     )
-    reader = SessionsReader(sidecar.store, sidecar.recorder.flush, sidecar.settings.session_idle_timeout)
+    stores = sidecar.stores
+    assert sidecar.reads is not None  # set by build_sidecar before the admin app
+    reader = SessionsReader(
+        sidecar.reads,
+        sidecar.recorder.flush,
+        sidecar.settings.session_idle_timeout,
+        fleet=stores.fleet_reads if stores is not None and stores.fleet is not None else None,
+    )
     services = AdminServices(
         sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
     )

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sidecar.core.cloud import ANTHROPIC, GLOBAL
 from sidecar.core.usage import Usage
 
 # ``outcome`` values.
@@ -17,7 +18,7 @@ UPSTREAM_ERROR = "upstream_error"  # upstream unreachable, timed out, reset, or 
 CLIENT_DISCONNECTED = "client_disconnected"
 REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) without calling upstream
 CACHE_HIT = "cache_hit"  # answered from the response cache: no upstream call, no model call (SPEC R-RC-5)
-SIDECAR_ERROR = "sidecar_error"
+SIDECAR_ERROR = "sidecar_error"  # an unexpected error in the sidecar: a 500 api_error, or a cut stream
 
 
 _RAND_B = (1 << 62) - 1
@@ -100,10 +101,20 @@ class CallEvent:
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None  # the client's span (from its traceparent), if it sent one
+    # Where the call went (SPEC §18): ``anthropic`` | ``bedrock`` | ``vertex``; for a cloud, the location
+    # that served it (Bedrock: the profile's geography ``global``/``us``/``eu``/``jp``/``apac`` or the
+    # region of an in-region id; Vertex: the location). Anything but ``global`` is a regional endpoint.
+    provider: str = ANTHROPIC
+    cloud_region: str | None = None
 
     @property
     def ended_at(self) -> float:
         return self.started_at + self.duration_s
+
+    @property
+    def regional(self) -> bool:
+        """Served at a cloud's regional endpoint (priced with the provider's regional premium)."""
+        return self.cloud_region is not None and self.cloud_region != GLOBAL
 
 
 class Sink(Protocol):

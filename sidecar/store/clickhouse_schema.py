@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sidecar.store.clickhouse_rollup import v3 as _v3
+
 MIGRATIONS_TABLE = "sidecar_schema_migrations"
 DEDUP_WINDOW = 1000  # inserts remembered per table for insert_deduplication_token
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -234,11 +236,20 @@ def _v2(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
-def _v_response_cache(o: SchemaOptions) -> tuple[str, ...]:
+def _v4_provider(o: SchemaOptions) -> tuple[str, ...]:
+    # Where each call went (SPEC §18): the provider, and the cloud location that served it.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS provider LowCardinality(String) DEFAULT 'anthropic' AFTER parent_span_id,
+    ADD COLUMN IF NOT EXISTS cloud_region LowCardinality(Nullable(String)) AFTER provider""",
+    )
+
+
+def _v5_response_cache(o: SchemaOptions) -> tuple[str, ...]:
     # The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
     return (
         f"""ALTER TABLE {o.table("events")}{o.on_cluster}
-    ADD COLUMN IF NOT EXISTS response_cache_savings_usd Float64 DEFAULT 0 AFTER parent_span_id""",
+    ADD COLUMN IF NOT EXISTS response_cache_savings_usd Float64 DEFAULT 0 AFTER cloud_region""",
     )
 
 
@@ -246,7 +257,9 @@ def _v_response_cache(o: SchemaOptions) -> tuple[str, ...]:
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
-    (3, "events: response cache savings", _v_response_cache),
+    (3, "sessions_rollup: what the embedded session rollup holds", _v3),
+    (4, "events: provider and cloud_region", _v4_provider),
+    (5, "events: response cache savings", _v5_response_cache),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

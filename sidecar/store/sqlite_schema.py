@@ -16,6 +16,7 @@ import orjson
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
+from sidecar.store.sqlite_rollup import MIGRATION_2
 
 _MIGRATION_1 = (
     """
@@ -72,6 +73,12 @@ _MIGRATION_1 = (
     "CREATE INDEX events_app_started_at ON events (app, started_at)",
 )
 
+# Where each call went (SPEC §18): the provider, and the cloud location that served it.
+_MIGRATION_PROVIDER = (
+    "ALTER TABLE events ADD COLUMN provider TEXT NOT NULL DEFAULT 'anthropic'",
+    "ALTER TABLE events ADD COLUMN cloud_region TEXT",
+)
+
 # The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
 _MIGRATION_RESPONSE_CACHE = (
     "ALTER TABLE events ADD COLUMN response_cache_savings_usd REAL NOT NULL DEFAULT 0",
@@ -80,7 +87,9 @@ _MIGRATION_RESPONSE_CACHE = (
 # (version, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
-    (2, _MIGRATION_RESPONSE_CACHE),
+    (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
+    (3, _MIGRATION_PROVIDER),
+    (4, _MIGRATION_RESPONSE_CACHE),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -132,6 +141,8 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "trace_id",
     "span_id",
     "parent_span_id",
+    "provider",
+    "cloud_region",
     "response_cache_savings_usd",
 )
 
@@ -237,6 +248,8 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.trace_id,
         event.span_id,
         event.parent_span_id,
+        event.provider,
+        event.cloud_region,
         event.response_cache_savings_usd,
     )
 
@@ -264,7 +277,8 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "operation", "model", "model_canonical", "request_id", "status", "outcome", "error_type",
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
-            "response_bytes", "trace_id", "span_id", "parent_span_id", "response_cache_savings_usd",
+            "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
+            "response_cache_savings_usd",
         )
     }  # fmt: skip
     return CallEvent(

@@ -79,6 +79,8 @@ def full_event() -> CallEvent:
         key_fingerprint="fp:0123",
         request_bytes=123_456,
         response_bytes=654_321,
+        provider="bedrock",
+        cloud_region="us",
     )
 
 
