@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,6 +47,8 @@ from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
 from sidecar.proxy.origins import Origins
 from sidecar.proxy.upstream import UpstreamOptions
+from sidecar.respcache.build import build_response_cache, response_cache_config
+from sidecar.respcache.service import ResponseCache
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
@@ -107,6 +109,7 @@ class Sidecar:
     budgets: BudgetService | None = None
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
+    response_cache: ResponseCache | None = None
     # The cloud routes (SPEC §18) by path prefix, and their upstream clients (one per origin).
     cloud: dict[str, ASGIApp] = field(default_factory=dict)
     origins: Origins | None = None
@@ -172,6 +175,8 @@ class Sidecar:
         if self.budgets is not None:
             await self.budgets.aclose()
         await self.upstream.close()
+        if self.response_cache is not None:
+            await self.response_cache.close()  # entries being written finish first
         if self.origins is not None:
             await self.origins.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
@@ -323,6 +328,14 @@ def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
     return upstream, ProxyHandler(deps)
 
 
+def _attach_response_cache(sidecar: Sidecar, cache: ResponseCache) -> None:
+    """SPEC §19: opened at start, expired entries dropped by housekeeping, drained and closed at shutdown."""
+    sidecar.response_cache = cache
+    sidecar.startup_hooks.append(cache.open)
+    sidecar.chores.append(cache.expire)
+    sidecar.metrics.response_cache_bytes.set_function(cache.stored_bytes)
+
+
 def _cloud(settings: Settings, deps: ProxyDeps) -> tuple[dict[str, ASGIApp], Origins]:
     """The handlers of ``/bedrock/…`` and ``/vertex/…`` over one upstream client per cloud origin."""
     origins = Origins(functools.partial(_upstream_client, settings))
@@ -358,8 +371,15 @@ def build_sidecar(
     tracing: list[Sink] = [TracingSink(exporter)] if exporter is not None else []
     recorder, sessions_sink = _recorder(settings, metrics, stores, [fleet.sink(), *tracing])
     budgets = _budgets(settings, metrics, prices.table)
+    response_cache = build_response_cache(settings, metrics.on_response_cache)
     policies = SidecarPolicies(
-        ToolLatencyMatcher(), budgets, prices.price, _cache_settings(settings), lambda: prices.table, metrics
+        ToolLatencyMatcher(),
+        budgets,
+        prices.price,
+        _cache_settings(settings),
+        lambda: prices.table,
+        metrics,
+        response_cache,
     )
     upstream, proxy = _proxy(
         _ProxyParts(settings, metrics, prices, recorder, policies, stores, traced=exporter is not None)
@@ -374,6 +394,8 @@ def build_sidecar(
         await policies.expire(now, settings.session_idle_timeout)
 
     sidecar.chores.append(expire_sessions)
+    if response_cache is not None:
+        _attach_response_cache(sidecar, response_cache)
     sidecar.startup_hooks.append(fleet.start)
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
@@ -381,10 +403,15 @@ def build_sidecar(
     def reload_budgets(fresh: Settings) -> Callable[[], None]:
         config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
         cache = _cache_settings(fresh)
+        responses = response_cache_config(fresh)
 
         def apply() -> None:
             budgets.reload(config, sidecar.prices.table)
             policies.cache = cache
+            if response_cache is not None:
+                response_cache.config = responses
+            elif responses.enabled:
+                log.warning("the response cache was off at start: turning it on takes a restart")
 
         return apply
 
@@ -413,6 +440,8 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
     services = AdminServices(
         sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
     )
+    if sidecar.response_cache is not None:
+        services = replace(services, response_cache=sidecar.response_cache)
     return build_admin(services, sidecar.settings.admin_token)
 
 

@@ -245,12 +245,21 @@ def _v4_provider(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
+def _v5_response_cache(o: SchemaOptions) -> tuple[str, ...]:
+    # The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS response_cache_savings_usd Float64 DEFAULT 0 AFTER cloud_region""",
+    )
+
+
 # (version, description, renderer). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
     (3, "sessions_rollup: what the embedded session rollup holds", _v3),
     (4, "events: provider and cloud_region", _v4_provider),
+    (5, "events: response cache savings", _v5_response_cache),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -79,11 +79,17 @@ _MIGRATION_PROVIDER = (
     "ALTER TABLE events ADD COLUMN cloud_region TEXT",
 )
 
+# The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
+_MIGRATION_RESPONSE_CACHE = (
+    "ALTER TABLE events ADD COLUMN response_cache_savings_usd REAL NOT NULL DEFAULT 0",
+)
+
 # (version, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
     (3, _MIGRATION_PROVIDER),
+    (4, _MIGRATION_RESPONSE_CACHE),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -137,6 +143,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "parent_span_id",
     "provider",
     "cloud_region",
+    "response_cache_savings_usd",
 )
 
 INSERT_SQL = (
@@ -243,6 +250,7 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.parent_span_id,
         event.provider,
         event.cloud_region,
+        event.response_cache_savings_usd,
     )
 
 
@@ -270,6 +278,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
             "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
+            "response_cache_savings_usd",
         )
     }  # fmt: skip
     return CallEvent(

@@ -124,12 +124,13 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
     # Its rows lack the columns migration 3 adds (provider, cloud_region): they read as Anthropic calls.
-    keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in ("provider", "cloud_region")]
+    added = ("provider", "cloud_region", "response_cache_savings_usd")  # columns of migrations 3 and 4
+    keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in added]
     names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
     conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2, 3]
+    assert migrate(conn, T0) == [2, 3, 4]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)
