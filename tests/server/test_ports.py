@@ -122,5 +122,5 @@ def test_ctrl_c_during_start_up_exits_without_a_traceback(tmp_path: Path) -> Non
         tmp_path, "serve", SIDECAR_PORT="0", SIDECAR_FLEET_PORT="0", SIDECAR_UPSTREAM_URL=DEAD_UPSTREAM
     )
     time.sleep(0.3)  # imports and wiring are under way
-    assert proc.interrupt() in (0, 130)
+    assert proc.interrupt() in (0, 130, -2)  # -2: ended by SIGINT itself, what a shell shows as 130
     assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr, proc.stderr
