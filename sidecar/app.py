@@ -27,6 +27,7 @@ from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
+from sidecar.cache.diagnosis import CacheDiagnoser
 from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
 from sidecar.core.budget_config import BudgetConfig
@@ -219,11 +220,14 @@ def build_sidecar(
     registry: CollectorRegistry | None = None,
     span_exporter: SpanExporter | None = None,
     clickhouse_connect: Callable[[], ClickHouseClient] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> Sidecar:
     """Wire every component from settings. Raises ``ConfigError`` for anything invalid, before serving.
 
     ``span_exporter`` and ``clickhouse_connect`` replace the OTLP exporter and the ClickHouse client
-    (tests use OpenTelemetry's in-memory exporter and an in-process ClickHouse engine).
+    (tests use OpenTelemetry's in-memory exporter and an in-process ClickHouse engine); ``clock`` the
+    wall clock the cache diagnosis measures idle time on (tests move it past a cache TTL).
     """
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, max_apps=settings.max_apps, max_tools=settings.max_tools)
@@ -261,8 +265,9 @@ def build_sidecar(
     cache_settings = CacheSettings.from_sources(
         settings.policies.get("prompt_cache"), settings.prompt_cache, settings.cache_ttl
     )
+    diagnoser = CacheDiagnoser(settings.cache_diagnostics, settings.cache_diag_max_sessions, clock=clock)
     policies = SidecarPolicies(
-        ToolLatencyMatcher(), budgets, prices.price, cache_settings, lambda: prices.table, metrics
+        ToolLatencyMatcher(), budgets, prices.price, cache_settings, lambda: prices.table, metrics, diagnoser
     )
     upstream = UpstreamClient(
         UpstreamOptions(
@@ -287,7 +292,6 @@ def build_sidecar(
             key_salt(settings.local_store if stores.shipper else settings.store)
         ),
         count_internal_error=metrics.count_internal_error,
-        observe_response_headers=metrics.observe_ratelimit,
         upstream_origin=upstream_origin,
         public_url=settings.public_url,
     )

@@ -70,6 +70,10 @@ class Settings:
     ingest_token: str | None = None
     prompt_cache: str = "auto"
     cache_ttl: str = "5m"
+    # Why the cache missed (SPEC R-CD): passive reads the API's diagnosis when a response has one; api
+    # also asks for it on every call (a body field and a beta header); off stops both diagnoses.
+    cache_diagnostics: str = "passive"
+    cache_diag_max_sessions: int = 100_000
     drain_timeout: float = 30.0
     upstream_timeout: float = 600.0
     upstream_connect_timeout: float = 5.0
@@ -198,6 +202,8 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "ingest_token": _text,
     "prompt_cache": _choice("auto", "off", "force"),
     "cache_ttl": _choice("5m", "1h"),
+    "cache_diagnostics": _choice("passive", "api", "off"),
+    "cache_diag_max_sessions": _pos_int,
     "drain_timeout": _pos_float,
     "upstream_timeout": _pos_float,
     "upstream_connect_timeout": _pos_float,

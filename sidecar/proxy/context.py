@@ -108,6 +108,9 @@ class CallContext:
     on_body_done: Callable[[], None] | None = None
     admission: object | None = None  # the budget reservation held for this call
     buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
+    cache_probe: object | None = None  # the cache diagnosis's side of this call (policies)
+    # Headers the policies set on the upstream request, replacing the client's of the same name.
+    upstream_header_overrides: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def refuse(self, exc: SidecarError) -> None:
         """The sidecar answered itself; nothing reached the upstream."""

@@ -234,10 +234,25 @@ def _v2(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
+def _v3(o: SchemaOptions) -> tuple[str, ...]:
+    # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict per messages call, the API's reason.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER parent_span_id,
+    ADD COLUMN IF NOT EXISTS cache_miss_reason LowCardinality(Nullable(String)) AFTER cache_outcome,
+    ADD COLUMN IF NOT EXISTS cache_miss_detail Nullable(String) AFTER cache_miss_reason,
+    ADD COLUMN IF NOT EXISTS cache_missed_tokens Nullable(Int64) AFTER cache_miss_detail,
+    ADD COLUMN IF NOT EXISTS cache_miss_cost_usd Nullable(Float64) AFTER cache_missed_tokens,
+    ADD COLUMN IF NOT EXISTS api_cache_miss_reason LowCardinality(Nullable(String))
+        AFTER cache_miss_cost_usd""",
+    )
+
+
 # (version, description, renderer). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
+    (3, "events: cache diagnosis columns", _v3),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -72,11 +72,33 @@ _MIGRATION_1 = (
     "CREATE INDEX events_app_started_at ON events (app, started_at)",
 )
 
+# Why the prompt cache missed (SPEC R-CD): the verdict on each messages call, and the API's own reason.
+_MIGRATION_CACHE_DIAGNOSIS = (
+    "ALTER TABLE events ADD COLUMN cache_outcome TEXT",
+    "ALTER TABLE events ADD COLUMN cache_miss_reason TEXT",
+    "ALTER TABLE events ADD COLUMN cache_miss_detail TEXT",
+    "ALTER TABLE events ADD COLUMN cache_missed_tokens INTEGER",
+    "ALTER TABLE events ADD COLUMN cache_miss_cost_usd REAL",
+    "ALTER TABLE events ADD COLUMN api_cache_miss_reason TEXT",
+)
+
 # (version, statements). Append only.
-MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = ((1, _MIGRATION_1),)
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (1, _MIGRATION_1),
+    (2, _MIGRATION_CACHE_DIAGNOSIS),
+)
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
+# CallEvent fields stored as they are, in this order (nullable: older rows and other calls have none).
+CACHE_DIAGNOSIS_COLUMNS = (
+    "cache_outcome",
+    "cache_miss_reason",
+    "cache_miss_detail",
+    "cache_missed_tokens",
+    "cache_miss_cost_usd",
+    "api_cache_miss_reason",
+)
 # Column order used by both INSERT and SELECT; must match ``event_to_row`` / ``row_to_event``.
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -124,6 +146,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "trace_id",
     "span_id",
     "parent_span_id",
+    *CACHE_DIAGNOSIS_COLUMNS,
 )
 
 INSERT_SQL = (
@@ -228,6 +251,7 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.trace_id,
         event.span_id,
         event.parent_span_id,
+        *(getattr(event, name) for name in CACHE_DIAGNOSIS_COLUMNS),
     )
 
 
@@ -254,7 +278,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "operation", "model", "model_canonical", "request_id", "status", "outcome", "error_type",
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
-            "response_bytes", "trace_id", "span_id", "parent_span_id",
+            "response_bytes", "trace_id", "span_id", "parent_span_id", *CACHE_DIAGNOSIS_COLUMNS,
         )
     }  # fmt: skip
     return CallEvent(

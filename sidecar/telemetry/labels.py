@@ -14,7 +14,6 @@ from sidecar.core.events import CallEvent
 PROVIDER = "anthropic"
 OTHER = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
-RATELIMIT_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
 BUDGET_LIMITS = (
     "session_usd",
     "session_tokens",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.core.events import CallEvent
+from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
 from sidecar.telemetry.labels import OTHER, PROVIDER, status_class
 from sidecar.telemetry.metrics import Metrics
 
@@ -50,8 +51,14 @@ class MetricsSink:
             sums[child(m.upstream_errors, model, str(e.status) if e.status else "none")] += 1
         elif e.status >= 400 and e.outcome != "refused":
             sums[child(m.upstream_errors, model, str(e.status))] += 1
+        if e.ratelimits is not None:
+            self._ratelimits(app, e.key_fingerprint, e.ratelimits)
         if e.operation != "chat" or e.outcome == "refused":
             return
+        if e.cache_miss_reason is not None:
+            sums[child(m.cache_misses, app, model, e.cache_miss_reason)] += 1
+            if e.cache_miss_cost_usd:
+                sums[child(m.cache_miss_cost, app, model, e.cache_miss_reason)] += e.cache_miss_cost_usd
         if e.cache_breakpoint_injected:
             sums[child(m.cache_injected, model, app)] += 1
         u = e.usage
@@ -88,3 +95,24 @@ class MetricsSink:
                     "no price for model %r: its calls are counted in sidecar_unpriced_requests_total",
                     e.model[:100],
                 )
+
+    def _ratelimits(self, app: str, key: str | None, limits: RateLimits) -> None:
+        """The latest headroom an answer reported: gauges set, never summed."""
+        m, child = self.m, self.m.child
+        for limit in limits.standard:
+            if limit.remaining is not None:
+                child(m.ratelimit_remaining, app, limit.kind).set(limit.remaining)
+            if limit.limit is not None:
+                child(m.ratelimit_limit, app, limit.kind).set(limit.limit)
+        if not limits.unified:
+            return
+        key_label = m.key_label(key or "none")
+        for window in limits.windows:
+            if window.utilization is not None:
+                child(m.ratelimit_utilization, app, key_label, m.window_label(window.name)).set(
+                    window.utilization
+                )
+        if limits.status is not None:
+            current = m.status_label(limits.status)
+            for status in {*UNIFIED_STATUSES, current}:
+                child(m.ratelimit_status, app, key_label, status).set(1.0 if status == current else 0.0)

@@ -57,7 +57,7 @@ def test_single_node_schema_text() -> None:
 def test_cluster_schema_text_is_on_cluster_and_replicated() -> None:
     o = SchemaOptions(database="sidecar", cluster="prod-1", ttl_days=7)
     ddl = statements(o)
-    assert len(ddl) == 2 + 5 + 1  # bootstrap (db, migrations) + v1 (3 tables, 2 views) + v2 (alter)
+    assert len(ddl) == 2 + 5 + 1 + 1  # bootstrap (db, migrations) + v1 (3 tables, 2 views) + v2, v3 (alters)
     for s in ddl:
         first_line = s.strip().splitlines()[0]
         assert "ON CLUSTER `prod-1`" in first_line, first_line
@@ -112,9 +112,9 @@ def tables(client: ChdbClient, db: str) -> list[tuple[str, str]]:
 
 def test_migrate_twice_applies_once(chdb_client: ChdbClient) -> None:
     o = SchemaOptions(database="sidecar")
-    assert migrate(chdb_client, o, NOW) == [1, 2]
+    assert migrate(chdb_client, o, NOW) == [1, 2, 3]
     assert migrate(chdb_client, o, NOW + 1) == []
-    assert schema_version(chdb_client, o) == LATEST_VERSION == 2
+    assert schema_version(chdb_client, o) == LATEST_VERSION == 3
     assert tables(chdb_client, "sidecar") == [
         ("events", "ReplacingMergeTree"),
         ("sessions_rollup", "AggregatingMergeTree"),
@@ -136,14 +136,15 @@ def test_every_statement_can_run_again_after_a_crash_mid_migration(chdb_client: 
     for statement in statements(o):
         chdb_client.command(statement)
     assert schema_version(chdb_client, o) == 0  # the statements ran, the versions were never recorded
-    assert migrate(chdb_client, o, NOW) == [1, 2]  # ...so all of it runs again, without error
+    assert migrate(chdb_client, o, NOW) == [1, 2, 3]  # ...so all of it runs again, without error
 
 
 def test_migrating_from_version_1_keeps_old_rows(chdb_client: ChdbClient) -> None:
     o = SchemaOptions(database="sidecar", ttl_days=0)
     assert migrate(chdb_client, o, NOW, upto=1) == [1]
-    old = dataclasses.replace(full_event(), event_id="old", trace_id=None, span_id=None, parent_span_id=None)
-    v1_columns = [c for c in EVENT_COLUMNS if c not in ("trace_id", "span_id", "parent_span_id")]
+    later = EVENT_COLUMNS[EVENT_COLUMNS.index("trace_id") :]  # columns of migrations 2 and on
+    old = dataclasses.replace(full_event(), event_id="old", **dict.fromkeys(later))
+    v1_columns = list(EVENT_COLUMNS[: EVENT_COLUMNS.index("trace_id")])  # later migrations append columns
     chdb_client.insert("sidecar.events", [event_to_row(old)[: len(v1_columns)]], v1_columns)
     # A release on schema 1 could still read it...
     store = ClickHouseStore(chdb_client.borrow, o, migrate=False)
@@ -153,7 +154,7 @@ def test_migrating_from_version_1_keeps_old_rows(chdb_client: ChdbClient) -> Non
     # ...and the next release migrates in place: old rows read with empty trace context.
     store = ClickHouseStore(chdb_client.borrow, o)
     store.open()
-    assert schema_version(chdb_client, o) == 2
+    assert schema_version(chdb_client, o) == 3
     new = dataclasses.replace(full_event(), event_id="new", trace_id="0af7651916cd43dd8448eb211c80319c")
     store.write_events([new])
     assert store.events() == [new, old]  # same started_at: ordered by event_id

@@ -1,0 +1,107 @@
+"""Anthropic's rate-limit response headers (SPEC R-RL-1), bytes in, :class:`RateLimits` out.
+
+Both families are read generically: ``anthropic-ratelimit-<type>-<limit|remaining|reset>`` for the four
+API-key types, and ``anthropic-ratelimit-unified-<field>`` where a field ending in ``-utilization`` or
+``-reset`` names a window (``5h``, ``7d``, ``7d_opus`` …), so windows Anthropic adds later show up
+without a change here. Values that do not parse are skipped; window and status words are kept only
+when short and plain (they become metric labels). Reset times become unix seconds, whether sent as
+RFC 3339 (API keys) or as epoch seconds (subscriptions).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from datetime import datetime
+
+from sidecar.core.ratelimits import STANDARD_TYPES, RateLimits, StandardLimit, UnifiedWindow
+
+_PREFIX = b"anthropic-ratelimit-"
+_UNIFIED = b"unified-"
+_WORD = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
+_STANDARD = {t.replace("_", "-"): t for t in STANDARD_TYPES}
+_MAX_WINDOWS = 16
+
+
+def _number(value: bytes) -> float | None:
+    try:
+        n = float(value.strip())
+    except ValueError:
+        return None
+    return n if math.isfinite(n) and n >= 0 else None
+
+
+def _time(value: bytes) -> float | None:
+    text = value.strip().decode("latin-1")
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _word(value: bytes | str) -> str | None:
+    text = (value.decode("latin-1") if isinstance(value, bytes) else value).strip().lower()
+    text = text.replace("-", "_")
+    return text if _WORD.match(text) else None
+
+
+def _standard(rest: str, value: bytes, out: dict[str, dict[str, float | None]]) -> None:
+    kind, _, field = rest.rpartition("-")
+    name = _STANDARD.get(kind)
+    if name is None or field not in ("limit", "remaining", "reset"):
+        return
+    parsed = _time(value) if field == "reset" else _number(value)
+    if parsed is not None:
+        out.setdefault(name, {})[field] = parsed
+
+
+def _unified(
+    rest: str, value: bytes, fields: dict[str, object], windows: dict[str, dict[str, float]]
+) -> None:
+    if rest in ("status", "representative-claim", "overage-status"):
+        fields[rest] = _word(value)
+    elif rest == "reset":
+        fields[rest] = _time(value)
+    elif rest.endswith(("-utilization", "-reset")) and not rest.startswith("overage"):
+        window, _, field = rest.rpartition("-")
+        name = _word(window)
+        parsed = _number(value) if field == "utilization" else _time(value)
+        if name is None or parsed is None or (name not in windows and len(windows) >= _MAX_WINDOWS):
+            return
+        windows.setdefault(name, {})[field] = parsed
+
+
+def parse_ratelimits(headers: Iterable[tuple[bytes, bytes]]) -> RateLimits | None:
+    """The rate limits an answer's headers report; None when it carries none of the family."""
+    standard: dict[str, dict[str, float | None]] = {}
+    fields: dict[str, object] = {}
+    windows: dict[str, dict[str, float]] = {}
+    for name, value in headers:
+        if len(name) <= len(_PREFIX) or name[:20].lower() != _PREFIX:
+            continue
+        rest = name[len(_PREFIX) :].lower()
+        if rest.startswith(_UNIFIED):
+            _unified(rest[len(_UNIFIED) :].decode("latin-1"), value, fields, windows)
+        else:
+            _standard(rest.decode("latin-1"), value, standard)
+    if not standard and not fields and not windows:
+        return None
+    status, reset = fields.get("status"), fields.get("reset")
+    claim, overage = fields.get("representative-claim"), fields.get("overage-status")
+    return RateLimits(
+        standard=tuple(
+            StandardLimit(k, v.get("limit"), v.get("remaining"), v.get("reset"))
+            for k, v in sorted(standard.items())
+        ),
+        status=status if isinstance(status, str) else None,
+        windows=tuple(
+            UnifiedWindow(n, min(1.0, w["utilization"]) if "utilization" in w else None, w.get("reset"))
+            for n, w in sorted(windows.items())
+        ),
+        reset=reset if isinstance(reset, float) else None,
+        representative_claim=claim if isinstance(claim, str) else None,
+        overage_status=overage if isinstance(overage, str) else None,
+    )
