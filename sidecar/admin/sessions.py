@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidecar.core.sessions import list_sessions, session_summary
 from sidecar.errors import NotFound
@@ -81,6 +81,19 @@ class Call(_Closed):
     duration_s: float
     tool_uses: list[str]
     tool_results: list[ToolResult]
+    cache_outcome: str | None = Field(
+        description="hit | write | miss | none (SPEC R-CD-1); null: not diagnosed"
+    )
+    cache_miss_reason: str | None = Field(
+        description="For a miss: ttl_expired | model_changed | system_changed | tools_changed | "
+        "messages_changed | breakpoint_moved | evicted"
+    )
+    cache_miss_detail: str | None = Field(description="Where the prefix changed; never prompt text")
+    cache_missed_tokens: int | None
+    cache_miss_cost_usd: float | None = Field(description="Paid for the missed tokens minus reading them")
+    api_cache_miss_reason: str | None = Field(
+        description="The API's diagnostics.cache_miss_reason.type when the answer carried one; pending: null"
+    )
 
 
 class Session(_Closed):
@@ -107,6 +120,8 @@ class Session(_Closed):
     unpriced_calls: int
     cache_hit_ratio: float | None
     cache_savings_usd: float
+    cache_miss_cost_usd: float
+    cache_misses: dict[str, int] = Field(description="Cache misses of the session's calls, by reason")
     model_time_s: float
     tool_time_s: float
     tools: dict[str, ToolStats]

@@ -16,7 +16,8 @@ UNIFIED_STATUSES = ("allowed", "allowed_warning", "rejected")
 
 @dataclass(frozen=True, slots=True)
 class StandardLimit:
-    """One API-key limit: ``kind`` is one of :data:`STANDARD_TYPES`; ``reset`` in unix seconds."""
+    """One API-key limit: ``kind`` is one of :data:`STANDARD_TYPES`; ``reset`` in unix seconds (not read
+    from headers yet)."""
 
     kind: str
     limit: float | None = None

@@ -4,8 +4,8 @@ Both families are read generically: ``anthropic-ratelimit-<type>-<limit|remainin
 API-key types, and ``anthropic-ratelimit-unified-<field>`` where a field ending in ``-utilization`` or
 ``-reset`` names a window (``5h``, ``7d``, ``7d_opus`` …), so windows Anthropic adds later show up
 without a change here. Values that do not parse are skipped; window and status words are kept only
-when short and plain (they become metric labels). Reset times become unix seconds, whether sent as
-RFC 3339 (API keys) or as epoch seconds (subscriptions).
+when short and plain (they become metric labels). Subscription reset times become unix seconds (sent as
+epoch seconds, or RFC 3339); the API-key families' resets are not read (nothing uses them yet).
 """
 
 from __future__ import annotations
@@ -51,10 +51,12 @@ def _word(value: bytes | str) -> str | None:
 def _standard(rest: str, value: bytes, out: dict[str, dict[str, float | None]]) -> None:
     kind, _, field = rest.rpartition("-")
     name = _STANDARD.get(kind)
-    if name is None or field not in ("limit", "remaining", "reset"):
+    if name is None:
         return
-    parsed = _time(value) if field == "reset" else _number(value)
-    if parsed is not None:
+    if field == "reset":  # read on demand: nothing exports it, and parsing a date costs
+        out.setdefault(name, {})
+        return
+    if field in ("limit", "remaining") and (parsed := _number(value)) is not None:
         out.setdefault(name, {})[field] = parsed
 
 
@@ -80,7 +82,8 @@ def parse_ratelimits(headers: Iterable[tuple[bytes, bytes]]) -> RateLimits | Non
     fields: dict[str, object] = {}
     windows: dict[str, dict[str, float]] = {}
     for name, value in headers:
-        if len(name) <= len(_PREFIX) or name[:20].lower() != _PREFIX:
+        # Most headers are something else: reject them on length and first letter before lowering.
+        if len(name) <= len(_PREFIX) or name[0] not in b"aA" or name[:20].lower() != _PREFIX:
             continue
         rest = name[len(_PREFIX) :].lower()
         if rest.startswith(_UNIFIED):
