@@ -185,9 +185,10 @@ def _breakpoint_change(
     gap = _gap(last, nearest, cur, blocks_in)
     if gap < LOOKBACK_BLOCKS:
         return None
+    far = f"more than {LOOKBACK_BLOCKS}" if gap > LOOKBACK_BLOCKS else str(gap)
     return (
-        f"breakpoint moved from {_where(last)} to {_where(nearest)}, "
-        f"{gap} blocks on (the API looks back {LOOKBACK_BLOCKS})"
+        f"breakpoint moved from {_where(last)} to {_where(nearest)}, {far} blocks on "
+        f"(past the API's {LOOKBACK_BLOCKS}-block lookback)"
     )
 
 

@@ -30,6 +30,7 @@ from sidecar.testing.fake_cache import PromptBlock, canonical_json
 BETA = "cache-diagnosis-2026-04-07"
 _OTHER_PARAMS = ("thinking", "tool_choice")
 _MAX_REMEMBERED = 10_000
+_ORDER = ("tools", "system", "messages")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,10 @@ def _first_difference(prev: RequestPrint, cur: RequestPrint) -> int | None:
 def compare(prev: RequestPrint, cur: RequestPrint) -> dict[str, Any] | None:
     """The ``cache_miss_reason`` of ``cur`` against ``prev``, or None when ``cur`` extends ``prev``."""
     at = _first_difference(prev, cur)
-    section = prev.blocks[at][0] if at is not None else None
+    section = None
+    if at is not None:  # the earlier section, in prefix order, of the two blocks found there
+        sides = [blocks[at][0] for blocks in (prev.blocks, cur.blocks) if at < len(blocks)]
+        section = min(sides, key=_ORDER.index)
     missed = sum(tokens for _, _, tokens in prev.blocks[at:]) if at is not None else 0
     if prev.model != cur.model:
         return {"type": "model_changed", "cache_missed_input_tokens": sum(t for _, _, t in prev.blocks)}
