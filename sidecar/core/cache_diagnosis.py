@@ -130,7 +130,8 @@ def _messages_change(prev: PromptFingerprint, cur: PromptFingerprint, upto: int)
         return None  # compared at C speed: the usual case, a history resent as it was
     for i in range(n):
         if i >= pb.count:
-            return f"messages {i} to {pa.count - 1} removed (history {pa.count} → {pb.count} messages)"
+            gone = f"message {i}" if i == pa.count - 1 else f"messages {i} to {pa.count - 1}"
+            return f"{gone} removed (history {pa.count} → {pb.count} messages)"
         if pa.hashes[i] != pb.hashes[i]:
             rewritten = (
                 f" (history rewritten: {pa.count} → {pb.count} messages)" if pb.count < pa.count else ""
