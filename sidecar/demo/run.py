@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
+from sidecar.demo import cache_story
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
 from sidecar.errors import ConfigError
 from sidecar.infra.listen import bind_tcp
@@ -99,10 +100,12 @@ async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
     deadline = time.monotonic() + duration_s
     n = 0
     async with aiohttp.ClientSession() as http:
+        story = asyncio.ensure_future(cache_story.clock_session(http, url, DEMO_KEY))
         while time.monotonic() < deadline:
             batch = [_agent_session(http, url, n + i, rng, deadline) for i in range(4)]
             await asyncio.gather(*batch)
             n += len(batch)
+        await story
     return n
 
 
@@ -143,6 +146,7 @@ async def _demo(
             store=f"sqlite:///{data_dir}/events.db",
             policies=fleet_cfg["policies"],
             policy_env=fleet_cfg["policy_env"],
+            cache_diagnostics="api",  # the API's own diagnosis beside the sidecar's
         )
         box.append(RunningSidecar(settings))
         await _start(box[0])
@@ -197,6 +201,7 @@ def run_demo(
         with FakeUpstream(FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)) as fake:
             asyncio.run(_demo(_pick_port(port), duration_s, path, fake.url, box))
             box[0].sidecar.recorder.flush()
+            print(cache_story.describe(box[0].sidecar.store.events(session_id=cache_story.SESSION)) + "\n")
             store_url = f"sqlite:///{path}/events.db"
             print(f"$ claude-sidecar report --store {store_url} --limit 5\n")
             report_main(["--store", store_url, "--limit", "5"])

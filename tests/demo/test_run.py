@@ -72,6 +72,9 @@ def test_duration_bounds_the_whole_demo_and_8788_taken_is_no_problem(tmp_path: P
     # A 1 s demo used to run ~10 s (the fleet's freeze had an 8 s floor); generous for a loaded machine.
     assert elapsed < 6.0, elapsed
     assert "Top sessions by cost" in proc.stdout
+    # The session with the time in its system prompt: the sidecar's diagnosis beside the API's.
+    assert "(digit run, timestamp-like)" in proc.stdout and "the API says: system_changed" in proc.stdout
+    assert "Cache misses by reason" in proc.stdout
     assert "demo data removed" in proc.stdout and list((tmp_path / "tmp").iterdir()) == []
 
 

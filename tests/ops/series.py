@@ -1,6 +1,7 @@
 """The series that dashboards and alert rules may use, and a PromQL series-name extractor.
 
-``ALLOWED`` is SPEC §13's list (with the series §15 and §17 add to it) (histograms as ``_bucket``/``_sum``/``_count``, counters as ``_total``)
+``ALLOWED`` is SPEC §13's list with the series §15 and §17 add to it (histograms as
+``_bucket``/``_sum``/``_count``, counters as ``_total``)
 plus the few series the exporter declares beyond it, plus what Prometheus itself synthesizes (``up``).
 """
 
