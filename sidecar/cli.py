@@ -118,7 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the sidecar against the fake upstream with synthetic traffic")
     demo.add_argument("--port", type=int, help="proxy port (default 8788, or any free port when it is taken)")
     demo.add_argument("--duration", type=float, default=20.0, help="seconds the demo runs (default 20)")
-    demo.add_argument("--keep-running", action="store_true", help="keep serving after the traffic ends")
+    demo.add_argument(
+        "--keep-running",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep serving after the traffic ends, until Ctrl+C (default: only on a terminal)",
+    )
     demo.add_argument("--data-dir", help="keep the demo's event store here (default: a temporary directory)")
     return parser
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, sessions
 from sidecar.admin.errors import error_response, install_error_handlers
+from sidecar.admin.json import CleanJSONResponse
 from sidecar.errors import Unauthorized
 from sidecar.proxy.asgi import Receive, Scope, Send
 
@@ -69,6 +70,7 @@ def admin_api() -> AdminAPI:
         docs_url=None,
         redoc_url=None,
         generate_unique_id_function=_operation_id,
+        default_response_class=CleanJSONResponse,
     )
     install_error_handlers(api)
     for router in ROUTERS:

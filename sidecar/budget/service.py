@@ -34,6 +34,7 @@ from sidecar.core.budget_config import (
 from sidecar.core.budget_counts import Breach, remaining_usd, utc_day
 from sidecar.core.budget_estimate import Estimate, Rates, actual_of, estimate_call, worst_rates
 from sidecar.core.events import CallEvent
+from sidecar.core.money import format_usd
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
 
@@ -111,13 +112,7 @@ class Budgets(Protocol):
 
 
 def _amount(limit: str, n: int) -> str:
-    return f"${n / NANOS:.4f}" if limit in (SESSION_USD, APP_DAILY_USD) else str(n)
-
-
-def _ceiling(limit: str, n: int) -> str:
-    if limit not in (SESSION_USD, APP_DAILY_USD):
-        return str(n)
-    return f"${n / NANOS:.2f}" if n % (NANOS // 100) == 0 else f"${n / NANOS:.6g}"
+    return format_usd(n / NANOS) if limit in (SESSION_USD, APP_DAILY_USD) else str(n)
 
 
 def refusal_message(breach: Breach, session_id: str, app: str, day: str) -> str:
@@ -125,7 +120,7 @@ def refusal_message(breach: Breach, session_id: str, app: str, day: str) -> str:
     used = _amount(breach.limit, breach.used)
     if breach.reserved:
         used += f" + {_amount(breach.limit, breach.reserved)} reserved by calls in flight"
-    head = f"{breach.limit} limit {_ceiling(breach.limit, breach.ceiling)}, used {used}"
+    head = f"{breach.limit} limit {_amount(breach.limit, breach.ceiling)}, used {used}"
     if breach.limit == APP_DAILY_USD:
         return f"App budget exceeded: {head} (app {app[:200]}, UTC day {day})"
     return f"Session budget exceeded: {head} (session {session_id[:200]})"
@@ -141,7 +136,7 @@ def _threshold_message(limit: str, res: Reservation, snapshot: Snapshot) -> str:
         values = {"session_usd": s.used_nanos, "session_tokens": s.used_tokens}
         used = values.get(limit, s.model_calls if limit == "session_model_calls" else s.tool_calls)
         who = f"Session {res.session_id[:200]}"
-    ceiling = _ceiling(limit, caps[limit])
+    ceiling = _amount(limit, caps[limit])
     return f"{who} reached 80 % of its {limit} ceiling: used {_amount(limit, used)} of {ceiling}"
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from sidecar.core.cache_report import cache_miss_section
 from sidecar.core.durations import format_duration
 from sidecar.core.events import OK, CallEvent
+from sidecar.core.money import format_usd
 from sidecar.core.sessions import (
     cache_hit_ratio,
     group_sessions,
@@ -48,10 +49,6 @@ def in_window(events: Sequence[CallEvent], now: float, window_s: float) -> list[
 
 def is_success(event: CallEvent) -> bool:
     return is_model_call(event) and 200 <= event.status < 300 and event.outcome == OK
-
-
-def format_usd(value: float) -> str:
-    return f"${value:,.2f}" if abs(value) >= 100 else f"${value:,.4f}"
 
 
 def _token_sums(model_calls: Sequence[CallEvent]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 import math
 import random
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -153,6 +154,7 @@ async def _demo(
         sidecar = box[0]
         fleet = sidecar.sidecar.fleet
         assert fleet is not None
+        print(f"console:                 {sidecar.admin_url}/ui/")
         print(f"fake Anthropic upstream: {fake_url}")
         print(f"sidecar proxy:           {sidecar.url}   (ANTHROPIC_BASE_URL={sidecar.url})")
         print(f"metrics:                 {sidecar.url}/metrics")
@@ -184,14 +186,18 @@ async def _demo(
 def run_demo(
     port: int | None = None,
     duration_s: float = 20.0,
-    keep_running: bool = False,
+    keep_running: bool | None = None,
     data_dir: str | None = None,
 ) -> int:
     """Sidecar + fake upstream + agents + a fleet whose frozen member fires and resolves a dead-man alert.
 
     Returns 0, or 130 when interrupted (Ctrl+C) before the end; either way the sidecar is stopped and a
     temporary data directory removed (``data_dir`` is kept). Raises ``ConfigError`` when ``port`` is taken.
+    ``keep_running``: keep serving after the traffic until Ctrl+C; by default only on a terminal, so the
+    console can be explored, while a pipe (CI, scripts) gets a command that ends.
     """
+    if keep_running is None:
+        keep_running = sys.stdin.isatty() and sys.stdout.isatty()
     keep = data_dir is not None
     path = Path(data_dir) if data_dir is not None else Path(tempfile.mkdtemp(prefix="sidecar-demo-"))
     path.mkdir(parents=True, exist_ok=True)
@@ -206,7 +212,7 @@ def run_demo(
             print(f"$ claude-sidecar report --store {store_url} --limit 5\n")
             report_main(["--store", store_url, "--limit", "5"])
             if keep_running:
-                print("\nstill serving; Ctrl+C to stop")
+                print(f"\nstill serving: console at {box[0].admin_url}/ui/ — Ctrl+C to stop", flush=True)
                 while True:
                     time.sleep(3600)
     except KeyboardInterrupt:

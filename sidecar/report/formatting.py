@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sidecar.core.durations import format_duration
-from sidecar.core.report import CheckResult, format_usd
+from sidecar.core.money import format_usd
+from sidecar.core.report import CheckResult
 
 Row = Mapping[str, Any]
 Column = tuple[str, Callable[[str, Row], str]]

@@ -4,6 +4,7 @@ created), read once, closed. Problems are :class:`~sidecar.report.args.UsageErro
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from sidecar.core.events import CallEvent
 from sidecar.infra.sqlite import parse_sqlite_url
@@ -21,14 +22,17 @@ def open_store(url: str) -> EventStore:
             return open_event_store(url).analytics
         except (ClickHouseStoreError, ValueError) as exc:
             raise UsageError(f"cannot open ClickHouse store {redact_url(url)}: {exc}") from None
-    if not url.startswith("sqlite:"):
-        scheme = url.split(":", 1)[0] if ":" in url else url
-        expected = "expected sqlite:///path or clickhouse://"
+    if "://" not in url:
+        path = Path(url)  # a plain file path, as people type it
+    elif not url.startswith("sqlite:"):
+        scheme = url.split(":", 1)[0]
+        expected = "expected a file path, sqlite:///path or clickhouse://"
         raise UsageError(f"unknown store scheme {scheme!r} in {redact_url(url)!r} ({expected})")
-    try:
-        path = parse_sqlite_url(url)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    else:
+        try:
+            path = parse_sqlite_url(url)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     # Opening a missing file would create an empty store in the current directory: say so instead.
     if not path.is_file():
         raise UsageError(f"no event store at {path} (pass --store or set SIDECAR_STORE)")

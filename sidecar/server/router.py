@@ -6,7 +6,8 @@ import logging
 
 from sidecar.admin.api import AdminApp
 from sidecar.app import Sidecar
-from sidecar.errors import NotFound
+from sidecar.console.routes import Console
+from sidecar.errors import InvalidRequest, NotFound, error_response_parts
 from sidecar.proxy.asgi import ASGIApp, Receive, Scope, Send, send_error
 
 log = logging.getLogger("sidecar")
@@ -22,6 +23,7 @@ class Router:
         self.admin = admin
         self.lifespan = lifespan
         self.proxy = sidecar.proxy if proxy else None
+        self.console = Console() if admin is not None else None  # the console lives beside the admin API
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -33,13 +35,28 @@ class Router:
             if self.admin is not None and self.admin.handles(path):
                 await self.admin(scope, receive, send)
                 return
+            if self.console is not None and self.console.handles(scope):
+                await self.console(scope, receive, send)
+                return
             await send_error(send, NotFound(f"Not found: {scope['method']} {path[:200]}"))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            # Fleet WebSockets have their own listener; closing before accept makes uvicorn answer 403
-            # (returning without a word would be a 500).
+            await self._refuse_websocket(scope, send)
+
+    async def _refuse_websocket(self, scope: Scope, send: Send) -> None:
+        """Fleet WebSockets have their own listener: answer 400 in Anthropic's shape naming it (the ASGI
+        denial-response extension), or close before accept (uvicorn then answers 403) without it."""
+        if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})
+            return
+        fleet = self.sidecar.fleet
+        where = fleet.connect_url if fleet is not None else "the fleet listener (SIDECAR_FLEET_PORT)"
+        status, headers, body = error_response_parts(
+            InvalidRequest(f"WebSockets are not served on this port: fleet members connect to {where}")
+        )
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -13,6 +13,7 @@ from sidecar.report.commands import report_main
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
+from tests.waiting import SLACK_S
 
 TOOLS: list[Any] = [
     {
@@ -102,11 +103,13 @@ def test_agent_session_story(fake: FakeUpstream, sidecar: RunningSidecar, tmp_pa
     assert sum(v["count"] for v in tools.values()) == 3
     assert sum(v["errors"] for v in tools.values()) == 1
     # Each tool's latency is its true sleep plus the SDK's own time to parse the answer and build the
-    # next request (a few ms; generous bound for a loaded CI machine).
+    # next request: a few ms on an idle machine, but a loaded CI machine can add hundreds (0.503 s was
+    # seen for a 0.15 s sleep), so the upper bound only rules out gross errors. The exact arithmetic is
+    # checked on a hand-driven clock in tests/core/test_tools.py.
     measured = [r for c in doc["calls"] for r in c["tool_results"]]
     assert [r["is_error"] for r in measured] == [False, True, False]
     for result, slept in zip(measured, SLEEPS, strict=True):
-        assert slept <= result["latency_s"] < slept + 0.06
+        assert slept <= result["latency_s"] < slept + SLACK_S
     assert abs(doc["tool_time_s"] - sum(r["latency_s"] for r in measured)) < 1e-9
     assert doc["model_time_s"] > 0
     listed = httpx.get(sidecar.url + "/sidecar/v1/sessions?order=cost&limit=5").json()["sessions"]

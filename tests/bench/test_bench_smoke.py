@@ -436,7 +436,7 @@ def test_profile_summary_counts_the_recorder_yielding_the_core_as_parked(
     raw = "\n".join(
         [
             "thread (20): sidecar-recorder;_run (sidecar/telemetry/recorder.py:1);"
-            "yield_cpu (sidecar/sched.py:9) 30",
+            "yield_cpu (sidecar/infra/sched.py:9) 30",
             "thread (20): sidecar-recorder;_run (sidecar/telemetry/recorder.py:1);"
             "write (sidecar/store/sqlite.py:5) 4",
             "thread (10): MainThread;run (sidecar/server.py:9);send (sidecar/proxy/h1.py:99) 6",
@@ -445,4 +445,4 @@ def test_profile_summary_counts_the_recorder_yielding_the_core_as_parked(
     prof = bench["profile_summary"].parse(raw)
     assert prof.samples == 40 and prof.running == 10  # runnable in sched_yield is not using the core
     assert prof.blocked_by_thread == {"sidecar-recorder": 30}
-    assert "yield_cpu (sidecar/sched.py)" not in prof.self_by_func
+    assert "yield_cpu (sidecar/infra/sched.py)" not in prof.self_by_func

@@ -18,6 +18,7 @@ from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
 from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 
 # Haiku 4.5: $1 in, $5 out per million tokens. Each call: 1000 in + 200 out = $0.002 exactly.
 USAGE = {
@@ -226,18 +227,17 @@ def test_redis_down_fail_closed_is_503(fake: FakeUpstream, redis_server: RedisSe
         assert info.value.status_code == 503
         assert info.value.response.headers["x-should-retry"] == "true"
         redis_server.start()  # back: calls flow again (after the short back-off)
-        import time
 
-        deadline = time.monotonic() + 5
-        while True:
+        def admitted() -> bool:
             try:
                 client.messages.create(
                     model="claude-haiku-4-5", max_tokens=5, messages=MSG, extra_headers=_headers("c1")
                 )
-                break
             except anthropic.APIStatusError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+                return False
+            return True
+
+        assert wait_until(admitted, interval=0.1)
 
 
 def test_local_counters_survive_a_restart(fake: FakeUpstream, tmp_path: Path) -> None:

@@ -38,6 +38,12 @@ MODEL = "claude-sonnet-4-5"
 BODY, MAX_TOKENS, COST = 1000, 2000, 0.03
 
 
+def clock() -> float:
+    """The counters' clock in these tests: fixed at ``NOW``, the date the calls carry (with the real
+    clock, sessions restored at ``NOW`` would expire once the calendar passed ``NOW`` + their TTL)."""
+    return NOW
+
+
 @dataclass
 class Recorded:
     refusals: list[tuple[str, str]] = field(default_factory=list)
@@ -65,7 +71,7 @@ def service(
     fail_mode: str = "open",
 ) -> BudgetService:
     config = BudgetConfig(limits, fail_mode=fail_mode)
-    return BudgetService(config, counters or LocalCounters(), prices, rec.hooks() if rec else None)
+    return BudgetService(config, counters or LocalCounters(clock=clock), prices, rec.hooks() if rec else None)
 
 
 def req(session: str = "s-1", app: str = "app", body: int = BODY, now: float = NOW) -> AdmitRequest:
@@ -105,7 +111,7 @@ async def test_sequential_calls_are_refused_once_the_ceiling_is_really_reached(p
         await svc.admit(req())
     assert info.value.limit == "session_usd"
     assert (
-        info.value.message == "Session budget exceeded: session_usd limit $0.10, used $0.1200 (session s-1)"
+        info.value.message == "Session budget exceeded: session_usd limit $0.10, used $0.12 (session s-1)"
     )
     assert rec.refusals == [("app", "session_usd")]
     snap, _, _ = await svc.usage("s-1", "app", NOW)
@@ -201,7 +207,7 @@ async def test_app_daily_ceiling_is_per_utc_day(prices: PriceTable) -> None:
     with pytest.raises(BudgetExceeded) as info:
         await svc.admit(req("s-3"))
     assert info.value.message == (
-        "App budget exceeded: app_daily_usd limit $0.05, used $0.0600 (app app, UTC day 2026-11-20)"
+        "App budget exceeded: app_daily_usd limit $0.05, used $0.06 (app app, UTC day 2026-11-20)"
     )
     assert (await svc.admit(req("s-3", app="other"))).reservation.held
     tomorrow = NOW + 86400
@@ -216,7 +222,7 @@ async def test_soft_warning_once_per_session_and_ceiling(prices: PriceTable) -> 
     assert [len(s.warnings) for s in first] == [0, 0, 1]  # $0.09 >= 80 % of $0.10
     warning = first[2].warnings[0]
     assert (warning.limit, warning.kind) == ("session_usd", THRESHOLD)
-    assert warning.message == "Session s-1 reached 80 % of its session_usd ceiling: used $0.0900 of $0.10"
+    assert warning.message == "Session s-1 reached 80 % of its session_usd ceiling: used $0.09 of $0.10"
     fourth = await svc.settle(await svc.admit(req()), event())
     assert fourth.warnings == ()
     # Another session warns for itself; the app's day crosses $0.16 once.
@@ -309,12 +315,13 @@ class DownCounters(LocalCounters):
 
 async def test_fail_modes(prices: PriceTable) -> None:
     rec = Recorded()
-    svc = service(prices, Limits(session_usd=0.1), rec, counters=DownCounters())
+    svc = service(prices, Limits(session_usd=0.1), rec, counters=DownCounters(clock=clock))
     admission = await svc.admit(req())
     assert admission.degraded and not admission.reservation.held
     assert (await svc.settle(admission, event())).remaining_usd is None
     assert rec.backend == [REDIS_UNAVAILABLE, "settle_lost"]
-    closed = service(prices, Limits(session_usd=0.1), rec, counters=DownCounters(), fail_mode=FAIL_CLOSED)
+    down = DownCounters(clock=clock)
+    closed = service(prices, Limits(session_usd=0.1), rec, counters=down, fail_mode=FAIL_CLOSED)
     with pytest.raises(ServiceUnavailable):
         await closed.admit(req())
     assert rec.backend[-1] == REDIS_UNAVAILABLE_REFUSED
@@ -340,7 +347,7 @@ async def test_restore_rebuilds_sessions_and_today(prices: PriceTable) -> None:
         event(None, "s-3", usage=Usage(input_tokens=1000, output_tokens=100)),  # unpriced
         event(0.01, "", app="app"),  # no session: counts for the app only
     ]
-    counters = LocalCounters.restore(events, NOW, charge=partial(charge_usd, prices=prices))
+    counters = LocalCounters.restore(events, NOW, charge=partial(charge_usd, prices=prices), clock=clock)
 
     s1 = await counters.usage("s-1", "app", "2026-11-20")
     assert s1.session == Counts(90_000_000, 300, 2, 3, 0, 0, 0)
@@ -351,7 +358,7 @@ async def test_restore_rebuilds_sessions_and_today(prices: PriceTable) -> None:
 
 async def test_restore_marks_crossed_ceilings_as_warned(prices: PriceTable) -> None:
     limits = Limits(session_usd=0.10)
-    counters = LocalCounters.restore([event(0.085)], NOW, limits_for=lambda app: limits)
+    counters = LocalCounters.restore([event(0.085)], NOW, limits_for=lambda app: limits, clock=clock)
     rec = Recorded()
     svc = BudgetService(BudgetConfig(limits), counters, prices, rec.hooks())
     settlement = await svc.settle(await svc.admit(req()), event(0.001))
@@ -360,13 +367,13 @@ async def test_restore_marks_crossed_ceilings_as_warned(prices: PriceTable) -> N
 
 
 async def test_idle_sessions_are_forgotten() -> None:
-    clock = [NOW]
-    counters = LocalCounters(session_ttl_s=60, clock=lambda: clock[0])
+    now = [NOW]
+    counters = LocalCounters(session_ttl_s=60, clock=lambda: now[0])
     limits = Limits(session_usd=1.0)
     decision = await counters.try_reserve("old", "app", "2026-11-20", limits, Estimate(5, 5))
     assert decision.reservation is not None
     await counters.reconcile(decision.reservation, Actual(7))
-    clock[0] += 61
+    now[0] += 61
     await counters.try_reserve("new", "app", "2026-11-20", limits, Estimate(5, 5))
     assert (await counters.usage("old", "app", "2026-11-20")).session == Counts()
 

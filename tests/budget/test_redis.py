@@ -8,10 +8,12 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 import redis.asyncio as aioredis
 
+from sidecar.budget import CountersUnavailable
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import REDIS_UNAVAILABLE, REDIS_UNAVAILABLE_REFUSED, BudgetService
 from sidecar.core.budget_config import FAIL_CLOSED, BudgetConfig, Limits
@@ -21,6 +23,7 @@ from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
 from tests.budget.test_local import COST, Recorded, burst, event, req
 from tests.redis_server import RedisServer
+from tests.waiting import SLACK_S, wait_until_async
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC).timestamp()
 DAY = "2026-11-20"
@@ -124,11 +127,20 @@ async def test_abandoned_reservations_expire(server: RedisServer) -> None:
     first = await counters.try_reserve("s-1", "app", DAY, limits, Estimate(10, 10))
     assert first.admitted  # ... and its replica dies without reconciling
     assert not (await counters.try_reserve("s-1", "app", DAY, limits, Estimate(10, 10))).admitted
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # time passes beyond the reservation's 0.05 s TTL (on Redis's clock)
     assert (await counters.try_reserve("s-1", "app", DAY, limits, Estimate(10, 10))).admitted
     snap = await counters.usage("s-1", "app", DAY)
     assert snap.session == Counts(0, 0, 0, 0, 10, 10, 1)  # only the new reservation is held
     await counters.aclose()
+
+
+async def reachable(counters: RedisCounters) -> bool:
+    """The counters answer again (a call in the cool-down after an error fails at once)."""
+    try:
+        await counters.usage("probe", "app", DAY)
+    except CountersUnavailable:
+        return False
+    return True
 
 
 async def test_fail_modes_while_redis_is_down_and_recovery(prices: PriceTable, server: RedisServer) -> None:
@@ -147,7 +159,7 @@ async def test_fail_modes_while_redis_is_down_and_recovery(prices: PriceTable, s
     assert rec.backend[-1] == REDIS_UNAVAILABLE_REFUSED
     assert time.monotonic() - started < 1.0
     server.start()  # same port, empty data (no persistence)
-    await asyncio.sleep(0.06)  # past the cool-down
+    assert await wait_until_async(partial(reachable, counters))  # past the cool-down, reconnected
     await asyncio.wait_for(open_svc.settle(admission, event()), timeout=2)  # the degraded call still counts
     fresh = await asyncio.wait_for(closed_svc.admit(req()), timeout=2)
     assert fresh.reservation.held and not fresh.degraded
@@ -167,7 +179,8 @@ async def test_unresponsive_server_times_out_quickly(prices: PriceTable) -> None
         svc = BudgetService(BudgetConfig(Limits(session_usd=1.0)), counters, prices, rec.hooks())
         started = time.monotonic()
         admission = await asyncio.wait_for(svc.admit(req()), timeout=2)
-        assert admission.degraded and time.monotonic() - started < 0.5
+        # Bounded by the counters' own 0.1 s timeout (plus a loaded machine's slack), not by the server.
+        assert admission.degraded and time.monotonic() - started < 0.1 + SLACK_S
         assert rec.backend == [REDIS_UNAVAILABLE]
         await counters.aclose()
 

@@ -132,7 +132,7 @@ def test_session_cost_ceiling() -> None:
     bad = run(p95_session_cost_usd=0.30)
     assert bad.ok is False
     assert bad.findings == [
-        "p95 session cost is $0.3500 over the 2 sessions closed in the last 1h, above the ceiling of $0.3000"
+        "p95 session cost is $0.35 over the 2 sessions closed in the last 1h, above the ceiling of $0.30"
     ]
     assert run(p95_session_cost_usd=0.35).ok is True
     assert run(p95_session_cost_usd=0.50, idle_timeout_s=0).ok is False  # s-b's 0.92 now counts
@@ -170,7 +170,7 @@ def test_baseline_regression_with_tolerance() -> None:
     # Session cost 0.35 against 0.30: +17 %.
     cost = run(baseline=Baseline({}, 0.30))
     assert cost.findings == [
-        "p95 session cost regressed to $0.3500 over the last 1h from a baseline of $0.3000 "
+        "p95 session cost regressed to $0.35 over the last 1h from a baseline of $0.30 "
         "(+17%, tolerance 10%; 2 closed sessions)"
     ]
     assert run(baseline=Baseline({}, 0.30), tolerance=0.2).ok is True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +19,7 @@ from sidecar.server.inprocess import RunningSidecar
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
 from tests.net import free_port as free_port  # shared with the tests of this package
+from tests.waiting import wait_until as wait_until  # shared with the tests of this package
 
 MODEL = "claude-sonnet-4-5"
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
@@ -93,20 +94,12 @@ def anthropic_error(resp: httpx.Response) -> str:
     return error_type
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0, interval_s: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval_s)
-    return True
-
-
 def exact_events(sidecar: RunningSidecar, count: int, *, settle_s: float = 0.2) -> list[CallEvent]:
     """Every stored event, after checking there are exactly ``count`` (none missing, none extra)."""
     events = sidecar.wait_events(count)
     assert len(events) == count, [(e.path, e.status, e.outcome) for e in events]
-    time.sleep(settle_s)  # an extra event would be submitted by now: calls are recorded at their end
+    # Then look for one too many: nothing signals "no more events", so give a stray one time to land.
+    time.sleep(settle_s)
     events = sidecar.wait_events(count)
     assert len(events) == count, [(e.path, e.status, e.outcome) for e in events]
     return events

@@ -151,7 +151,7 @@ def test_redis_down_under_budgets(
         after.append(_post(sidecar.url, "after", stream=False).status_code)
         return after[-1] == 200
 
-    assert wait_until(call_again, interval_s=0.1)
+    assert wait_until(call_again, interval=0.1)
     events = exact_events(sidecar, 1 + n + len(after))
     down = sorted((e for e in events if e.session_id.startswith("down-")), key=lambda e: e.session_id)
     expected = (200, "ok", None) if mode == "open" else (503, "refused", "api_error")

@@ -21,6 +21,7 @@ from sidecar.fleet.service import FleetAlertOptions, FleetAndAlerts
 from sidecar.settings import Settings
 from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.alerting.test_notifiers import Receiver
+from tests.waiting import wait_until_async
 
 
 async def _receiver() -> tuple[Receiver, web.AppRunner]:
@@ -74,13 +75,6 @@ def _settings(checks: list[dict[str, Any]], hooks: list[str]) -> Settings:
     return Settings(port=0, policies={"checks": checks, "notify": notify})
 
 
-async def until(predicate: Any, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_reload_swaps_checks_and_notifiers(
     tmp_path: Path, receivers: tuple[Receiver, Receiver]
 ) -> None:
@@ -95,7 +89,7 @@ async def test_reload_swaps_checks_and_notifiers(
         assert set(checks) == {"nightly"} and checks["nightly"]["period_s"] == 3600.0
         assert not checks["nightly"]["dynamic"]
         svc.engine.checkin("nightly", "fail", time.time())
-        await until(lambda: [b["check"] for b in new.bodies] == ["nightly"])
+        assert await wait_until_async(lambda: [b["check"] for b in new.bodies] == ["nightly"])
         assert new.bodies[0]["event"] == "firing" and old.bodies == []
         (firing,) = svc.engine.view(time.time())["firing"]
         assert firing["check"] == "nightly" and firing["notified"] is True
@@ -127,18 +121,19 @@ async def test_alerts_with_no_notifier_say_so_until_one_is_added(
         warned = [r.getMessage() for r in alert_logs if r.levelno == logging.WARNING]
         assert any(m.startswith("no alert notifier configured") for m in warned)
         svc.engine.checkin("job", "fail", time.time())
-        await until(lambda: svc.engine.view(time.time())["firing"] != [])
+        assert await wait_until_async(lambda: svc.engine.view(time.time())["firing"] != [])
         (firing,) = svc.engine.view(time.time())["firing"]
         assert firing["notified"] is False
-        await until(lambda: any("[FIRING]" in r.getMessage() for r in alert_logs))
+        assert await wait_until_async(lambda: any("[FIRING]" in r.getMessage() for r in alert_logs))
         (fired,) = [r for r in alert_logs if "[FIRING]" in r.getMessage()]
         assert fired.levelno == logging.WARNING and fired.fields["notified"] is False  # type: ignore[attr-defined]
-        await asyncio.sleep(0.3)  # several evaluations: announced once, not once per tick
+        for _ in range(3):  # several evaluations: announced once, not once per tick
+            await svc.tick(time.time())
         assert len([r for r in alert_logs if "[FIRING]" in r.getMessage()]) == 1
         assert [s.notified for s in await asyncio.to_thread(svc.store.subjects)] == [False]
         # A notifier added by a reload hears about the outage that is still going on.
         svc.prepare_reload(_settings([{"name": "job", "period": "1h", "grace": "0s"}], [hook.url]))()
-        await until(lambda: [b["event"] for b in hook.bodies] == ["firing"])
+        assert await wait_until_async(lambda: [b["event"] for b in hook.bodies] == ["firing"])
         assert svc.engine.view(time.time())["firing"][0]["notified"] is True
     finally:
         await svc.stop()

@@ -8,7 +8,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -19,6 +19,7 @@ from sidecar.fleet.registry import FleetRegistry, Member
 from sidecar.fleet.server import FleetOptions, FleetServer
 from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.metrics_util import sample
+from tests.waiting import SLACK_S, wait_until_async
 
 INTERVAL, TIMEOUT = 0.1, 0.2
 
@@ -40,6 +41,13 @@ async def fleet_server(prom: CollectorRegistry) -> AsyncIterator[FleetServer]:
     await server.stop()
 
 
+def pinged(server: FleetServer, fleet: str, member_id: str, pings: int) -> bool:
+    """``member_id`` has been pinged ``pings`` times and has answered."""
+    f = server.registry.fleet(fleet)
+    m = f.members.get(member_id) if f is not None else None
+    return m is not None and m.pings >= pings and m.last_pong is not None
+
+
 def url(server: FleetServer, fleet: str, member: str) -> str:
     return f"{server.connect_url}?fleet={fleet}&member={member}"
 
@@ -50,22 +58,14 @@ def member(server: FleetServer, fleet: str, member_id: str) -> Member:
     return f.members[member_id]
 
 
-async def until(predicate: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
 async def test_healthy_members_stay_connected_with_rtt(
     fleet_server: FleetServer, prom: CollectorRegistry
 ) -> None:
     clients: list[ClientConnection] = [
         await connect(url(fleet_server, "voice", f"m{i}"), ping_interval=None) for i in range(3)
     ]
-    # Each member must have answered several pings: about (1.0 - 0.5..1 interval) / interval of them.
-    await asyncio.sleep(1.0)
+    # Each member must have answered several pings (one per interval, however long that takes here).
+    assert await wait_until_async(lambda: all(pinged(fleet_server, "voice", f"m{i}", 5) for i in range(3)))
     doc = fleet_server.registry.snapshot(time.time())
     assert [f["fleet"] for f in doc] == ["voice"]
     assert doc[0]["connected"] == 3
@@ -91,7 +91,7 @@ async def test_status_message_shows_in_fleet_view(fleet_server: FleetServer) -> 
     async with connect(url(fleet_server, "chat", "a1")) as ws:
         await ws.send('{"type":"status","calls_in_progress":3,"region":"eu","nested":{"x":1}}')
         await ws.send("not json")
-        await until(lambda: member(fleet_server, "chat", "a1").status is not None)
+        assert await wait_until_async(lambda: member(fleet_server, "chat", "a1").status is not None)
     assert member(fleet_server, "chat", "a1").status == {"calls_in_progress": 3, "region": "eu"}
 
 
@@ -135,15 +135,16 @@ async def test_member_that_stops_reading_is_closed_with_1011(
     path = "/sidecar/v1/fleet/connect?fleet=voice&member=frozen"
     sock = await asyncio.to_thread(_raw_upgrade, fleet_server.port, path)
     try:
-        await until(lambda: fleet_server.registry.fleet("voice") is not None)
+        assert await wait_until_async(lambda: fleet_server.registry.fleet("voice") is not None)
         m = member(fleet_server, "voice", "frozen")
-        await until(lambda: not m.connected)
+        assert await wait_until_async(lambda: not m.connected)
         assert m.disconnect_reason == "ping_timeout"
         assert m.close_code == 1011
         assert m.missed_pongs == 1
         assert m.connected_at is not None and m.disconnected_at is not None
-        # First ping within one interval, then the timeout; allow 0.15 s of scheduling slack.
-        assert m.disconnected_at - m.connected_at <= INTERVAL + TIMEOUT + 0.15
+        # First ping within one interval, then the timeout, plus what a loaded machine adds (the exact
+        # times are checked on a hand-driven clock in test_heartbeat.py).
+        assert m.disconnected_at - m.connected_at <= INTERVAL + TIMEOUT + SLACK_S
         assert await asyncio.to_thread(_read_close_code, sock) == 1011
     finally:
         sock.close()
@@ -155,11 +156,11 @@ async def test_member_that_stops_reading_is_closed_with_1011(
 
 async def test_client_with_paused_reader_is_closed_and_sees_1011(fleet_server: FleetServer) -> None:
     ws = await connect(url(fleet_server, "voice", "paused"), ping_interval=None)
-    await until(lambda: member(fleet_server, "voice", "paused").pings >= 1)
-    await until(lambda: member(fleet_server, "voice", "paused").last_pong is not None)
+    assert await wait_until_async(lambda: member(fleet_server, "voice", "paused").pings >= 1)
+    assert await wait_until_async(lambda: member(fleet_server, "voice", "paused").last_pong is not None)
     ws.transport.pause_reading()  # the client's event loop is alive but no longer reads frames
     m = member(fleet_server, "voice", "paused")
-    await until(lambda: not m.connected)
+    assert await wait_until_async(lambda: not m.connected)
     assert m.disconnect_reason == "ping_timeout"
     ws.transport.resume_reading()
     with pytest.raises(ConnectionClosed) as info:
@@ -172,7 +173,7 @@ async def test_reconnects_and_replacements_are_counted(
 ) -> None:
     async with connect(url(fleet_server, "voice", "r1")):
         pass  # clean close (1000)
-    await until(lambda: not member(fleet_server, "voice", "r1").connected)
+    assert await wait_until_async(lambda: not member(fleet_server, "voice", "r1").connected)
     assert member(fleet_server, "voice", "r1").disconnect_reason == "client_close"
     first = await connect(url(fleet_server, "voice", "r1"))
     second = await connect(url(fleet_server, "voice", "r1"))  # same id again: replaces `first`
@@ -183,7 +184,7 @@ async def test_reconnects_and_replacements_are_counted(
     assert m.connected and m.connects == 3
     assert m.to_json(time.time())["reconnects"] == 2
     await second.close()
-    await until(lambda: not m.connected)
+    assert await wait_until_async(lambda: not m.connected)
     text = generate_latest(prom).decode()
     assert sample(text, "sidecar_fleet_connects_total", fleet="voice") == 3
     assert sample(text, "sidecar_fleet_disconnects_total", fleet="voice", reason="client_close") == 2
@@ -196,9 +197,9 @@ async def test_abrupt_tcp_close_is_abnormal(fleet_server: FleetServer) -> None:
     sock = await asyncio.to_thread(
         _raw_upgrade, fleet_server.port, "/sidecar/v1/fleet/connect?fleet=f&member=x"
     )
-    await until(lambda: fleet_server.registry.connected_count("f") == 1)
+    assert await wait_until_async(lambda: fleet_server.registry.connected_count("f") == 1)
     sock.close()
-    await until(lambda: fleet_server.registry.connected_count("f") == 0)
+    assert await wait_until_async(lambda: fleet_server.registry.connected_count("f") == 0)
     assert member(fleet_server, "f", "x").disconnect_reason == "abnormal"
     assert member(fleet_server, "f", "x").close_code == 1006
 
@@ -236,7 +237,7 @@ async def test_ingest_token_guards_connects() -> None:
 
 async def test_shutdown_closes_members_with_1001(fleet_server: FleetServer) -> None:
     ws = await connect(url(fleet_server, "voice", "s1"))
-    await until(lambda: fleet_server.registry.connected_count("voice") == 1)
+    assert await wait_until_async(lambda: fleet_server.registry.connected_count("voice") == 1)
     await fleet_server.stop()
     with pytest.raises(ConnectionClosed) as info:
         await asyncio.wait_for(ws.recv(), 3.0)

@@ -25,6 +25,7 @@ from sidecar.fleet.service import FleetAlertOptions, FleetAndAlerts
 from sidecar.settings import Settings
 from sidecar.telemetry.metrics import declare_fleet_metrics
 from tests.alerting.test_notifiers import Receiver, receiver  # noqa: F401 - fixture
+from tests.waiting import wait_until_async
 
 
 def options(tmp_path: Path, hook_url: str, **fleet: Any) -> FleetAlertOptions:
@@ -59,22 +60,15 @@ def client(svc: FleetAndAlerts) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sidecar")
 
 
-async def until(predicate: Any, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_frozen_member_fires_and_resolves_through_a_webhook(
     service: FleetAndAlerts,
     receiver: Receiver,  # noqa: F811
 ) -> None:
     url = f"{service.connect_url}?fleet=voice&member=agent-1&token=tok"
     ws = await connect(url, ping_interval=None)
-    await until(lambda: service.registry.connected_count("voice") == 1)
+    assert await wait_until_async(lambda: service.registry.connected_count("voice") == 1)
     ws.transport.pause_reading()  # the member freezes: no more pongs
-    await until(lambda: any(b["event"] == "firing" for b in receiver.bodies))
+    assert await wait_until_async(lambda: any(b["event"] == "firing" for b in receiver.bodies))
     (fired,) = receiver.bodies
     assert (fired["check"], fired["member"], fired["fleet"]) == ("voice-members", "agent-1", "voice")
     async with client(service) as http:
@@ -86,7 +80,7 @@ async def test_frozen_member_fires_and_resolves_through_a_webhook(
     assert member["disconnect_reason"] == "ping_timeout" and member["missed_pongs"] == 1
     ws.transport.abort()
     async with connect(url, ping_interval=None):  # back again
-        await until(lambda: [b["event"] for b in receiver.bodies] == ["firing", "resolved"])
+        assert await wait_until_async(lambda: [b["event"] for b in receiver.bodies] == ["firing", "resolved"])
     assert receiver.bodies[1]["member"] == "agent-1"
 
 
@@ -113,7 +107,7 @@ async def test_checkin_routes_and_ingest_token(service: FleetAndAlerts) -> None:
         assert bad.status_code == 400 and bad.json()["error"]["message"].startswith("period:")
         wrong_kind = await http.post("/sidecar/v1/checkins/traffic?token=tok")
         assert wrong_kind.status_code == 409
-        await until(lambda: service.engine.subjects["backup"].status == "down")
+        assert await wait_until_async(lambda: service.engine.subjects["backup"].status == "down")
         alerts = (await http.get("/sidecar/v1/alerts")).json()
         assert [f["check"] for f in alerts["firing"]] == ["backup"]
         checks = {c["check"]: c for c in alerts["checks"]}
@@ -161,14 +155,16 @@ async def test_state_survives_a_restart(tmp_path: Path, receiver: Receiver) -> N
     first = FleetAndAlerts(opts, declare_fleet_metrics(CollectorRegistry()))
     await first.start()
     first.engine.checkin("job", "success", time.time())
-    await until(lambda: [b["event"] for b in receiver.bodies] == ["firing"])
+    assert await wait_until_async(lambda: [b["event"] for b in receiver.bodies] == ["firing"])
     await first.stop()
     second = FleetAndAlerts(opts, declare_fleet_metrics(CollectorRegistry()))
     await second.start()
-    await asyncio.sleep(0.3)
+    # An evaluation of the restored state, and its notifications (if any) delivered, before looking.
+    await second.tick(time.time())
+    assert await second.dispatcher.drain(10.0)
     assert second.engine.subjects["job"].firing and len(receiver.bodies) == 1  # not fired again
     second.engine.checkin("job", "success", time.time() + 10)
-    await until(lambda: [b["event"] for b in receiver.bodies] == ["firing", "resolved"])
+    assert await wait_until_async(lambda: [b["event"] for b in receiver.bodies] == ["firing", "resolved"])
     await second.stop()
 
 

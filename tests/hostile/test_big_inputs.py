@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +27,7 @@ from tests.hostile.support import (
     reset_peak_rss,
     status_of,
 )
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 MB = 1_000_000
@@ -98,12 +98,13 @@ def test_fifty_megabyte_json_body_is_forwarded_intact_and_recorded(
     assert sha256(upstream.requests[-1].body) == sha256(body)
     # The body, plus orjson's parse of it (about twice its size while it runs), plus slack.
     assert growth < 4 * BODY_SIZE / MB + 30, f"peak RSS rose {growth:.0f} MB for a {BODY_SIZE // MB} MB body"
-    session = httpx.get(served.url + "/sidecar/v1/sessions/fifty-mb")
-    for _ in range(50):  # the call is recorded just after its last byte
-        if session.status_code == 200:
-            break
-        time.sleep(0.05)
-        session = httpx.get(served.url + "/sidecar/v1/sessions/fifty-mb")
+
+    def recorded() -> httpx.Response | None:  # the call is recorded just after its last byte
+        got = httpx.get(served.url + "/sidecar/v1/sessions/fifty-mb")
+        return got if got.status_code == 200 else None
+
+    session = wait_until(recorded, interval=0.05)
+    assert session is not None
     calls = session.json()["calls"]
     assert [(c["model"], c["status"]) for c in calls] == [("claude-haiku-4-5", 200)]
 

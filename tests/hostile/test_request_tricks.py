@@ -114,7 +114,11 @@ def test_websocket_upgrade_on_the_proxy_is_refused_cleanly(sidecar: RunningSidec
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     for path in (b"/v1/models", b"/sidecar/v1/sessions", b"/nowhere"):
-        assert status_of(raw_request(sidecar.port, b"GET " + path + b" HTTP/1.1\r\n" + head)) == 403
+        answer = raw_request(sidecar.port, b"GET " + path + b" HTTP/1.1\r\n" + head)
+        assert status_of(answer) == 400
+        error = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]
+        assert error["type"] == "invalid_request_error"
+        assert "/sidecar/v1/fleet/connect" in error["message"]  # where members connect instead
 
 
 def post(sidecar: RunningSidecar, body: object, **headers: str) -> httpx.Response:

@@ -15,7 +15,6 @@ import logging
 import re
 import secrets
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from sidecar.settings import Settings
 from sidecar.telemetry.logs import configure_logging
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.hostile.support import ServeProcess, free_port
+from tests.waiting import wait_until
 
 MARK = "LEAKCANARY"
 BODY = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
@@ -251,9 +251,7 @@ def test_serve_process_stderr_holds_no_secret(tmp_path: Path) -> None:
         proc = ServeProcess(tmp_path, env).start()
         try:
             serve_calls(proc, ev, client_token, admin)
-            deadline = time.monotonic() + 10
-            while "shipping failed" not in proc.log_path.read_text() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: "shipping failed" in proc.log_path.read_text(), interval=0.05)
         finally:
             code = proc.stop()
         assert any(r.header("x-api-key") == upstream_key for r in fake.requests)

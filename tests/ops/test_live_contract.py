@@ -8,7 +8,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import httpx
@@ -21,6 +21,10 @@ from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY, require_service
 from tests.ops.series import dashboard_series, promql_series, rule_expressions
+from tests.waiting import wait_until_async
+
+if TYPE_CHECKING:
+    from sidecar.fleet.service import FleetAndAlerts
 
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = {
@@ -50,10 +54,17 @@ def _used() -> dict[str, set[str]]:
     return used
 
 
-async def _fleet_member(url: str) -> None:
-    async with connect(f"{url}?fleet=voice&member=m1") as ws:
+async def _fleet_member(fleet: FleetAndAlerts) -> None:
+    """A member that reports its status and stays until a ping of the sidecar's has come back."""
+
+    def answered() -> bool:
+        f = fleet.registry.fleet("voice")
+        m = f.members.get("m1") if f is not None else None
+        return m is not None and m.status is not None and m.last_pong is not None
+
+    async with connect(f"{fleet.connect_url}?fleet=voice&member=m1") as ws:
         await ws.send(json.dumps({"type": "status", "calls_in_progress": 1}))
-        await asyncio.sleep(0.5)
+        assert await wait_until_async(answered)
 
 
 def _traffic(sidecar: RunningSidecar) -> str:
@@ -88,7 +99,7 @@ def _traffic(sidecar: RunningSidecar) -> str:
     httpx.post(sidecar.url + "/sidecar/v1/checkins/nightly-eval")
     fleet = sidecar.sidecar.fleet
     assert fleet is not None
-    asyncio.run(_fleet_member(fleet.connect_url))
+    asyncio.run(_fleet_member(fleet))
     sidecar.wait_events(2)
     return httpx.get(sidecar.url + "/metrics").text
 

@@ -168,7 +168,7 @@ def test_deadman_rule_fires_through_prometheus_and_alertmanager(fake: FakeUpstre
         def scraped() -> bool:
             try:
                 doc = httpx.get(prom + "/api/v1/query", params={"query": 'up{job="claude-sidecar"}'}).json()
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not listening yet, or a plain-text "not ready" answer
                 return False
             return any(r["value"][1] == "1" for r in doc.get("data", {}).get("result", []))
 

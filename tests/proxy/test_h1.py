@@ -18,6 +18,7 @@ import pytest
 
 from sidecar.proxy import h1
 from sidecar.proxy.h1 import H1Pool, Origin, UpstreamBroke
+from tests.waiting import wait_until_async
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -215,9 +216,9 @@ async def test_the_limit_makes_callers_wait_for_a_connection() -> None:
     async with Upstream(slow_first) as up:
         pool = up.pool(limit=1)
         first = asyncio.ensure_future(pool.request("POST", "/1", [], b""))
-        await asyncio.sleep(0.05)
+        assert await wait_until_async(lambda: len(up.requests) == 1)  # the first holds the only connection
         second = asyncio.ensure_future(pool.request("POST", "/2", [], b""))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # room for a wrong second connection to show (nothing signals its absence)
         assert not second.done() and up.connections == 1
         gate.set()
         for task in (first, second):
@@ -240,15 +241,15 @@ async def test_cancelled_call_and_unread_answer_never_return_their_connection() 
     async with Upstream(never) as up:
         pool = up.pool()
         call = asyncio.ensure_future(pool.request("POST", "/x", [], b""))
-        await asyncio.sleep(0.05)
+        assert await wait_until_async(lambda: len(up.requests) == 1)  # sent, waiting for its answer
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
         resp = await pool.request("POST", "/x", [], b"")  # a new connection: the first one was dropped
         resp.close()  # walked away mid-body
         assert pool.open_connections == 0
-        await asyncio.sleep(0.05)
-        assert up.connections == 2 and up.closed_connections == 2
+        assert await wait_until_async(lambda: up.closed_connections == 2)  # the upstream saw both close
+        assert up.connections == 2
         await pool.close()
 
 
@@ -256,7 +257,7 @@ async def test_idle_connections_past_keepalive_are_not_reused() -> None:
     async with Upstream(answer(OK)) as up:
         pool = up.pool(keepalive_s=0.05)
         (await pool.request("POST", "/x", [], b"")).close()
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the connection idles past the keep-alive
         (await pool.request("POST", "/x", [], b"")).close()
         assert up.connections == 2
         await pool.close()

@@ -26,6 +26,7 @@ from sidecar.proxy.h1_wire import keep_alive_timeout
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import load_settings
 from tests.conftest import require_service
+from tests.waiting import wait_until_async
 
 
 class IdleClosingOrigin:
@@ -251,7 +252,7 @@ async def test_a_connection_closed_by_the_origin_while_idle_is_not_used(
     assert await call(pool, "first") == b'{"id":"first"}'
     assert origin.drop_idle() == 1
     if loop_saw_it:
-        await asyncio.sleep(0.1)  # the loop reads the EOF: the connection leaves the pool
+        assert await wait_until_async(lambda: pool.open_connections == 0)  # the loop read the EOF
     else:
         time.sleep(0.1)  # the loop does not run: only the socket knows
     assert await call(pool, "second") == b'{"id":"second"}'

@@ -10,6 +10,7 @@ import httpx
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
+from tests.waiting import SLACK_S
 
 HEADERS = {"x-api-key": API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
 STREAM_BODY = json.dumps(
@@ -47,8 +48,10 @@ def test_chunks_reach_client_before_upstream_finishes(slow_fake: FakeUpstream, m
     # The first delta arrives long before the stream ends, through the sidecar as directly.
     assert p_last - p_first > 0.3
     assert p_first < p_last / 2
-    # Time to first delta through the sidecar is close to the direct one (generous tolerance).
-    assert abs(p_first - d_first) < 0.08
+    # Time to first delta through the sidecar: after the fake's 0.2 s first-token delay, and close to the
+    # direct one within what a loaded machine adds (a buffering proxy fails the two checks above; the
+    # overhead figure is the bench's).
+    assert 0.2 < p_first < d_first + SLACK_S
 
 
 def test_stream_usage_recorded_once_with_ttft(slow_fake: FakeUpstream, make_sidecar) -> None:  # type: ignore[no-untyped-def]

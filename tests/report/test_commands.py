@@ -31,16 +31,16 @@ def check(*argv: str) -> int:
 def test_report_tables(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert report("--store", store_url, "--window", "1h") == 0
     out = capsys.readouterr().out
-    assert "8 model calls (1 not successful), 3 sessions, 3 tool calls, cost $1.5300 (1 unpriced)" in out
+    assert "8 model calls (1 not successful), 3 sessions, 3 tool calls, cost $1.53 (1 unpriced)" in out
     lines = out.splitlines()
-    # Top sessions by cost: s-b ($0.9200, open) before s-a ($0.3100) before s-c ($0.3000).
+    # Top sessions by cost: s-b ($0.92, open) before s-a ($0.31) before s-c ($0.30).
     sessions = [line.split() for line in lines if line.strip().startswith("s-")]
     assert [(r[0], r[6], r[-1]) for r in sessions] == [
-        ("s-b", "$0.9200", "open"), ("s-a", "$0.3100", "closed"), ("s-c", "$0.3000", "closed")
+        ("s-b", "$0.92", "open"), ("s-a", "$0.31", "closed"), ("s-c", "$0.30", "closed")
     ]  # fmt: skip
     # Latency per model: sonnet p50 1.5 s, p95 3.1 s, TTFT 300 ms / 500 ms.
     sonnet = next(line for line in lines if line.strip().startswith(SONNET) and "ms" in line)
-    assert sonnet.split() == [SONNET, "6", "5", "1.50", "s", "3.10", "s", "300", "ms", "500", "ms", "$1.5000"]
+    assert sonnet.split() == [SONNET, "6", "5", "1.50", "s", "3.10", "s", "300", "ms", "500", "ms", "$1.50"]
     # Cache per model: sonnet hit ratio 1000 / 2150 = 46.5 %.
     assert any(line.split()[:1] == [SONNET] and "46.5%" in line for line in lines)
     grep = next(line for line in lines if line.strip().startswith("grep"))
@@ -88,7 +88,7 @@ def test_check_healthy_and_failing(store_url: str, capsys: pytest.CaptureFixture
     )
     # s-c began before the window: check reads back far enough to cost it whole ($0.35 > $0.34).
     assert check("--store", store_url, "--p95-session-cost-usd", "0.34") == 1
-    assert "p95 session cost is $0.3500 over the 2 sessions closed" in capsys.readouterr().out
+    assert "p95 session cost is $0.35 over the 2 sessions closed" in capsys.readouterr().out
 
 
 def test_check_json(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,3 +203,18 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--window" in capsys.readouterr().out
     assert check("--help") == 0
     assert "--save-baseline" in capsys.readouterr().out
+
+
+def test_store_as_a_plain_file_path(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    absolute = store_url.removeprefix("sqlite:///")
+    assert report("--store", absolute, "--window", "1h", "--json") == 0
+    by_url = capsys.readouterr().out
+    assert report("--store", store_url, "--window", "1h", "--json") == 0
+    assert capsys.readouterr().out == by_url
+    monkeypatch.chdir(tmp_path)
+    assert report("--store", "events.db", "--window", "1h", "--json") == 0  # relative to where it runs
+    assert json.loads(capsys.readouterr().out)["totals"]["model_calls"] == 8
+    assert report("--store", "missing.db") == 2
+    assert "no event store at missing.db" in capsys.readouterr().err

@@ -24,6 +24,7 @@ def _serve(tmp_path: Path, upstream: str, port: int, **env: str) -> subprocess.P
         **os.environ,
         "SIDECAR_UPSTREAM_URL": upstream,
         "SIDECAR_PORT": str(port),
+        "SIDECAR_FLEET_PORT": "0",  # not the default port + 1, which something else may hold
         "SIDECAR_STORE": f"sqlite:///{tmp_path}/events.db",
         **env,
     }
@@ -74,6 +75,7 @@ def test_sigterm_drains_in_flight_stream_flushes_and_exits_0(tmp_path: Path) -> 
         try:
             _wait_ready(port, proc)
             result: dict[str, object] = {}
+            in_flight = threading.Event()
 
             def stream() -> None:
                 body = {
@@ -86,11 +88,15 @@ def test_sigterm_drains_in_flight_stream_flushes_and_exits_0(tmp_path: Path) -> 
                 with httpx.stream(
                     "POST", f"http://127.0.0.1:{port}/v1/messages", json=body, headers=headers, timeout=20
                 ) as resp:
-                    result["data"] = b"".join(resp.iter_raw())
+                    chunks = []
+                    for chunk in resp.iter_raw():
+                        chunks.append(chunk)
+                        in_flight.set()  # the first event arrived: about 1.6 s of stream to go
+                    result["data"] = b"".join(chunks)
 
             client = threading.Thread(target=stream)
             client.start()
-            time.sleep(0.4)  # the stream is in flight
+            assert in_flight.wait(10)
             proc.send_signal(signal.SIGTERM)
             client.join(20)
             code = proc.wait(20)

@@ -27,7 +27,8 @@ from sidecar.store.spool import Spool, decode_event
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import require_service
 from tests.metrics_util import sample
-from tests.store.test_spool import FAST, Counts, FlakyClient, FlakyRemote, events, wait_for
+from tests.store.test_spool import FAST, Counts, FlakyClient, FlakyRemote, events
+from tests.waiting import wait_until
 
 SCHEMA = SchemaOptions(database="fleet", ttl_days=0)
 CHDB = "chdb (in-process ClickHouse: pip install chdb)"
@@ -68,7 +69,7 @@ def test_a_batch_clickhouse_keeps_rejecting_is_quarantined_and_shipping_goes_on(
     for batch in (good, bad, after):  # three batches of four (FAST ships four at a time)
         shipper.write(batch)
     shipper.start()
-    wait_for(lambda: shipper.depth() == 0, timeout_s=30.0)
+    assert wait_until(lambda: shipper.depth() == 0, timeout=30.0)
     shipper.stop()
 
     assert stored_ids(engine) == [e.event_id for e in good + after]  # the next batch was not held up
@@ -102,7 +103,7 @@ def test_an_outage_longer_than_the_quarantine_bound_quarantines_nothing(
     assert shipper.flush(30.0)  # opened, migrated and shipping while up
     flaky.down = True  # then every insert times out: connection-level, not a verdict on the rows
     shipper.write(events(6, start=2))
-    wait_for(lambda: flaky.inserts >= 3 * FAST.quarantine_after, timeout_s=30.0)
+    assert wait_until(lambda: flaky.inserts >= 3 * FAST.quarantine_after, timeout=30.0)
     flaky.down = False
     assert shipper.flush(30.0)
     shipper.stop()
@@ -136,7 +137,7 @@ def test_a_server_state_error_is_an_outage_not_a_rejection(tmp_path: Path, engin
     shipper = Shipper(Spool(tmp_path / "spool.db"), ClickHouseStore(lambda: overloaded, SCHEMA), FAST)
     shipper.write(events(4))
     shipper.start()
-    wait_for(lambda: overloaded.inserts >= 3 * FAST.quarantine_after, timeout_s=30.0)
+    assert wait_until(lambda: overloaded.inserts >= 3 * FAST.quarantine_after, timeout=30.0)
     overloaded.code = None
     assert shipper.flush(30.0)
     shipper.stop()
@@ -203,7 +204,7 @@ def test_a_full_dead_letter_file_keeps_the_batch_in_the_spool(tmp_path: Path, en
     shipper = Shipper(Spool(tmp_path / "spool.db"), ClickHouseStore(engine.borrow, SCHEMA), options)
     shipper.write([poisoned(e) for e in events(2)])
     shipper.start()
-    wait_for(lambda: shipper.errors >= 4, timeout_s=30.0)
+    assert wait_until(lambda: shipper.errors >= 4, timeout=30.0)
     shipper.stop()
     assert shipper.depth() == 2 and shipper.quarantined == 0  # held, not lost: the cap is the disk's
     assert not dead_letter_path(tmp_path / "spool.db").exists()  # nothing half-written either
@@ -229,7 +230,7 @@ def test_quarantined_events_are_counted_in_metrics_and_readyz(fake: FakeUpstream
             assert sample(metrics, "sidecar_clickhouse_quarantined_events_total") == 0  # exists at zero
             shipper.options = dataclasses.replace(shipper.options, backoff_min_s=0.01, backoff_max_s=0.02)
             shipper.write([poisoned(events(1)[0])])  # as the recorder would hand it over
-            wait_for(lambda: shipper.quarantined == 1, timeout_s=30.0)
+            assert wait_until(lambda: shipper.quarantined == 1, timeout=30.0)
             metrics = httpx.get(sidecar.url + "/metrics").text
             assert sample(metrics, "sidecar_clickhouse_quarantined_events_total") == 1
             ready = httpx.get(sidecar.url + "/readyz").json()

@@ -6,7 +6,6 @@ import dataclasses
 import importlib.util
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sidecar.store.shipper import Shipper, ShipperHooks, ShipperOptions
 from sidecar.store.spool import Spool, decode_event, encode_event
 from tests.conftest import require_service
 from tests.store.test_sqlite import full_event, minimal_event
+from tests.waiting import wait_until
 
 FAST = ShipperOptions(batch_size=4, interval_s=0.02, backoff_min_s=0.01, backoff_max_s=0.02)
 
@@ -177,20 +177,13 @@ class Counts:
         return ShipperHooks(on_shipped=shipped, on_error=error, on_dropped=dropped)
 
 
-def wait_for(predicate: Any, timeout_s: float = 5.0) -> None:
-    end = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < end, "condition not reached in time"
-        time.sleep(0.005)
-
-
 def test_outage_then_recovery_delivers_everything_once_in_order(tmp_path: Path) -> None:
     remote, counts = FlakyRemote(), Counts()
     shipper = Shipper(Spool(tmp_path / "s.db"), remote, FAST, counts.hooks())
     shipper.start()
     remote.down = True
     shipper.write(events(10))
-    wait_for(lambda: shipper.errors >= 3)  # it keeps retrying while down
+    assert wait_until(lambda: shipper.errors >= 3)  # it keeps retrying while down
     assert remote.rows == [] and shipper.depth() == 10 and counts.errors == shipper.errors
     assert shipper.lag_seconds() > 0
     assert shipper.status()["shipping"] is False
@@ -210,7 +203,7 @@ def test_a_lost_acknowledgement_resends_the_identical_batch(tmp_path: Path) -> N
     remote.down = remote.lose_acks = True
     shipper.start()
     shipper.write(events(3))
-    wait_for(lambda: remote.attempts >= 3)
+    assert wait_until(lambda: remote.attempts >= 3)
     with remote.lock:  # not in the middle of an attempt
         remote.down = remote.lose_acks = False
     assert shipper.flush(5.0)
@@ -313,12 +306,12 @@ def test_clickhouse_outage_and_restart_deliver_exactly_once(tmp_path: Path, chdb
     first = shipper()
     first.start()
     first.write(events(10))
-    wait_for(lambda: first.errors >= 2)
+    assert wait_until(lambda: first.errors >= 2)
     flaky.down = False
-    wait_for(lambda: first.spool.depth <= 6)  # some batches went through
+    assert wait_until(lambda: first.spool.depth <= 6)  # some batches went through
     flaky.down = flaky.lose_acks = True  # then the server commits but the replies are lost
     first.write(events(10, start=10))
-    wait_for(lambda: flaky.inserts >= 5)
+    assert wait_until(lambda: flaky.inserts >= 5)
     first.stop(timeout_s=0.05)  # "sidecar restart" in the middle of the outage
     assert first.spool.depth > 0
     flaky.down = flaky.lose_acks = False

@@ -16,6 +16,7 @@ from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
+from tests.waiting import SLACK_S, wait_until
 
 USAGE = {
     "input_tokens": 50,
@@ -28,6 +29,7 @@ TOOLS: list[Any] = [
 ]
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
+TOOL_S = 0.1
 
 
 def test_traceparent_parsing() -> None:
@@ -44,9 +46,7 @@ def test_traceparent_parsing() -> None:
 
 
 def _wait_spans(exporter: InMemorySpanExporter, n: int) -> list[Any]:
-    deadline = time.monotonic() + 10
-    while len(exporter.get_finished_spans()) < n and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(exporter.get_finished_spans()) >= n)
     return list(exporter.get_finished_spans())
 
 
@@ -70,7 +70,7 @@ def test_spans_for_a_tool_using_session(fake: FakeUpstream, tmp_path: Path) -> N
             extra_headers=headers,
         )
         tool = next(b for b in first.content if b.type == "tool_use")
-        time.sleep(0.1)
+        time.sleep(TOOL_S)  # the tool runs
         messages += [
             {"role": "assistant", "content": [b.model_dump() for b in first.content]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool.id, "content": "x"}]},
@@ -102,7 +102,7 @@ def test_spans_for_a_tool_using_session(fake: FakeUpstream, tmp_path: Path) -> N
     assert tool_span.attributes["gen_ai.tool.name"] == "search"
     duration = (tool_span.end_time - tool_span.start_time) / 1e9
     assert abs(duration - events[1].tool_results[0].latency_s) < 1e-6
-    assert 0.1 <= duration < 0.2
+    assert TOOL_S <= duration < TOOL_S + SLACK_S  # a loaded machine adds to the sleep, never takes away
     assert tool_span.end_time == chats[1].start_time
     assert tool_span.status.status_code != StatusCode.ERROR
 

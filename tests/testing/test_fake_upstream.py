@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
+from tests.waiting import SLACK_S
 
 KEY = "sk-ant-test"
 MODEL = "claude-sonnet-4-6"
@@ -471,10 +472,12 @@ def test_malformed_sse_still_parses_in_the_sdk(upstream: FakeUpstream, client: a
 
 
 def test_slow_stream_waits_before_the_first_event(upstream: FakeUpstream) -> None:
+    # A delay longer than a loaded machine's slack: "headers at once" stays distinct from "after it".
+    delay_s = SLACK_S + 0.5
     headers = {
         **RAW_HEADERS,
         "x-fake-scenario": "slow",
-        "x-fake-first-token-delay-ms": "150",
+        "x-fake-first-token-delay-ms": str(int(delay_s * 1000)),
         "x-fake-chunk-delay-ms": "10",
     }
     start = time.monotonic()
@@ -487,7 +490,7 @@ def test_slow_stream_waits_before_the_first_event(upstream: FakeUpstream) -> Non
             first_chunk_at = first_chunk_at or time.monotonic() - start
         done_at = time.monotonic() - start
     assert first_chunk_at is not None
-    assert headers_at < 0.1 <= 0.14 <= first_chunk_at < done_at  # headers at once, then the delay
+    assert headers_at < SLACK_S < delay_s - 0.01 <= first_chunk_at < done_at  # headers, then the delay
 
 
 def test_hang_until_the_client_gives_up(client: anthropic.Anthropic) -> None:
