@@ -51,6 +51,7 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
+from sidecar.telemetry.ratelimits import RateLimitBoard
 from sidecar.telemetry.recorder import Recorder, RecorderHooks
 from sidecar.telemetry.sessions_sink import SessionsSink
 from sidecar.telemetry.tracing import TracingSink
@@ -101,6 +102,7 @@ class Sidecar:
     budgets: BudgetService | None = None
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
+    ratelimits: RateLimitBoard | None = None  # the latest rate-limit headroom, for the admin API
     _housekeeper: asyncio.Future[None] | None = None
 
     def reload(self) -> None:
@@ -244,7 +246,10 @@ def build_sidecar(
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     exporter = _span_exporter(settings, span_exporter)
     fleet = FleetAndAlerts.from_settings(settings, metrics.fleet)
-    sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()]
+    ratelimits = RateLimitBoard()
+    sinks: list[Sink] = [
+        MetricsSink(metrics, ratelimits), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()
+    ]
     if exporter is not None:
         sinks.append(TracingSink(exporter))
     recorder = Recorder(
@@ -312,6 +317,7 @@ def build_sidecar(
 
     sidecar.chores.append(expire_sessions)
     sidecar.budgets = budgets
+    sidecar.ratelimits = ratelimits
     sidecar.stores = stores
     sidecar.fleet = fleet
     sidecar.startup_hooks.append(fleet.start)

@@ -17,6 +17,7 @@ from sidecar.core.events import CallEvent
 from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
 from sidecar.telemetry.labels import OTHER, PROVIDER, status_class
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.ratelimits import RateLimitBoard
 
 log = logging.getLogger("sidecar.metrics")
 
@@ -24,9 +25,10 @@ log = logging.getLogger("sidecar.metrics")
 class MetricsSink:
     name = "metrics"
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, ratelimits: RateLimitBoard | None = None) -> None:
         self.m = metrics
         self._warned_models: set[str] = set()
+        self._board = ratelimits
 
     def write(self, events: Sequence[CallEvent]) -> None:
         sums: defaultdict[Any, float] = defaultdict(float)
@@ -53,6 +55,8 @@ class MetricsSink:
             sums[child(m.upstream_errors, model, str(e.status))] += 1
         if e.ratelimits is not None:
             self._ratelimits(app, e.key_fingerprint, e.ratelimits)
+            if self._board is not None:
+                self._board.observe(app, e.key_fingerprint, e.ratelimits, e.ended_at)
         if e.operation != "chat" or e.outcome == "refused":
             return
         if e.cache_miss_reason is not None:

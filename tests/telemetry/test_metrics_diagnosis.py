@@ -14,6 +14,7 @@ from sidecar.core.ratelimits import RateLimits, StandardLimit, UnifiedWindow
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
+from sidecar.telemetry.ratelimits import RateLimitBoard
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
 from tests.metrics_util import sample
@@ -102,3 +103,20 @@ def test_headroom_through_the_sidecar(
     assert sample(text, "sidecar_ratelimit_limit", app="coder", type="requests") == 4000
     remaining = sample(text, "sidecar_ratelimit_remaining", app="coder", type="requests")
     assert remaining is not None and remaining < 4000
+
+
+def test_the_latest_headroom_per_app_and_key_for_the_admin_api() -> None:
+    board = RateLimitBoard(max_sources=2)
+    sink = MetricsSink(Metrics(CollectorRegistry()), board)
+    key_limits = RateLimits(standard=(StandardLimit("requests", 4000, 1000),))
+    window = RateLimits(status="allowed", windows=(UnifiedWindow("5h", 0.5, 1.8e9),))
+    sink.write([event(ratelimits=key_limits, key_fingerprint="kf_a", started_at=100.0, duration_s=1.0)])
+    sink.write([event(ratelimits=window, key_fingerprint="kf_b", started_at=200.0)])
+    assert board.rows() == [
+        {"app": "billing", "key": "kf_b", "seen_at": 200.0, "window": "5h", "utilization": 0.5,
+         "reset": 1.8e9, "status": "allowed"},
+        {"app": "billing", "key": "kf_a", "seen_at": 101.0, "type": "requests", "remaining": 1000,
+         "limit": 4000, "utilization": 0.75, "reset": None},
+    ]  # fmt: skip
+    sink.write([event(ratelimits=window, key_fingerprint="kf_c", started_at=300.0)])
+    assert [r["key"] for r in board.rows()] == ["kf_c", "kf_b"]  # bounded: the oldest source is gone
