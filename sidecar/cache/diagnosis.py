@@ -24,15 +24,9 @@ from typing import Any
 
 import orjson
 
-from sidecar.core.cache_diagnosis import (
-    Change,
-    Diagnosis,
-    PreviousCall,
-    as_fields,
-    diagnose,
-    first_change,
-)
+from sidecar.core.cache_diagnosis import Diagnosis, PreviousCall, as_fields, diagnose
 from sidecar.core.events import CallEvent
+from sidecar.core.prefix_changes import Change, first_change
 from sidecar.core.pricing import PriceTable
 from sidecar.core.prompt_fingerprint import DetailCache, PromptFingerprint
 from sidecar.sansio.prompt_prefix import fingerprint
