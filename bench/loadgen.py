@@ -43,7 +43,9 @@ class Run:
     last_done: float = 0.0
 
     def more(self, now: float) -> bool:
-        return now < self.measure_until and self.started < self.max_requests
+        # At least one measured request, even when the warm-up's own requests outlast the window (a
+        # loaded machine, a short --smoke window): a phase never reports zero requests for that.
+        return (now < self.measure_until or self.started == 0) and self.started < self.max_requests
 
 
 async def _one(session: aiohttp.ClientSession, run: Run) -> tuple[float, float] | None:

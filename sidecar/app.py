@@ -217,6 +217,87 @@ def _build_stores(
     return stores
 
 
+def _recorder(
+    settings: Settings, metrics: Metrics, stores: EventStores, extra: list[Sink], ratelimits: RateLimitBoard
+) -> tuple[Recorder, SessionsSink]:
+    """The recorder fanning events out to metrics (and the latest rate-limit headroom), the session
+    tracker, the stores, logs and ``extra``."""
+    sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
+    sinks: list[Sink] = [
+        MetricsSink(metrics, ratelimits),
+        sessions_sink,
+        *stores.sinks,
+        RequestLogSink(),
+        *extra,
+    ]
+    hooks = RecorderHooks(
+        on_dropped=metrics.on_dropped,
+        on_sink_result=metrics.on_sink_result,
+        on_queue_depth=metrics.on_queue_depth,
+    )
+    return Recorder(sinks, capacity=settings.queue_capacity, hooks=hooks), sessions_sink
+
+
+def _budgets(settings: Settings, metrics: Metrics, prices: PriceTable) -> BudgetService:
+    """Cost ceilings over process-local counters, or Redis ones shared by every replica."""
+    config = BudgetConfig.from_sources(settings.policies.get("budgets"), settings.policy_env)
+    hooks = BudgetHooks(
+        on_refusal=metrics.on_budget_refusal,
+        on_warning=metrics.on_budget_warning,
+        on_backend_error=metrics.on_budget_backend_error,
+    )
+    counters: BudgetCounters = (
+        RedisCounters.from_url(settings.redis_url) if settings.redis_url else LocalCounters()
+    )
+    return BudgetService(config, counters, prices, hooks)
+
+
+def _cache_settings(settings: Settings) -> CacheSettings:
+    return CacheSettings.from_sources(
+        settings.policies.get("prompt_cache"), settings.prompt_cache, settings.cache_ttl
+    )
+
+
+@dataclass(frozen=True)
+class _ProxyParts:
+    settings: Settings
+    metrics: Metrics
+    prices: PriceHolder
+    recorder: Recorder
+    policies: SidecarPolicies
+    stores: EventStores
+    traced: bool
+
+
+def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
+    """The upstream client and the handler of ``/v1/*``."""
+    settings = parts.settings
+    upstream = UpstreamClient(
+        UpstreamOptions(
+            base_url=settings.upstream_url,
+            read_timeout_s=settings.upstream_timeout,
+            connect_timeout_s=settings.upstream_connect_timeout,
+            pool_size=settings.upstream_pool_size,
+            keepalive_s=settings.upstream_keepalive_timeout,
+        )
+    )
+    origin = urlsplit(settings.upstream_url)
+    salt_beside = settings.local_store if parts.stores.shipper else settings.store
+    deps = ProxyDeps(
+        settings=settings,
+        upstream=upstream,
+        submit=parts.recorder.submit,
+        price=parts.prices.price,
+        policies=parts.policies,
+        tracing=parts.traced,
+        fingerprint_key=make_fingerprinter(key_salt(salt_beside)),
+        count_internal_error=parts.metrics.count_internal_error,
+        upstream_origin=f"{origin.scheme}://{origin.netloc}",
+        public_url=settings.public_url,
+    )
+    return upstream, ProxyHandler(deps)
+
+
 def build_sidecar(
     settings: Settings,
     registry: CollectorRegistry | None = None,
@@ -237,98 +318,41 @@ def build_sidecar(
     metrics.set_build_info(__version__, prices.table.version)
     stores = _build_stores(settings, metrics, clickhouse_connect)
     assert stores.local is not None  # a serving process always keeps the embedded store
-    store = stores.local
-    hooks = RecorderHooks(
-        on_dropped=metrics.on_dropped,
-        on_sink_result=metrics.on_sink_result,
-        on_queue_depth=metrics.on_queue_depth,
-    )
-    sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
     exporter = _span_exporter(settings, span_exporter)
     fleet = FleetAndAlerts.from_settings(settings, metrics.fleet)
+    tracing: list[Sink] = [TracingSink(exporter)] if exporter is not None else []
     ratelimits = RateLimitBoard()
-    sinks: list[Sink] = [
-        MetricsSink(metrics, ratelimits), sessions_sink, *stores.sinks, RequestLogSink(), fleet.sink()
-    ]
-    if exporter is not None:
-        sinks.append(TracingSink(exporter))
-    recorder = Recorder(
-        sinks,
-        capacity=settings.queue_capacity,
-        hooks=hooks,
-    )
-    budget_config = BudgetConfig.from_sources(settings.policies.get("budgets"), settings.policy_env)
-    budget_hooks = BudgetHooks(
-        on_refusal=metrics.on_budget_refusal,
-        on_warning=metrics.on_budget_warning,
-        on_backend_error=metrics.on_budget_backend_error,
-    )
-    counters: BudgetCounters = (
-        RedisCounters.from_url(settings.redis_url) if settings.redis_url else LocalCounters()
-    )
-    budgets = BudgetService(budget_config, counters, prices.table, budget_hooks)
-    cache_settings = CacheSettings.from_sources(
-        settings.policies.get("prompt_cache"), settings.prompt_cache, settings.cache_ttl
-    )
+    recorder, sessions_sink = _recorder(settings, metrics, stores, [fleet.sink(), *tracing], ratelimits)
+    budgets = _budgets(settings, metrics, prices.table)
     diagnoser = CacheDiagnoser(settings.cache_diagnostics, settings.cache_diag_max_sessions, clock=clock)
     policies = SidecarPolicies(
-        ToolLatencyMatcher(), budgets, prices.price, cache_settings, lambda: prices.table, metrics, diagnoser
+        ToolLatencyMatcher(),
+        budgets,
+        prices.price,
+        _cache_settings(settings),
+        lambda: prices.table,
+        metrics,
+        diagnoser,
     )
-    upstream = UpstreamClient(
-        UpstreamOptions(
-            base_url=settings.upstream_url,
-            read_timeout_s=settings.upstream_timeout,
-            connect_timeout_s=settings.upstream_connect_timeout,
-            pool_size=settings.upstream_pool_size,
-            keepalive_s=settings.upstream_keepalive_timeout,
-        )
+    upstream, proxy = _proxy(
+        _ProxyParts(settings, metrics, prices, recorder, policies, stores, traced=exporter is not None)
     )
-    parts = urlsplit(settings.upstream_url)
-    upstream_origin = f"{parts.scheme}://{parts.netloc}"
-
-    deps = ProxyDeps(
-        settings=settings,
-        upstream=upstream,
-        submit=recorder.submit,
-        price=prices.price,
-        policies=policies,
-        tracing=exporter is not None,
-        fingerprint_key=make_fingerprinter(
-            key_salt(settings.local_store if stores.shipper else settings.store)
-        ),
-        count_internal_error=metrics.count_internal_error,
-        upstream_origin=upstream_origin,
-        public_url=settings.public_url,
-    )
-    sidecar = Sidecar(
-        settings=settings,
-        registry=registry,
-        metrics=metrics,
-        prices=prices,
-        store=store,
-        recorder=recorder,
-        upstream=upstream,
-        proxy=ProxyHandler(deps),
-    )
+    sidecar = Sidecar(settings, registry, metrics, prices, stores.local, recorder, upstream, proxy)
+    sidecar.budgets, sidecar.stores, sidecar.fleet = budgets, stores, fleet
+    sidecar.ratelimits = ratelimits
 
     async def expire_sessions(now: float) -> None:
         sessions_sink.expire(now)
         await policies.expire(now, settings.session_idle_timeout)
 
     sidecar.chores.append(expire_sessions)
-    sidecar.budgets = budgets
-    sidecar.ratelimits = ratelimits
-    sidecar.stores = stores
-    sidecar.fleet = fleet
     sidecar.startup_hooks.append(fleet.start)
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
 
     def reload_budgets(fresh: Settings) -> Callable[[], None]:
         config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
-        cache = CacheSettings.from_sources(
-            fresh.policies.get("prompt_cache"), fresh.prompt_cache, fresh.cache_ttl
-        )
+        cache = _cache_settings(fresh)
 
         def apply() -> None:
             budgets.reload(config, sidecar.prices.table)
