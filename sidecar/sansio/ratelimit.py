@@ -32,14 +32,19 @@ def _number(value: bytes) -> float | None:
     return n if math.isfinite(n) and n >= 0 else None
 
 
+_EPOCH = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,9})?$")
+
+
 def _time(value: bytes) -> float | None:
+    """Unix seconds from epoch seconds or RFC 3339; None for anything else (never raises)."""
     text = value.strip().decode("latin-1")
-    if text.replace(".", "", 1).isdigit():
+    if _EPOCH.match(text):
         return float(text)
     try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
+        stamp = datetime.fromisoformat(text).timestamp()
+    except (ValueError, OverflowError, OSError):
         return None
+    return stamp if math.isfinite(stamp) else None
 
 
 def _word(value: bytes | str) -> str | None:

@@ -61,3 +61,7 @@ def test_nothing_to_read() -> None:
     assert parse_ratelimits([]) is None
     odd = parse_ratelimits([(b"anthropic-ratelimit-unified-status", b"Something Odd!")])
     assert odd is not None and odd.status is None and not odd.windows
+    # Found by the fuzzer: a superscript digit is a "digit" to str.isdigit, not to float().
+    for junk in ("\xb91763700000", "9999-99-99", "1e999", "nan", "99999-01-01T00:00:00"):
+        bad = parse_ratelimits([(b"anthropic-ratelimit-unified-7d-reset", junk.encode("latin-1"))])
+        assert bad is None or not bad.windows
