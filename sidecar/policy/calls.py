@@ -169,7 +169,7 @@ class SidecarPolicies:
                 self._finish_diagnosis(ctx, event)
         except Exception:  # the event is recorded all the same, without these fields
             self._metrics.count_internal_error("policy")
-            log.exception("cache diagnosis failed for a call; the request itself was not affected")
+            log.exception("reading a call's cache diagnosis or rate limits failed; the call is recorded")
         if event.tool_use_ids and event.session_id:
             self.tools.remember(event.session_id, event.tool_use_ids, event.tool_uses, event.ended_at)
         admission = ctx.admission

@@ -20,7 +20,13 @@ from sidecar.core.ratelimits import STANDARD_TYPES, RateLimits, StandardLimit, U
 _PREFIX = b"anthropic-ratelimit-"
 _UNIFIED = b"unified-"
 _WORD = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
-_STANDARD = {t.replace("_", "-"): t for t in STANDARD_TYPES}
+# Every API-key header by its exact (lower-case) name: one dict lookup per header on the hot path.
+_STANDARD = {
+    f"anthropic-ratelimit-{t.replace('_', '-')}-{field}".encode(): (t, field)
+    for t in STANDARD_TYPES
+    for field in ("limit", "remaining", "reset")
+}
+_UNIFIED_PREFIX = _PREFIX + _UNIFIED
 _MAX_WINDOWS = 16
 
 
@@ -53,18 +59,6 @@ def _word(value: bytes | str) -> str | None:
     return text if _WORD.match(text) else None
 
 
-def _standard(rest: str, value: bytes, out: dict[str, dict[str, float | None]]) -> None:
-    kind, _, field = rest.rpartition("-")
-    name = _STANDARD.get(kind)
-    if name is None:
-        return
-    if field == "reset":  # read on demand: nothing exports it, and parsing a date costs
-        out.setdefault(name, {})
-        return
-    if field in ("limit", "remaining") and (parsed := _number(value)) is not None:
-        out.setdefault(name, {})[field] = parsed
-
-
 def _unified(
     rest: str, value: bytes, fields: dict[str, object], windows: dict[str, dict[str, float]]
 ) -> None:
@@ -88,13 +82,18 @@ def parse_ratelimits(headers: Iterable[tuple[bytes, bytes]]) -> RateLimits | Non
     windows: dict[str, dict[str, float]] = {}
     for name, value in headers:
         # Most headers are something else: reject them on length and first letter before lowering.
-        if len(name) <= len(_PREFIX) or name[0] not in b"aA" or name[:20].lower() != _PREFIX:
+        if len(name) <= len(_PREFIX) or name[0] not in b"aA":
             continue
-        rest = name[len(_PREFIX) :].lower()
-        if rest.startswith(_UNIFIED):
-            _unified(rest[len(_UNIFIED) :].decode("latin-1"), value, fields, windows)
-        else:
-            _standard(rest.decode("latin-1"), value, standard)
+        low = name.lower()
+        known = _STANDARD.get(low)
+        if known is not None:
+            kind, field = known
+            entry = standard.setdefault(kind, {})
+            # Resets are not read: nothing exports them yet, and parsing a date costs.
+            if field != "reset" and (number := _number(value)) is not None:
+                entry[field] = number
+        elif low.startswith(_UNIFIED_PREFIX):
+            _unified(low[len(_UNIFIED_PREFIX) :].decode("latin-1"), value, fields, windows)
     if not standard and not fields and not windows:
         return None
     status, reset = fields.get("status"), fields.get("reset")

@@ -32,12 +32,21 @@ class MetricsSink:
 
     def write(self, events: Sequence[CallEvent]) -> None:
         sums: defaultdict[Any, float] = defaultdict(float)
+        # Rate-limit gauges take the batch's latest answer per (app, key): set once, not per event.
+        latest: dict[tuple[str, str | None], tuple[RateLimits, float]] = {}
         try:
             for event in events:
                 self._observe(event, sums)
+                if event.ratelimits is not None:
+                    source = (self.m.app_label(event.app), event.key_fingerprint)
+                    latest[source] = (event.ratelimits, event.ended_at)
         finally:  # what was counted before a failure still counts
             for child, amount in sums.items():
                 child.inc(amount)
+            for (app, key), (limits, at) in latest.items():
+                self._ratelimits(app, key, limits)
+                if self._board is not None:
+                    self._board.observe(app, key, limits, at)
 
     def close(self) -> None:
         return None
@@ -53,10 +62,6 @@ class MetricsSink:
             sums[child(m.upstream_errors, model, str(e.status) if e.status else "none")] += 1
         elif e.status >= 400 and e.outcome != "refused":
             sums[child(m.upstream_errors, model, str(e.status))] += 1
-        if e.ratelimits is not None:
-            self._ratelimits(app, e.key_fingerprint, e.ratelimits)
-            if self._board is not None:
-                self._board.observe(app, e.key_fingerprint, e.ratelimits, e.ended_at)
         if e.operation != "chat" or e.outcome == "refused":
             return
         if e.cache_miss_reason is not None:

@@ -24,7 +24,8 @@ def test_the_api_key_family() -> None:
         standard=(
             StandardLimit("input_tokens", 2_000_000, 1_993_000),
             StandardLimit("requests", 4000, 3999),
-        )  # tokens: its only value did not parse
+            StandardLimit("tokens"),  # present, but its only value did not parse
+        )
     )
 
 
