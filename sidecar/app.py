@@ -39,10 +39,11 @@ from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
+from sidecar.proxy.client import UpstreamClient
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
-from sidecar.proxy.upstream import UpstreamClient, UpstreamOptions
+from sidecar.proxy.upstream import UpstreamOptions
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url

@@ -4,8 +4,10 @@
 
     SidecarError                      error_type (metric label)   HTTP
     ├── ConfigError                   (start-up only, never HTTP)
-    ├── UpstreamUnavailable           api_error                   502  x-should-retry: true
-    ├── UpstreamTimeout               timeout_error               504  x-should-retry: true
+    ├── UpstreamError                 (raised only by the upstream clients)
+    │   ├── UpstreamUnavailable       api_error                   502  x-should-retry: true
+    │   │   └── UpstreamBroken        api_error                   502  x-should-retry: true
+    │   └── UpstreamTimeout           timeout_error               504  x-should-retry: true
     ├── InvalidRequest                invalid_request_error       400
     ├── Conflict                      invalid_request_error       409
     ├── RequestTooLarge               request_too_large           413
@@ -41,16 +43,38 @@ class ConfigError(SidecarError):
     """Invalid configuration; the message names the bad key."""
 
 
-class UpstreamUnavailable(SidecarError):
+class UpstreamError(SidecarError):
+    """The upstream could not be used. Each upstream client maps its transport's failures to these once,
+    so the proxy sees the same error, and answers the same way, whichever client carried the call."""
+
+    default_message = "The upstream API failed."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.default_message)
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No answer: the connection was refused, reset or closed before the answer's headers."""
+
     status = 502
     error_type = "api_error"
     should_retry = True
+    default_message = "The upstream API could not be reached."
 
 
-class UpstreamTimeout(SidecarError):
+class UpstreamBroken(UpstreamUnavailable):
+    """The answer broke off after its headers (reset, closed early, or not valid HTTP)."""
+
+    default_message = "The upstream API closed the connection early."
+
+
+class UpstreamTimeout(UpstreamError):
+    """Nothing arrived within the connect or read timeout, before or after the answer's headers."""
+
     status = 504
     error_type = "timeout_error"
     should_retry = True
+    default_message = "The upstream API did not answer in time."
 
 
 class InvalidRequest(SidecarError):

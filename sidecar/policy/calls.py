@@ -36,7 +36,14 @@ def _log_warnings(warnings: Sequence[BudgetWarning], ctx: CallContext) -> None:
     for w in warnings:
         log.warning(
             w.message,
-            extra={"fields": {"app": w.app, "limit": w.limit, "kind": w.kind, "session_id": ctx.session_id}},
+            extra={
+                "fields": {
+                    "app": w.app,
+                    "limit": w.limit,
+                    "kind": w.kind,
+                    "session_id": ctx.caller.session_id,
+                }
+            },
         )
 
 
@@ -75,24 +82,26 @@ class SidecarPolicies:
         header = value.decode("latin-1") if value else None
         # The handler's parsed copy of the body is reused, then let go (large bodies, long streams).
         doc, ctx.doc = ctx.doc, None
-        new, plan = cache_policy.apply(self.cache, self._prices(), body, ctx.model, ctx.app, header, doc)
-        ctx.cache_breakpoint_injected = plan.changed
+        model, app = ctx.info.model, ctx.request.app
+        new, plan = cache_policy.apply(self.cache, self._prices(), body, model, app, header, doc)
+        ctx.policy.cache_breakpoint_injected = plan.changed
         self._metrics.on_cache_plan(plan.reason)
         if doc is None:
             return new
         try:
             probe = self._probe(ctx, doc, body, plan.markers_added)
             self._observe_busting(ctx, doc, probe)
-            new, ctx.upstream_header_overrides = self.diagnoser.opt_in(probe, doc, new, headers)
+            new, ctx.policy.upstream_header_overrides = self.diagnoser.opt_in(probe, doc, new, headers)
         except Exception:  # a diagnosis must never fail the call
             self._metrics.count_internal_error("policy")
             log.exception("cache diagnosis failed for a call; the request itself was not affected")
         return new
 
     def _probe(self, ctx: CallContext, doc: dict[str, Any], body: bytes, added: int) -> CacheProbe | None:
-        model = ctx.model and (self._prices().canonical(ctx.model) or ctx.model)
-        probe = self.diagnoser.probe(ctx.session_id, doc, body, model, added)
-        ctx.cache_probe = probe
+        requested = ctx.info.model
+        model = requested and (self._prices().canonical(requested) or requested)
+        probe = self.diagnoser.probe(ctx.caller.session_id, doc, body, model, added)
+        ctx.policy.cache_probe = probe
         return probe
 
     def _system_details(self, doc: dict[str, Any], probe: CacheProbe | None) -> list[BlockDetail]:
@@ -104,45 +113,46 @@ class SidecarPolicies:
         return [self.diagnoser.details.get(hash(t), t) for t in texts if isinstance(t, str) and t]
 
     def _observe_busting(self, ctx: CallContext, doc: dict[str, Any], probe: CacheProbe | None) -> None:
-        digest = ctx.info.system_hash
+        digest, app = ctx.info.system_hash, ctx.request.app
         if digest is None:
             return
         # The shape (ids and digit runs masked) comes from the per-block details the diagnosis keeps.
-        needed = self.busting.needs_shape(ctx.app, digest)
+        needed = self.busting.needs_shape(app, digest)
         shape = shape_of_details(self._system_details(doc, probe)) if needed else None
-        verdict = self.busting.observe(ctx.app, digest, shape)
+        verdict = self.busting.observe(app, digest, shape)
         if verdict is None:
             return
-        (log.warning if verdict.busting else log.info)(verdict.message(), extra={"fields": {"app": ctx.app}})
-        self._metrics.on_cache_busting(ctx.app, verdict.busting)
+        (log.warning if verdict.busting else log.info)(verdict.message(), extra={"fields": {"app": app}})
+        self._metrics.on_cache_busting(app, verdict.busting)
 
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
-        if ctx.op != CHAT:
+        if ctx.request.op != CHAT:
             return body
-        if ctx.session_id and ctx.info.tool_results:
-            ctx.tool_results = tuple(self.tools.match(ctx.session_id, ctx.info.tool_results, ctx.started_at))
+        session_id, started_at = ctx.caller.session_id, ctx.request.started_at
+        if session_id and ctx.info.tool_results:
+            ctx.policy.tool_results = tuple(self.tools.match(session_id, ctx.info.tool_results, started_at))
         admission = await self.budgets.admit(
             AdmitRequest(
-                session_id=ctx.session_id,
-                app=ctx.app,
-                model=ctx.model,
+                session_id=session_id,
+                app=ctx.request.app,
+                model=ctx.info.model,
                 body_bytes=len(body),
                 max_tokens=ctx.info.max_tokens,
-                now=ctx.started_at,
+                now=started_at,
             )
         )
-        ctx.admission = admission
+        ctx.policy.admission = admission
         _log_warnings(admission.warnings, ctx)
         limits = admission.reservation.limits
-        ctx.buffer_answer = not ctx.stream and (
+        ctx.policy.buffer_answer = not ctx.info.stream and (
             limits.session_usd is not None or limits.app_daily_usd is not None
         )
         return self._plan_cache(ctx, body, headers)
 
     async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
         """For a buffered (non-streaming) answer under a USD ceiling: settle now and say what remains."""
-        admission = ctx.admission
-        if not isinstance(admission, Admission) or not ctx.buffer_answer:
+        admission = ctx.policy.admission
+        if not isinstance(admission, Admission) or not ctx.policy.buffer_answer:
             return []
         event = ctx.to_event("")
         self._price(event)
@@ -162,9 +172,9 @@ class SidecarPolicies:
                 at=event.started_at,
                 usage=event.usage,
             )
-        event.tool_results = ctx.tool_results
+        event.tool_results = ctx.policy.tool_results
         try:
-            event.ratelimits = parse_ratelimits(ctx.response_headers) if ctx.response_headers else None
+            event.ratelimits = parse_ratelimits(ctx.response.headers) if ctx.response.headers else None
             if event.operation == CHAT:
                 self._finish_diagnosis(ctx, event)
         except Exception:  # the event is recorded all the same, without these fields
@@ -172,21 +182,21 @@ class SidecarPolicies:
             log.exception("reading a call's cache diagnosis or rate limits failed; the call is recorded")
         if event.tool_use_ids and event.session_id:
             self.tools.remember(event.session_id, event.tool_use_ids, event.tool_uses, event.ended_at)
-        admission = ctx.admission
+        admission = ctx.policy.admission
         if isinstance(admission, Admission) and not admission.settled:
-            if ctx.t_headers is None and event.outcome != "client_disconnected":
+            if ctx.timings.headers is None and event.outcome != "client_disconnected":
                 await self.budgets.settle_failed(admission)  # never reached the upstream
             else:
                 settlement = await self.budgets.settle(admission, event)
                 _log_warnings(settlement.warnings, ctx)
 
     def _finish_diagnosis(self, ctx: CallContext, event: CallEvent) -> None:
-        summary = ctx.summary
+        summary = ctx.response.summary
         if self.diagnoser.mode == "off":
             return
         if summary is not None:
             event.api_cache_miss_reason = summary.api_cache_miss_reason
-        probe = ctx.cache_probe
+        probe = ctx.policy.cache_probe
         if isinstance(probe, CacheProbe):
             message_id = summary.message_id if summary is not None else None
             self.diagnoser.finish(probe, event, self._prices(), message_id)

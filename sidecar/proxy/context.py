@@ -1,16 +1,26 @@
-"""Per-call state on the hot path, and the dependencies the proxy handler is built with."""
+"""Per-call state on the hot path, and the dependencies the proxy handler is built with.
+
+A call's state comes in parts, each written by one stage: ``CallRequest`` (whole before the body is
+read), ``Caller`` (once the body is inspected), ``Timings`` (the clock along the way), ``ResponseState``
+(what the client was answered) and ``PolicyState`` (what the policies decided). ``CallContext`` holds
+them with the call's flow flags and makes the call's one ``CallEvent``.
+
+The handler makes one of each per call, so they are slotted and not frozen: a frozen dataclass sets
+each field through ``object.__setattr__``: about 3% more instructions per call through the handler.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any, Protocol
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.errors import SidecarError
-from sidecar.proxy.upstream import UpstreamClient
+from sidecar.proxy.upstream import Upstream
 from sidecar.sansio.headers import get_ci
 from sidecar.sansio.messages import MessageSummary, StreamParser
 from sidecar.sansio.request import CHAT, RequestInfo
@@ -28,7 +38,7 @@ class Policies(Protocol):
         ...
 
     async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
-        """Extra headers for a buffered answer (``ctx.buffer_answer``), its summary already parsed."""
+        """Extra headers for a buffered answer (``ctx.policy.buffer_answer``), its summary parsed."""
         ...
 
     async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
@@ -50,7 +60,7 @@ class NoPolicies:
 @dataclass(frozen=True)
 class ProxyDeps:
     settings: Settings
-    upstream: UpstreamClient
+    upstream: Upstream
     submit: Callable[[CallEvent], None]
     price: Callable[[CallEvent], None]
     fingerprint_key: Callable[[Headers], str | None]
@@ -65,52 +75,70 @@ class ProxyDeps:
 
 
 @dataclass(slots=True)
-class CallContext:
-    t0: float
-    started_at: float
+class CallRequest:
+    """The request as it arrived: what its line and headers say, known before the body is read.
+
+    Built whole when the call starts and never changed after.
+    """
+
     op: str
     method: str
     path: str
-    app: str = "default"
-    local_origin: str = ""
+    app: str
+    started_at: float  # wall clock, for the event
+    local_origin: str = ""  # how this client reached the sidecar (the listening socket's address)
+
+
+@dataclass(slots=True)
+class Caller:
+    """Who calls: the session (header, harness, metadata or fingerprint), the API key's fingerprint and
+    the SDK's retry count. Filled in once the body is read; left empty for a request refused before."""
+
     session_id: str = ""
     session_source: str = "none"
-    model: str | None = None
-    stream: bool = False
-    info: RequestInfo = field(default_factory=RequestInfo)
-    doc: dict[str, Any] | None = None  # the parsed body, until the prompt-cache planner has used it
-    retry_count: int = 0
     key_fingerprint: str | None = None
-    request_bytes: int = 0
-    response_bytes: int = 0
-    body_done: bool = False
-    done: bool = False
-    client_gone: bool = False
-    recordable: bool = True
-    complete: bool = False
+    retry_count: int = 0
+
+
+UNPARSED = RequestInfo()  # frozen: shared by every call whose body is not inspected
+
+
+@dataclass(slots=True)
+class Timings:
+    """``perf_counter`` readings along the call; ``None`` for a stage the call never reached."""
+
+    t0: float  # the request's headers are in
+    sent: float | None = None  # handed to the upstream client
+    headers: float | None = None  # the answer's headers are in
+    first_byte_out: float | None = None
+    first_token: float | None = None
+    last_byte: float | None = None
+    parse_s: float = 0.0  # spent in the stream parser
+
+    def end(self) -> float:
+        return self.last_byte or self.first_byte_out or self.headers or perf_counter()
+
+    def overhead(self, now: float) -> float:
+        """Time spent in the sidecar itself: before forwarding, parsing, and the bookkeeping after."""
+        if self.sent is None:
+            return now - self.t0
+        after = now - self.last_byte if self.last_byte is not None else 0.0
+        return (self.sent - self.t0) + self.parse_s + after
+
+
+@dataclass(slots=True)
+class ResponseState:
+    """What the client was answered: the upstream's answer as relayed, or the sidecar's own."""
+
     status: int = 0
     outcome: str = outcomes.OK
     error_type: str | None = None
-    refusal: SidecarError | None = None
-    refusal_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    cache_breakpoint_injected: bool = False
-    tool_results: tuple[ToolResult, ...] = ()
-    response_headers: Headers = ()
+    refusal: SidecarError | None = None  # the sidecar answered itself
+    headers: Headers = ()  # the upstream's raw headers
+    body_bytes: int = 0
+    complete: bool = False  # relayed to its last byte
     parser: StreamParser | None = None
     summary: MessageSummary | None = None
-    t_sent: float | None = None
-    t_headers: float | None = None
-    t_first_byte_out: float | None = None
-    t_first_token: float | None = None
-    t_last_byte: float | None = None
-    parse_s: float = 0.0
-    trace: TraceRef | None = None
-    on_body_done: Callable[[], None] | None = None
-    admission: object | None = None  # the budget reservation held for this call
-    buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
-    cache_probe: object | None = None  # the cache diagnosis's side of this call (policies)
-    # Headers the policies set on the upstream request, replacing the client's of the same name.
-    upstream_header_overrides: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def refuse(self, exc: SidecarError) -> None:
         """The sidecar answered itself; nothing reached the upstream."""
@@ -131,55 +159,83 @@ class CallContext:
             self.summary = self.parser.close()
         return self.summary
 
-    def overhead(self, now: float) -> float:
-        """Time spent in the sidecar itself: before forwarding, parsing, and the bookkeeping after."""
-        if self.t_sent is None:
-            return now - self.t0
-        after = now - self.t_last_byte if self.t_last_byte is not None else 0.0
-        return (self.t_sent - self.t0) + self.parse_s + after
+
+@dataclass(slots=True)
+class PolicyState:
+    """What the policies decided for the call (``Policies.before_forward``), read back after it."""
+
+    admission: object | None = None  # the budget reservation held for this call
+    buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
+    cache_breakpoint_injected: bool = False
+    tool_results: tuple[ToolResult, ...] = ()
+    cache_probe: object | None = None  # the cache diagnosis's side of this call
+    # Headers the policies set on the upstream request, replacing the client's of the same name.
+    upstream_header_overrides: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CallContext:
+    """One call's state: its parts, the inspected body, and where the call is in its flow."""
+
+    request: CallRequest
+    timings: Timings
+    caller: Caller = field(default_factory=Caller)
+    info: RequestInfo = UNPARSED
+    doc: dict[str, Any] | None = None  # the parsed body, until the prompt-cache planner has used it
+    trace: TraceRef | None = None
+    request_bytes: int = 0
+    body_done: bool = False  # the request body is read to its end
+    done: bool = False  # forwarding is over (a disconnect no longer cancels anything)
+    client_gone: bool = False
+    recordable: bool = True
+    on_body_done: Callable[[], None] | None = None
+    response: ResponseState = field(default_factory=ResponseState)
+    policy: PolicyState = field(default_factory=PolicyState)
 
     def to_event(self, event_id: str) -> CallEvent:
-        summary = self.final_summary()
-        end = self.t_last_byte or self.t_first_byte_out or self.t_headers
-        if end is None:
-            from time import perf_counter
-
-            end = perf_counter()
+        request, caller, info, timings, response = (
+            self.request,
+            self.caller,
+            self.info,
+            self.timings,
+            self.response,
+        )
+        summary = response.final_summary()
         event = CallEvent(
             event_id=event_id,
-            started_at=self.started_at,
-            app=self.app,
-            session_id=self.session_id,
-            session_source=self.session_source,
-            method=self.method,
-            path=self.path,
-            operation=self.op,
-            stream=self.stream,
-            model=self.model,
-            status=self.status,
-            outcome=self.outcome,
-            error_type=self.error_type,
-            duration_s=end - self.t0,
-            retry_count=self.retry_count,
-            key_fingerprint=self.key_fingerprint,
+            started_at=request.started_at,
+            app=request.app,
+            session_id=caller.session_id,
+            session_source=caller.session_source,
+            method=request.method,
+            path=request.path,
+            operation=request.op,
+            stream=info.stream,
+            model=info.model,
+            status=response.status,
+            outcome=response.outcome,
+            error_type=response.error_type,
+            duration_s=timings.end() - timings.t0,
+            retry_count=caller.retry_count,
+            key_fingerprint=caller.key_fingerprint,
             request_bytes=self.request_bytes,
-            response_bytes=self.response_bytes,
-            cache_breakpoint_injected=self.cache_breakpoint_injected,
-            system_hash=self.info.system_hash,
+            response_bytes=response.body_bytes,
+            cache_breakpoint_injected=self.policy.cache_breakpoint_injected,
+            system_hash=info.system_hash,
         )
-        if self.t_sent is not None and self.t_headers is not None:
-            event.ttfb_s = self.t_headers - self.t_sent
-        if self.t_sent is not None and self.t_first_token is not None:
-            event.ttft_s = self.t_first_token - self.t_sent
-        request_id = get_ci(self.response_headers, b"request-id")
+        if timings.sent is not None and timings.headers is not None:
+            event.ttfb_s = timings.headers - timings.sent
+        if timings.sent is not None and timings.first_token is not None:
+            event.ttft_s = timings.first_token - timings.sent
+        request_id = get_ci(response.headers, b"request-id")
         event.request_id = request_id.decode("latin-1") if request_id else None
         if self.trace is not None:
             event.trace_id, event.span_id = self.trace.trace_id, self.trace.span_id
             event.parent_span_id = self.trace.parent_span_id
         if summary is not None:
             _apply_summary(event, summary)
-        if self.status >= 400 and event.error_type is None and self.op == CHAT:
-            event.error_type = _status_error_type(self.status)
+        if response.status >= 400 and event.error_type is None and request.op == CHAT:
+            event.error_type = _status_error_type(response.status)
         return event
 
 

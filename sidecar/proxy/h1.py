@@ -6,7 +6,7 @@ contexts and a parsed response. The proxy needs none of that: it sends header by
 relays body bytes. This client writes the request head and body in one write and parses the answer with
 httptools (llhttp, the parser uvicorn uses), handing raw header pairs and body chunks to the handler.
 
-Scope (``UpstreamClient`` sends everything else through aiohttp): requests with a whole body in memory,
+Scope (``client.UpstreamClient`` sends everything else through aiohttp): requests with a whole body in memory,
 no forward proxy, any method but HEAD. ``Host`` and ``Content-Length`` headers are added the same way as
 aiohttp's, at most ``limit`` connections are open (callers wait for one beyond that), and addresses are
 cached for ``DNS_TTL_S`` and tried in turn.
@@ -22,8 +22,9 @@ one dead address cannot use it all; a failed address goes to the back of the cac
 addresses all failed is forgotten.
 
 Errors: connecting raises ``OSError`` / ``TimeoutError``; an answer that breaks off, cannot be parsed or
-goes silent past the read timeout raises ``UpstreamBroke`` (a ``ConnectionError``) or ``TimeoutError``,
-before the headers from ``request`` and after them from the body iterators.
+goes silent past the read timeout raises ``UpstreamBroke`` (a ``ConnectionError``) or ``TimeoutError``
+from ``request`` before the headers. After them the body iterators raise the sidecar's ``UpstreamBroken``
+/ ``UpstreamTimeout``, mapped by ``h1_wire.sidecar_error``, which the caller of ``request`` uses too.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections import deque
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from sidecar.proxy.h1_wire import H1Connection, H1Response, UpstreamBroke
+from sidecar.proxy.h1_wire import H1Connection, H1Response, UpstreamBroke, sidecar_error
 
 KEEPALIVE_S = 4.0  # default idle expiry (SIDECAR_UPSTREAM_KEEPALIVE_TIMEOUT; see settings for why 4 s)
 HINT_MARGIN_S = 1.0  # reuse stops this long before the origin's Keep-Alive timeout ...
@@ -295,4 +296,4 @@ class H1Pool:
         self._waiters.clear()
 
 
-__all__ = ["DNS_TTL_S", "KEEPALIVE_S", "H1Pool", "H1Response", "Origin", "UpstreamBroke"]
+__all__ = ["DNS_TTL_S", "KEEPALIVE_S", "H1Pool", "H1Response", "Origin", "UpstreamBroke", "sidecar_error"]

@@ -19,6 +19,8 @@ from typing import Protocol, cast
 
 import httptools
 
+from sidecar.errors import InvalidRequest, SidecarError, UpstreamBroken, UpstreamTimeout, UpstreamUnavailable
+
 _HIGH_WATER = 256 * 1024  # buffered answer bytes before reading from the upstream pauses
 _CT = b"content-type"
 _KEEP_ALIVE = b"keep-alive"
@@ -61,6 +63,19 @@ class UpstreamBroke(ConnectionError):
     """The upstream's answer broke off, could not be parsed, or the connection closed first."""
 
 
+def sidecar_error(exc: Exception, *, answered: bool) -> SidecarError:
+    """This client's failure in the sidecar's tree (the one mapping; raise it ``from exc``).
+
+    ``answered``: after the answer's headers were in. ``ValueError`` is a header the client refused
+    to write; ``OSError`` anything from connecting to a broken or silent answer.
+    """
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout()
+    if isinstance(exc, ValueError):
+        return InvalidRequest("A header name or value is not valid in HTTP/1.1.")
+    return UpstreamBroken() if answered else UpstreamUnavailable()
+
+
 class H1Response:
     """One answer: status and raw headers once ``request`` returns, then the body as it arrives."""
 
@@ -97,12 +112,15 @@ class H1Response:
         return ""
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive; raises ``UpstreamBroke`` / ``TimeoutError`` if the answer breaks."""
-        while True:
-            chunk = await self._next()
-            if not chunk:
-                return
-            yield chunk
+        """Body chunks as they arrive; ``UpstreamBroken`` / ``UpstreamTimeout`` if the answer breaks off."""
+        try:
+            while True:
+                chunk = await self._next()
+                if not chunk:
+                    return
+                yield chunk
+        except OSError as exc:  # UpstreamBroke or TimeoutError, settled by the connection
+            raise sidecar_error(exc, answered=True) from exc
 
     async def read(self) -> bytes:
         parts = [chunk async for chunk in self.iter_chunks()]

@@ -19,14 +19,9 @@ from typing import Any
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
-from sidecar.errors import (
-    InvalidRequest,
-    RequestTooLarge,
-    SidecarError,
-    Unauthorized,
-)
+from sidecar.errors import RequestTooLarge, SidecarError, Unauthorized, UpstreamError
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
-from sidecar.proxy.context import CallContext, ProxyDeps
+from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
 from sidecar.proxy.relay import relay
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.identity import resolve_app, resolve_session
@@ -36,7 +31,6 @@ from sidecar.sansio.request import (
     COMPLETE,
     COUNT_TOKENS,
     FILES,
-    RequestInfo,
     classify_path,
     inspect_doc,
     parse_object,
@@ -69,12 +63,16 @@ class ProxyHandler:
         t0 = perf_counter()
         path: str = scope["path"]
         headers: list[tuple[bytes, bytes]] = scope["headers"]
-        op = classify_path(path)
-        ctx = CallContext(t0=t0, started_at=time.time(), op=op, method=scope["method"], path=path)
-        ctx.app = resolve_app(headers, self._app_header)
         server = scope.get("server")
-        if server:
-            ctx.local_origin = f"http://{server[0]}:{server[1]}"
+        request = CallRequest(
+            op=classify_path(path),
+            method=scope["method"],
+            path=path,
+            app=resolve_app(headers, self._app_header),
+            started_at=time.time(),
+            local_origin=f"http://{server[0]}:{server[1]}" if server else "",
+        )
+        ctx = CallContext(request, Timings(t0))
         try:
             await self._handle(scope, receive, send, ctx, headers)
         finally:
@@ -96,14 +94,6 @@ class ProxyHandler:
         self, headers: list[tuple[bytes, bytes]], ctx: CallContext
     ) -> list[tuple[bytes, bytes]]:
         out = hdr.request_headers_for_upstream(headers)
-        for name, value in out:
-            if not value.isascii():
-                try:
-                    value.decode("utf-8")
-                except UnicodeDecodeError:
-                    # The upstream client can only send header values as UTF-8 text: refuse rather than
-                    # forward altered bytes.
-                    raise InvalidRequest(f"Header {name.decode('latin-1')!r} is not valid UTF-8.") from None
         if self.deps.tracing:
             ctx.trace = new_ref(hdr.get(headers, b"traceparent"))
             out = [(n, v) for n, v in out if n != b"traceparent"]
@@ -112,7 +102,7 @@ class ProxyHandler:
         if key:
             out = [(n, v) for n, v in out if n not in (b"x-api-key", b"authorization")]
             out.append((b"x-api-key", key.encode()))
-        for name, value in ctx.upstream_header_overrides:
+        for name, value in ctx.policy.upstream_header_overrides:
             out = [(n, v) for n, v in out if n != name]
             out.append((name, value))
         return out
@@ -120,7 +110,8 @@ class ProxyHandler:
     async def _request_body(
         self, receive: Receive, ctx: CallContext, headers: list[tuple[bytes, bytes]]
     ) -> bytes | AsyncIterator[bytes] | None:
-        limit = self._limits.get(ctx.op, self.deps.settings.max_body_default)
+        op, method = ctx.request.op, ctx.request.method
+        limit = self._limits.get(op, self.deps.settings.max_body_default)
         declared = hdr.get(headers, b"content-length")
         too_large = self._too_large(limit)
         if declared is not None:
@@ -128,7 +119,7 @@ class ProxyHandler:
             # Compare lengths first: int() of thousands of digits raises (and costs) before any limit.
             if digits.isdigit() and (len(digits) > len(str(limit)) or int(digits) > limit):
                 raise too_large()
-        if ctx.op in _BUFFERED_OPS or ctx.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        if op in _BUFFERED_OPS or method in ("GET", "HEAD", "DELETE", "OPTIONS"):
             body = await read_body(receive, limit, too_large)
             ctx.request_bytes = len(body)
             ctx.body_done = True
@@ -157,10 +148,10 @@ class ProxyHandler:
             chunk = message.get("body", b"")
             ctx.request_bytes += len(chunk)
             if ctx.request_bytes > limit:
-                ctx.refusal = RequestTooLarge(
+                refusal = ctx.response.refusal = RequestTooLarge(
                     f"Request exceeds the maximum allowed size of {limit} bytes for this route."
                 )
-                raise ctx.refusal
+                raise refusal
             if chunk:
                 yield chunk
             if not message.get("more_body", False):
@@ -169,19 +160,18 @@ class ProxyHandler:
                     ctx.on_body_done()
                 return
 
-    def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> RequestInfo:
-        doc = parse_object(body) if ctx.op in (CHAT, COUNT_TOKENS) else None
-        info = inspect_doc(doc) if doc is not None else RequestInfo(parsed=False)
+    def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        op = ctx.request.op
+        doc = parse_object(body) if op in (CHAT, COUNT_TOKENS) else None
+        info = inspect_doc(doc) if doc is not None else UNPARSED
         ctx.info = info
-        ctx.doc = doc if ctx.op == CHAT else None  # parsed once; the prompt-cache planner reads it too
-        ctx.model = info.model
-        ctx.stream = info.stream
-        ctx.session_id, ctx.session_source = resolve_session(headers, info, self._session_header)
+        ctx.doc = doc if op == CHAT else None  # parsed once; the prompt-cache planner reads it too
+        caller = ctx.caller
+        caller.session_id, caller.session_source = resolve_session(headers, info, self._session_header)
         retry = hdr.get(headers, b"x-stainless-retry-count")
         # SDKs send small numbers; anything else is not a retry count (and must not overflow a column).
-        ctx.retry_count = int(retry) if retry is not None and retry.isdigit() and len(retry) <= 4 else 0
-        ctx.key_fingerprint = self.deps.fingerprint_key(headers)
-        return info
+        caller.retry_count = int(retry) if retry is not None and retry.isdigit() and len(retry) <= 4 else 0
+        caller.key_fingerprint = self.deps.fingerprint_key(headers)
 
     # -- the call --------------------------------------------------------------------------------
 
@@ -195,15 +185,15 @@ class ProxyHandler:
                 self._inspect(ctx, body, headers)
                 body = await self.deps.policies.before_forward(ctx, body, headers)
             else:
-                ctx.key_fingerprint = self.deps.fingerprint_key(headers)
+                ctx.caller.key_fingerprint = self.deps.fingerprint_key(headers)
             upstream_headers = self._upstream_headers(headers, ctx)
         except ClientGone:
-            ctx.outcome = outcomes.CLIENT_DISCONNECTED
+            ctx.response.outcome = outcomes.CLIENT_DISCONNECTED
             ctx.recordable = False
             return
         except SidecarError as exc:
-            ctx.refuse(exc)
-            await send_error(send, exc, ctx.refusal_headers)
+            ctx.response.refuse(exc)
+            await send_error(send, exc)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         qs: bytes = scope.get("query_string", b"")
@@ -228,8 +218,9 @@ class ProxyHandler:
             if not ctx.client_gone or task is None:
                 raise
             task.uncancel()
-            ctx.outcome = outcomes.CLIENT_DISCONNECTED
-            ctx.t_last_byte = ctx.t_last_byte or perf_counter()  # the call ran until the client left
+            ctx.response.outcome = outcomes.CLIENT_DISCONNECTED
+            timings = ctx.timings
+            timings.last_byte = timings.last_byte or perf_counter()  # the call ran until the client left
         finally:
             ctx.done = True
             if hook is not None:
@@ -261,20 +252,22 @@ class ProxyHandler:
         headers: list[tuple[bytes, bytes]],
         body: bytes | AsyncIterator[bytes] | None,
     ) -> None:
-        ctx.t_sent = perf_counter()
+        ctx.timings.sent = perf_counter()
         try:
-            resp = await self.deps.upstream.send(ctx.method, target, headers, body)
+            resp = await self.deps.upstream.send(ctx.request.method, target, headers, body)
         except SidecarError as exc:
+            response = ctx.response
             if ctx.client_gone:  # the client left mid-upload: nobody to answer
-                ctx.outcome = outcomes.CLIENT_DISCONNECTED
-                ctx.t_last_byte = perf_counter()
+                response.outcome = outcomes.CLIENT_DISCONNECTED
+                ctx.timings.last_byte = perf_counter()
                 return
-            if isinstance(exc, RequestTooLarge) or ctx.refusal is not None:
-                exc = ctx.refusal or exc
-                ctx.refuse(exc)
-            else:
-                ctx.fail(exc)
-            await send_error(send, exc)
+            # An upload past its limit is refused as such, whatever the transport made of the error.
+            error = response.refusal or exc
+            if isinstance(error, UpstreamError):
+                response.fail(error)
+            else:  # the sidecar's own refusal: too large, or headers the client cannot send
+                response.refuse(error)
+            await send_error(send, error)
             return
         try:
             await relay(self.deps, send, ctx, resp)
@@ -291,9 +284,9 @@ class ProxyHandler:
             event = ctx.to_event(new_event_id())
             self.deps.price(event)
             await self.deps.policies.after_call(ctx, event)
-            if ctx.response_headers:
-                self.deps.observe_response_headers(ctx.app, ctx.response_headers)
-            event.overhead_s = ctx.overhead(perf_counter())
+            if ctx.response.headers:
+                self.deps.observe_response_headers(ctx.request.app, ctx.response.headers)
+            event.overhead_s = ctx.timings.overhead(perf_counter())
             self.deps.submit(event)
         except Exception:
             self.deps.count_internal_error("accounting")

@@ -10,9 +10,7 @@ import logging
 from collections.abc import Callable
 from time import perf_counter
 
-import aiohttp
-
-from sidecar.errors import UpstreamUnavailable
+from sidecar.errors import UpstreamError
 from sidecar.proxy.asgi import Send, send_error
 from sidecar.proxy.context import CallContext, ProxyDeps
 from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
@@ -28,65 +26,87 @@ _MAX_JSON_COPY = 32_000_000  # the parser's copy of a JSON answer; past it, usag
 
 async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAnswer) -> None:
     """Relay the upstream's answer to the client as it arrives, feeding the parsers a copy."""
-    ctx.t_headers = perf_counter()
-    ctx.status = resp.status
-    raw_headers = resp.raw_headers
-    ctx.response_headers = raw_headers
+    timings, response, op = ctx.timings, ctx.response, ctx.request.op
+    timings.headers = perf_counter()
+    status = response.status = resp.status
+    raw_headers = response.headers = resp.raw_headers
     out_headers = hdr.response_headers_for_client(raw_headers)
-    content_type = resp.content_type
+    content_type = hdr.get_ci(raw_headers, b"content-type") or b""
     decoder = make_decoder(hdr.get_ci(raw_headers, b"content-encoding"))
-    if ctx.op == BATCHES and is_batch_object_path(ctx.path) and "json" in content_type:
-        body = await resp.read()
-        origins = (deps.upstream_origin, deps.public_url or ctx.local_origin)
-        body, out_headers = rewrite_results_url(body, out_headers, decoder, origins)
-        await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-        ctx.t_first_byte_out = perf_counter()
-        await send({"type": "http.response.body", "body": body, "more_body": False})
-        ctx.response_bytes = len(body)
-        ctx.complete = True
+    if op == BATCHES and is_batch_object_path(ctx.request.path) and b"json" in content_type:
+        await _relay_rewritten(deps, send, ctx, resp, out_headers, decoder)
         return
-    sse = content_type.startswith("text/event-stream") and ctx.op == CHAT
-    if ctx.buffer_answer and not sse and decoder is not None:
+    sse = content_type.startswith(b"text/event-stream")
+    parsed_sse = sse and op == CHAT
+    if ctx.policy.buffer_answer and not parsed_sse and decoder is not None:
         await _relay_buffered(deps, send, ctx, resp, out_headers, decoder)
         return
-    parser = StreamParser() if sse and decoder is not None else None
-    copy: list[bytes] | None = [] if not sse and ctx.op == CHAT and decoder is not None else None
+    parser = StreamParser() if parsed_sse and decoder is not None else None
+    copy: list[bytes] | None = [] if not parsed_sse and op == CHAT and decoder is not None else None
     # Event streams go out chunk by chunk as they arrive. Other bodies hold back one chunk so the last
     # one leaves with more_body=False: one write fewer per answer, no delay that a client can see.
-    immediate = content_type.startswith("text/event-stream")
     held: bytes | None = None
-    await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-    ctx.t_first_byte_out = perf_counter()
-    ctx.parser = parser
+    await send({"type": "http.response.start", "status": status, "headers": out_headers})
+    timings.first_byte_out = perf_counter()
+    response.parser = parser
     try:
         async for chunk in resp.iter_chunks():
             if parser is not None and decoder is not None:
                 p0 = perf_counter()
-                if parser.feed(decoder(chunk)) and ctx.t_first_token is None:
-                    ctx.t_first_token = p0
-                ctx.parse_s += perf_counter() - p0
-            elif copy is not None and ctx.response_bytes + len(chunk) <= _MAX_JSON_COPY:
+                if parser.feed(decoder(chunk)) and timings.first_token is None:
+                    timings.first_token = p0
+                timings.parse_s += perf_counter() - p0
+            elif copy is not None and response.body_bytes + len(chunk) <= _MAX_JSON_COPY:
                 copy.append(chunk)
-            ctx.response_bytes += len(chunk)
-            if immediate:
+            response.body_bytes += len(chunk)
+            if sse:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             else:
                 if held is not None:
                     await send({"type": "http.response.body", "body": held, "more_body": True})
                 held = chunk
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except UpstreamError as exc:
         # The upstream broke mid-answer: relay what came, then end the connection the same abrupt way.
         if held is not None:
             await send({"type": "http.response.body", "body": held, "more_body": True})
-        ctx.fail(UpstreamUnavailable(f"upstream stream ended early: {type(exc).__name__}"), relayed=True)
-        ctx.t_last_byte = perf_counter()
+        response.fail(exc, relayed=True)
+        timings.last_byte = perf_counter()
         return
-    ctx.t_last_byte = perf_counter()
+    timings.last_byte = perf_counter()
     await send({"type": "http.response.body", "body": held or b"", "more_body": False})
-    ctx.complete = True
+    response.complete = True
     if copy is not None and decoder is not None:
-        ctx.summary = parse_message_body(decoder(b"".join(copy)))
-        ctx.t_first_token = ctx.t_headers
+        response.summary = parse_message_body(decoder(b"".join(copy)))
+        timings.first_token = timings.headers
+
+
+async def _read(resp: UpstreamAnswer) -> bytes:
+    parts = [chunk async for chunk in resp.iter_chunks()]
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _relay_rewritten(
+    deps: ProxyDeps,
+    send: Send,
+    ctx: CallContext,
+    resp: UpstreamAnswer,
+    out_headers: list[tuple[bytes, bytes]],
+    decoder: Callable[[bytes], bytes] | None,
+) -> None:
+    """A batch object, read whole so its ``results_url`` can point back at the sidecar."""
+    try:
+        body = await _read(resp)
+    except UpstreamError as exc:
+        ctx.response.fail(exc)
+        await send_error(send, exc)
+        return
+    origins = (deps.upstream_origin, deps.public_url or ctx.request.local_origin)
+    body, out_headers = rewrite_results_url(body, out_headers, decoder, origins)
+    await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
+    ctx.timings.first_byte_out = perf_counter()
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+    ctx.response.body_bytes = len(body)
+    ctx.response.complete = True
 
 
 async def _relay_buffered(
@@ -98,22 +118,23 @@ async def _relay_buffered(
     decoder: Callable[[bytes], bytes],
 ) -> None:
     """A JSON answer read whole, so headers can say what the call cost (small bodies only)."""
+    timings, response = ctx.timings, ctx.response
     try:
-        body = await resp.read()
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-        ctx.fail(UpstreamUnavailable(f"upstream answer ended early: {type(exc).__name__}"))
-        await send_error(send, UpstreamUnavailable("The upstream API closed the connection early."))
+        body = await _read(resp)
+    except UpstreamError as exc:
+        response.fail(exc)
+        await send_error(send, exc)
         return
-    ctx.t_last_byte = perf_counter()
-    ctx.t_first_token = ctx.t_headers
-    ctx.summary = parse_message_body(decoder(body))
-    ctx.response_bytes = len(body)
+    timings.last_byte = perf_counter()
+    timings.first_token = timings.headers
+    response.summary = parse_message_body(decoder(body))
+    response.body_bytes = len(body)
     try:
         out_headers = out_headers + await deps.policies.response_headers(ctx)
     except Exception:
         deps.count_internal_error("policy")
         log.exception("response policy failed; relaying the answer without its headers")
     await send({"type": "http.response.start", "status": resp.status, "headers": out_headers})
-    ctx.t_first_byte_out = perf_counter()
+    timings.first_byte_out = perf_counter()
     await send({"type": "http.response.body", "body": body, "more_body": False})
-    ctx.complete = True
+    response.complete = True

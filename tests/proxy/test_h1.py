@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sidecar.errors import UpstreamBroken, UpstreamTimeout
 from sidecar.proxy import h1
 from sidecar.proxy.h1 import H1Pool, Origin, UpstreamBroke
 from tests.waiting import wait_until_async
@@ -167,8 +168,9 @@ async def test_a_broken_answer_raises_upstream_broke(raw: bytes, before_headers:
                 await pool.request("POST", "/x", [], b"")
         else:
             resp = await pool.request("POST", "/x", [], b"")
-            with pytest.raises(UpstreamBroke):
+            with pytest.raises(UpstreamBroken) as info:  # after the headers: the sidecar's own error
                 await body_of(resp)
+            assert isinstance(info.value.__cause__, UpstreamBroke)
         assert pool.open_connections == 0  # a broken connection is never pooled
         await pool.close()
 
@@ -182,8 +184,9 @@ async def test_silence_past_the_read_timeout_raises_timeout_error() -> None:
         pool = up.pool(read_timeout_s=0.2)
         resp = await pool.request("POST", "/x", [], b"")
         started = asyncio.get_running_loop().time()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(UpstreamTimeout) as info:
             await body_of(resp)
+        assert isinstance(info.value.__cause__, TimeoutError)
         waited = asyncio.get_running_loop().time() - started
         assert 0.1 < waited < 2.0
         await pool.close()
