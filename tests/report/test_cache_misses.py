@@ -62,10 +62,10 @@ def test_report_prints_and_exports_the_section(tmp_path: Path, capsys: pytest.Ca
     lines = capsys.readouterr().out.splitlines()
     title = next(i for i, line in enumerate(lines) if line.startswith("Cache misses by reason"))
     assert lines[title] == "Cache misses by reason (4 calls, $0.0279 lost)"
-    assert lines[title + 2].split() == ["ttl_expired", "1", "1000", "$0.0200"]
+    assert lines[title + 2].split() == ["ttl_expired", "1", "1000", "$0.02"]
     assert lines[title + 3].split() == ["system_changed", "3", "3000", "$0.0079"]
     worst = next(i for i, line in enumerate(lines) if line.startswith("Sessions losing most"))
-    assert lines[worst + 2].split() == ["s-b", "coder", "1", "$0.0200", "ttl_expired"]
+    assert lines[worst + 2].split() == ["s-b", "coder", "1", "$0.02", "ttl_expired"]
     assert report_main(["--store", url, "--window", "1h", "--json"], now=NOW, env={}) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["cache_misses"]["by_reason"]["ttl_expired"]["misses"] == 1
