@@ -16,7 +16,8 @@
     ├── Unauthorized                  authentication_error        401
     ├── TooManyRequests               rate_limit_error            429
     ├── BudgetExceeded                budget_exceeded_error       429  x-should-retry: false
-    └── ServiceUnavailable            api_error                   503  x-should-retry: true
+    ├── ServiceUnavailable            api_error                   503  x-should-retry: true
+    └── InternalError                 api_error                   500  (an unexpected error in the sidecar)
 
 Every answer the sidecar makes itself in Anthropic's error shape comes from :func:`error_response_parts`
 (or :func:`error_body`): other modules raise or pass one of these, never write the JSON.
@@ -130,6 +131,14 @@ class ServiceUnavailable(SidecarError):
     status = 503
     error_type = "api_error"
     should_retry = True
+
+
+class InternalError(SidecarError):
+    """What the client is told when the sidecar itself failed unexpectedly (a bug; the traceback is
+    logged). The SDKs retry a 500 as they would Anthropic's own."""
+
+    status = 500
+    error_type = "api_error"
 
 
 def new_request_id() -> str:

@@ -52,7 +52,8 @@ class CachePlan:
 
     ``reason``: ``added`` | ``off`` | ``invalid_mode`` | ``not_json`` | ``nothing_to_mark`` |
     ``already_marked`` | ``below_minimum`` | ``no_slots`` | ``ttl_conflict`` | ``client_top_level`` |
-    ``client_invalid``. ``prefix_tokens`` is the estimate for the longest added prefix (0 if none).
+    ``client_invalid`` | ``too_deep``. ``prefix_tokens`` is the estimate for the longest added prefix
+    (0 if none).
     """
 
     changed: bool
@@ -353,7 +354,12 @@ def plan_and_apply(
             return body, _unchanged("not_json")
     if not isinstance(doc, dict):
         return body, _unchanged("not_json")
-    placed, plan = _plan(doc, mode, ttl, min_tokens, body)
+    try:
+        placed, plan = _plan(doc, mode, ttl, min_tokens, body)
+    except (orjson.JSONEncodeError, RecursionError):
+        # A block nested past the serializer's depth limit (orjson: 255) cannot be estimated; the API
+        # decides what such a body means, so it goes out as sent.
+        return body, _unchanged("too_deep")
     if not placed:
         return body, plan
     _apply(doc, placed)

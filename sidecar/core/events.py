@@ -17,7 +17,7 @@ OK = "ok"  # an HTTP answer (any status) was relayed to the client in full
 UPSTREAM_ERROR = "upstream_error"  # upstream unreachable, timed out, reset, or sent an in-band error
 CLIENT_DISCONNECTED = "client_disconnected"
 REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) without calling upstream
-SIDECAR_ERROR = "sidecar_error"
+SIDECAR_ERROR = "sidecar_error"  # an unexpected error in the sidecar: a 500 api_error, or a cut stream
 
 
 _RAND_B = (1 << 62) - 1

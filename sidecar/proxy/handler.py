@@ -9,6 +9,7 @@ failures are logged and counted, and the bytes keep flowing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
-from sidecar.errors import RequestTooLarge, SidecarError, Unauthorized, UpstreamError
+from sidecar.errors import InternalError, RequestTooLarge, SidecarError, Unauthorized, UpstreamError
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
 from sidecar.proxy.relay import relay
@@ -75,8 +76,28 @@ class ProxyHandler:
         ctx = CallContext(request, Timings(t0))
         try:
             await self._handle(scope, receive, send, ctx, headers)
+        except Exception:  # a bug, not a failure the call can have: answer (or end) it, then record it
+            await self._crashed(send, ctx)
         finally:
             await self._finish(ctx)
+
+    async def _crashed(self, send: Send, ctx: CallContext) -> None:
+        """Answer 500 ``api_error`` if no response header was sent yet; otherwise end the stream the same
+        abrupt way as an upstream reset (returning with the response unfinished closes the connection)."""
+        self.deps.count_internal_error("proxy")
+        log.exception("unexpected error in the proxy; the call ends with a sidecar error")
+        response, timings = ctx.response, ctx.timings
+        response.outcome = outcomes.SIDECAR_ERROR
+        if timings.first_byte_out is not None:
+            response.error_type = "stream_interrupted"
+            timings.last_byte = timings.last_byte or perf_counter()
+            return
+        error = InternalError("The sidecar failed to handle the request.")
+        response.status, response.error_type = error.status, error.error_type
+        # If the failure was in sending the response head itself, this fails too and the server closes
+        # the connection of the unfinished response: an abrupt end either way.
+        with contextlib.suppress(Exception):
+            await send_error(send, error)
 
     # -- request side -------------------------------------------------------------------------
 
@@ -280,17 +301,19 @@ class ProxyHandler:
         """Build and submit the event exactly once. Never raises: accounting must not fail a call."""
         if not ctx.recordable:
             return
+        event: CallEvent | None = None
         try:
             event = ctx.to_event(new_event_id())
             self.deps.price(event)
             await self.deps.policies.after_call(ctx, event)
             if ctx.response.headers:
                 self.deps.observe_response_headers(ctx.request.app, ctx.response.headers)
-            event.overhead_s = ctx.timings.overhead(perf_counter())
-            self.deps.submit(event)
         except Exception:
             self.deps.count_internal_error("accounting")
             log.exception("accounting failed for a call; the request itself was not affected")
+        if event is not None:  # recorded as far as it got (unpriced, say) rather than lost
+            event.overhead_s = ctx.timings.overhead(perf_counter())
+            self.deps.submit(event)
 
 
 __all__ = ["CallEvent", "ProxyHandler"]

@@ -301,6 +301,7 @@ class Metrics:
         self.internal_errors.labels(component="accounting")
         self.internal_errors.labels(component="policy")
         self.internal_errors.labels(component="housekeeping")
+        self.internal_errors.labels(component="proxy")
         for limit in BUDGET_LIMITS:
             self.budget_refusals.labels(app="default", limit=limit)
             self.budget_warnings.labels(app="default", limit=limit)

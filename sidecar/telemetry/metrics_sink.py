@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.core.events import CallEvent
+from sidecar.core.events import SIDECAR_ERROR, CallEvent
 from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
 from sidecar.telemetry.labels import OTHER, PROVIDER, status_class
 from sidecar.telemetry.metrics import Metrics
@@ -58,7 +58,9 @@ class MetricsSink:
         app = m.app_label(e.app)
         sums[child(m.requests, model, app, status_class(e), "true" if e.stream else "false")] += 1
         m.overhead.observe(e.overhead_s)
-        if e.status >= 500 or e.outcome == "upstream_error":
+        if e.outcome == SIDECAR_ERROR:
+            pass  # the sidecar's own failure: counted in sidecar_internal_errors_total, not the upstream's
+        elif e.status >= 500 or e.outcome == "upstream_error":
             sums[child(m.upstream_errors, model, str(e.status) if e.status else "none")] += 1
         elif e.status >= 400 and e.outcome != "refused":
             sums[child(m.upstream_errors, model, str(e.status))] += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import orjson
@@ -552,3 +553,30 @@ def test_with_nothing_to_add_the_conversation_is_not_walked_and_goes_out_as_sent
     body = body_of(system=LONG, messages=[{"role": "user", "content": [bad_marker]}])
     new, plan = plan_and_apply(body, model=None, mode="auto", ttl="5m", min_tokens=1024)
     assert new is body and (plan.changed, plan.reason) == (False, "client_invalid")
+
+
+def _nested_schema(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(depth):
+        schema = {"type": "object", "properties": {"x": schema}}
+    return schema
+
+
+@pytest.mark.parametrize("where", ["tools", "system"])
+def test_a_block_nested_past_the_serializer_limit_is_left_as_sent(where: str) -> None:
+    # orjson serialises at most 255 levels: the size estimate of such a block cannot be made.
+    deep = _nested_schema(300)
+    doc: dict[str, Any] = {"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": []}
+    if where == "tools":
+        doc["tools"] = [{"name": "t", "input_schema": deep}]
+    else:
+        doc["system"] = [{"type": "text", "text": LONG, "extra": deep}]
+    body = json.dumps(doc).encode()  # orjson could not even write it
+    new, plan = plan_and_apply(body, model="claude-sonnet-4-5", mode="auto", ttl="5m", min_tokens=1024)
+    assert new is body and plan == CachePlan(False, 0, (), "too_deep")
+    # A shallower one is planned as usual.
+    shallow = _nested_schema(20)
+    tool = {"name": "t", "input_schema": shallow, "description": LONG}
+    doc[where] = [tool] if where == "tools" else [{"type": "text", "text": LONG, "extra": shallow}]
+    _, plan = plan_and_apply(json.dumps(doc).encode(), model=None, mode="auto", ttl="5m", min_tokens=1024)
+    assert plan.reason == "added"
