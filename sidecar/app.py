@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from sidecar import __version__
 from sidecar.admin.api import AdminApp, AdminServices, build_admin
 from sidecar.admin.ops import HealthProbe
-from sidecar.admin.sessions import SessionsReader
+from sidecar.admin.reads import SessionsReader
 from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
@@ -47,8 +47,10 @@ from sidecar.proxy.upstream import UpstreamOptions
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
+from sidecar.store.queries import ReadStore, SessionCounters
 from sidecar.store.shipper import ShipperHooks
 from sidecar.store.sqlite import SQLiteStore
+from sidecar.store.sqlite_reads import SQLiteReads
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
@@ -104,6 +106,7 @@ class Sidecar:
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
     ratelimits: RateLimitBoard | None = None  # the latest rate-limit headroom, for the admin API
+    reads: ReadStore | None = None  # the embedded store's read side (SPEC §14)
     _housekeeper: asyncio.Future[None] | None = None
 
     def reload(self) -> None:
@@ -166,16 +169,33 @@ class Sidecar:
             await self.budgets.aclose()
         await self.upstream.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
-
+        if self.reads is not None:
+            self.reads.close()
 
 
 async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> None:
-    """Process-local ceilings survive a restart: rebuild the counters from the embedded store."""
+    """Process-local ceilings survive a restart: rebuild the counters from the embedded store's
+    per-session totals and today's per-app cost (SPEC R-RS-1), never its history."""
     now = time.time()
-    events = await asyncio.to_thread(sidecar.store.events, since=now - SESSION_TTL_S)
-    table = sidecar.prices.table
-    counters = LocalCounters.restore(
-        events, now, charge=functools.partial(charge_usd, prices=table), limits_for=budgets.limits_for
+    reads = sidecar.reads
+    if reads is None:
+        return
+
+    def load() -> tuple[list[SessionCounters], list[CallEvent], dict[str, float]]:
+        sessions = reads.session_counters(now - SESSION_TTL_S)
+        day_start = now - now % 86400
+        unpriced = reads.unpriced_calls(min([s.first_seen for s in sessions], default=day_start))
+        today = reads.summary(min(day_start, now), now + 1, "app")["rows"]
+        return sessions, unpriced, {str(row["key"]): float(row["cost_usd"]) for row in today}
+
+    sessions, unpriced, day_usd = await asyncio.to_thread(load)
+    counters = LocalCounters.restore_totals(
+        sessions,
+        unpriced,
+        day_usd,
+        now,
+        charge=functools.partial(charge_usd, prices=sidecar.prices.table),
+        limits_for=budgets.limits_for,
     )
     budgets.replace_counters(counters)
 
@@ -341,6 +361,7 @@ def build_sidecar(
     sidecar = Sidecar(settings, registry, metrics, prices, stores.local, recorder, upstream, proxy)
     sidecar.budgets, sidecar.stores, sidecar.fleet = budgets, stores, fleet
     sidecar.ratelimits = ratelimits
+    sidecar.reads = SQLiteReads(stores.local.path)
 
     async def expire_sessions(now: float) -> None:
         sessions_sink.expire(now)
@@ -375,7 +396,15 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
         pricing_date=lambda: sidecar.prices.table.version,
         clickhouse=shipper.status if shipper is not None else None,
     )
-    reader = SessionsReader(sidecar.store, sidecar.recorder.flush, sidecar.settings.session_idle_timeout)
+    stores = sidecar.stores
+    assert sidecar.reads is not None  # set by build_sidecar before the admin app
+    reader = SessionsReader(
+        sidecar.reads,
+        sidecar.recorder.flush,
+        sidecar.settings.session_idle_timeout,
+        fleet=stores.fleet_reads if stores is not None and stores.fleet is not None else None,
+        ratelimits=sidecar.ratelimits.rows if sidecar.ratelimits is not None else None,
+    )
     services = AdminServices(
         sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
     )

@@ -1,6 +1,6 @@
 """The admin HTTP API as one ASGI app: FastAPI routers behind a pure-ASGI admin-token guard.
 
-Each router module declares the one service it uses as a dependency (``sessions.sessions_reader``,
+Each router module declares the one service it uses as a dependency (``reads.sessions_reader``,
 ``budgets.budget_admin``, ...): a stub that raises until :func:`bind` points it at the real service
 through ``dependency_overrides``, once, at wiring time. Tests bind in-memory services the same way.
 
@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, sessions
+from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, reads, sessions, summary
 from sidecar.admin.errors import error_response, install_error_handlers
 from sidecar.admin.json import CleanJSONResponse
 from sidecar.errors import Unauthorized
@@ -33,7 +33,15 @@ With `SIDECAR_ADMIN_TOKEN` set, every `/sidecar/v1/*` route (these docs included
 `{"type": "error", "error": {"type": ..., "message": ...}, "request_id": ...}`."""
 
 
-ROUTERS = (ops.router, sessions.router, budgets.router, fleet.router, checkins.router, alerts.router)
+ROUTERS = (
+    ops.router,
+    sessions.router,
+    summary.router,
+    budgets.router,
+    fleet.router,
+    checkins.router,
+    alerts.router,
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class AdminServices:
 
     registry: CollectorRegistry
     health: ops.HealthProbe
-    sessions: sessions.SessionsReader
+    sessions: reads.SessionsReader
     budgets: budgets.BudgetAdmin
     fleet: fleet.FleetAdmin
     checkins: checkins.CheckinAdmin
@@ -84,7 +92,7 @@ def bind(api: FastAPI, services: AdminServices) -> None:
         {
             ops.metrics_registry: lambda: services.registry,
             ops.health_probe: lambda: services.health,
-            sessions.sessions_reader: lambda: services.sessions,
+            reads.sessions_reader: lambda: services.sessions,
             budgets.budget_admin: lambda: services.budgets,
             fleet.fleet_admin: lambda: services.fleet,
             checkins.checkin_admin: lambda: services.checkins,

@@ -1,43 +1,37 @@
-"""Sessions API (SPEC R-AC-5, §13): ``GET /sidecar/v1/sessions`` and ``GET /sidecar/v1/sessions/{id}``.
+"""Sessions API (SPEC R-AC-5, §13, R-RS-2/4/5): ``GET /sidecar/v1/sessions`` and
+``GET /sidecar/v1/sessions/{id}``.
 
-Answers from the local store (fresh for this replica), aggregated by the pure functions of
-``core.sessions`` — the same ones ``report`` uses.
+Answers from the read side (``store.queries.ReadStore``): the per-session rollup and indexed queries,
+never the history loaded into Python.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from sidecar.core.sessions import list_sessions, session_summary
+from sidecar.admin.reads import (
+    DEFAULT_WINDOW_S,
+    FLUSH_TIMEOUT_S,
+    Reader,
+    Scope,
+    Time,
+    invalid,
+    parse_time,
+)
 from sidecar.errors import NotFound
-from sidecar.store.base import EventStore
-
-DEFAULT_WINDOW_S = 7 * 86400.0
-MAX_LIMIT = 1000
-FLUSH_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True)
-class SessionsReader:
-    """The events the sessions routes read, once the recorder has handed it what is queued."""
-
-    store: EventStore
-    flush: Callable[[float], bool]  # the recorder's ``flush(timeout_s)``; blocks, so run off the loop
-    idle_timeout_s: float
-
-
-def sessions_reader() -> SessionsReader:
-    raise LookupError("the admin app was built without a SessionsReader")  # bound by build_admin
-
-
-Reader = Annotated[SessionsReader, Depends(sessions_reader)]
+from sidecar.store.queries import (
+    DEFAULT_CALLS_LIMIT,
+    MAX_LIMIT,
+    ORDERS,
+    InvalidQuery,
+    SessionFilters,
+    SessionQuery,
+)
 
 
 class _Closed(BaseModel):
@@ -81,6 +75,9 @@ class Call(_Closed):
     duration_s: float
     tool_uses: list[str]
     tool_results: list[ToolResult]
+    # Present when the client sent Claude Code's subagent headers (R-RS-4).
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
     cache_outcome: str | None = Field(
         description="hit | write | miss | none (SPEC R-CD-1); null: not diagnosed"
     )
@@ -97,7 +94,8 @@ class Call(_Closed):
 
 
 class Session(_Closed):
-    """One session (SPEC §13); ``calls`` only in ``GET /sidecar/v1/sessions/{id}``."""
+    """One session (SPEC §13); totals are the whole session's. ``calls`` and ``next_calls_after`` only
+    in ``GET /sidecar/v1/sessions/{id}``."""
 
     session_id: str
     session_source: str
@@ -108,6 +106,7 @@ class Session(_Closed):
     last_seen_at_ts: float
     duration_s: float
     open: bool
+    events: int
     model_calls: int
     error_calls: int
     retries: int
@@ -116,20 +115,30 @@ class Session(_Closed):
     output_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
+    cache_write_5m: int
+    cache_write_1h: int
+    tokens: int
     cost_usd: float
     unpriced_calls: int
     cache_hit_ratio: float | None
     cache_savings_usd: float
     cache_miss_cost_usd: float
-    cache_misses: dict[str, int] = Field(description="Cache misses of the session's calls, by reason")
+    cache_misses: int
+    # GET /sidecar/v1/sessions/{id} only: the session's cache misses by reason (SPEC R-CD-3).
+    cache_misses_by_reason: dict[str, int] | None = None
     model_time_s: float
     tool_time_s: float
+    measured_tool_results: int
+    models: list[str]
+    agent_ids: list[str]
     tools: dict[str, ToolStats]
     calls: list[Call] | None = None
+    next_calls_after: str | None = None
 
 
 class SessionList(_Closed):
     sessions: list[Session]
+    next_cursor: str | None
 
 
 router = APIRouter(tags=["sessions"])
@@ -143,26 +152,42 @@ router = APIRouter(tags=["sessions"])
 )
 async def list_view(
     reader: Reader,
-    limit: Annotated[int, Query(description=f"At most this many sessions (capped at {MAX_LIMIT}).")] = 50,
-    window_s: Annotated[float, Query(description="Sessions with a call in the last this many seconds.")] = (
-        DEFAULT_WINDOW_S
-    ),
-    order: Annotated[str, Query(description="`cost` (most expensive first) or `recent` (default).")] = (
-        "recent"
-    ),
+    limit: Annotated[int, Query(description=f"Sessions per page, 1 to {MAX_LIMIT}.")] = 50,
+    order: Annotated[str, Query(description=f"One of {', '.join(ORDERS)} (largest first).")] = "recent",
+    app: Annotated[str | None, Query(description="Only this app's sessions.")] = None,
+    model: Annotated[str | None, Query(description="Only sessions with a call to this model.")] = None,
+    since: Time = None,
+    until: Time = None,
+    window_s: Annotated[
+        float | None, Query(description="Older form of `since`: the last this many seconds.")
+    ] = None,
+    min_cost_usd: Annotated[float | None, Query(description="Only sessions costing at least this.")] = None,
+    state: Annotated[str | None, Query(description="`open` or `closed`.")] = None,
+    q: Annotated[str | None, Query(description="Session-id prefix.")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
+    scope: Scope = "local",
 ) -> dict[str, Any]:
-    """Sessions of the last ``window_s`` seconds, without their calls."""
+    """Sessions with activity between ``since`` (default: 7 days ago) and ``until``, without their
+    calls, one page at a time."""
     now = time.time()
-    await asyncio.to_thread(reader.flush, FLUSH_TIMEOUT_S)
-    events = await asyncio.to_thread(reader.store.events, since=now - window_s)
-    sessions = list_sessions(
-        events,
-        now=now,
-        idle_timeout_s=reader.idle_timeout_s,
-        limit=max(min(limit, MAX_LIMIT), 0),
-        order=order if order in ("cost", "recent") else "recent",
-    )
-    return {"sessions": sessions}
+    start = parse_time("since", since, now - (DEFAULT_WINDOW_S if window_s is None else window_s))
+    end = parse_time("until", until, now) if until is not None else None
+    store = reader.pick(scope)
+    try:
+        query = SessionQuery(
+            now=now,
+            idle_timeout_s=reader.idle_timeout_s,
+            filters=SessionFilters(start, end, app, model, min_cost_usd, state, q),
+            order=order,
+            limit=limit,
+            cursor=cursor,
+        )
+        if scope == "local":
+            await asyncio.to_thread(reader.flush, FLUSH_TIMEOUT_S)
+        page = await asyncio.to_thread(store.list_sessions, query)
+    except InvalidQuery as exc:
+        raise invalid(exc) from None
+    return {"sessions": page.sessions, "next_cursor": page.next_cursor}
 
 
 @router.get(
@@ -172,10 +197,30 @@ async def list_view(
     response_model_exclude_unset=True,
     responses={404: {"description": "Unknown session"}},
 )
-async def detail_view(reader: Reader, session_id: str) -> dict[str, Any]:
-    """One session with every recorded call, oldest first."""
-    await asyncio.to_thread(reader.flush, FLUSH_TIMEOUT_S)
-    events = await asyncio.to_thread(reader.store.events, session_id=session_id)
-    if not events:
+async def detail_view(
+    reader: Reader,
+    session_id: str,
+    calls_limit: Annotated[int, Query(description="Calls per answer, oldest first.")] = DEFAULT_CALLS_LIMIT,
+    calls_after: Annotated[
+        str | None, Query(description="`next_calls_after` of the previous answer.")
+    ] = None,
+    scope: Scope = "local",
+) -> dict[str, Any]:
+    """One session with a page of its calls, oldest first; ``next_calls_after`` pages on."""
+    store = reader.pick(scope)
+    if scope == "local":
+        await asyncio.to_thread(reader.flush, FLUSH_TIMEOUT_S)
+    try:
+        doc = await asyncio.to_thread(
+            store.session_detail,
+            session_id,
+            now=time.time(),
+            idle_timeout_s=reader.idle_timeout_s,
+            calls_limit=calls_limit,
+            calls_after=calls_after,
+        )
+    except InvalidQuery as exc:
+        raise invalid(exc) from None
+    if doc is None:
         raise NotFound(f"Unknown session: {session_id[:200]}")
-    return session_summary(events, now=time.time(), idle_timeout_s=reader.idle_timeout_s, with_calls=True)
+    return doc

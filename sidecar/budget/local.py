@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sidecar.budget import APP_SCOPE, SESSION_SCOPE, Decision, Reconciled, Reservation, Snapshot
@@ -18,6 +18,7 @@ from sidecar.core.budget_config import APP_DAILY_USD, NANOS, WARN, Limits
 from sidecar.core.budget_counts import Counts, breaches, reached, utc_day
 from sidecar.core.budget_estimate import Actual, Estimate, call_tokens
 from sidecar.core.events import REFUSED, CallEvent
+from sidecar.store.queries import SessionCounters
 
 MAX_SESSIONS = 200_000
 SESSION_TTL_S = 7 * 86400.0  # a session idle this long is forgotten (its events stay in the store)
@@ -205,6 +206,47 @@ class LocalCounters:
                 apps[e.session_id] = e.app
             if utc_day(e.started_at) == today:
                 counters._day(e.app, today).counts.used_nanos += actual.nanos
+        if limits_for is not None:
+            counters._mark_warned(limits_for, apps, today)
+        return counters
+
+    @classmethod
+    def restore_totals(
+        cls,
+        sessions: Iterable[SessionCounters],
+        unpriced: Iterable[CallEvent],
+        app_day_usd: Mapping[str, float],
+        now: float,
+        *,
+        charge: Callable[[CallEvent], float] | None = None,
+        limits_for: Callable[[str], Limits] | None = None,
+        session_ttl_s: float = SESSION_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> LocalCounters:
+        """Counters rebuilt from the read side's totals (SPEC R-RS-1) instead of every event: ``sessions``
+        last seen in the last ``session_ttl_s`` seconds; ``unpriced``: model calls without a price since
+        their first call and since today's start (charged with ``charge``, as the live path does);
+        ``app_day_usd``: each app's priced cost of the UTC day of ``now``."""
+        counters = cls(session_ttl_s=session_ttl_s, clock=clock)
+        today = utc_day(now)
+        session_extra: dict[str, int] = defaultdict(int)
+        day_extra: dict[str, int] = defaultdict(int)
+        for e in unpriced:
+            nanos = round((charge(e) if charge is not None else 0.0) * NANOS)
+            session_extra[e.session_id] += nanos
+            if utc_day(e.started_at) == today:
+                day_extra[e.app] += nanos
+        apps: dict[str, str] = {}
+        for s in sorted(sessions, key=lambda x: x.last_seen):
+            if not s.session_id:
+                continue
+            nanos = round(s.cost_usd * NANOS) + session_extra.get(s.session_id, 0)
+            actual = Actual(nanos, s.tokens, s.model_calls, s.tool_calls)
+            _add(counters._session(s.session_id, s.last_seen).counts, actual)
+            apps[s.session_id] = s.app
+        for app in sorted(set(app_day_usd) | set(day_extra)):
+            used = round(app_day_usd.get(app, 0.0) * NANOS) + day_extra.get(app, 0)
+            counters._day(app, today).counts.used_nanos += used
         if limits_for is not None:
             counters._mark_warned(limits_for, apps, today)
         return counters

@@ -33,6 +33,13 @@ def _settings_clause(settings: Mapping[str, Any] | None) -> str:
     return " SETTINGS " + ", ".join(f"{k} = {_literal(v)}" for k, v in settings.items())
 
 
+def _param(value: Any) -> Any:
+    # Server-side parameters travel in ClickHouse's escaped text format, as clickhouse-connect sends them.
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    return value
+
+
 def _json_value(value: Any) -> Any:
     # JSON has no NaN/Infinity; ClickHouse's JSON input reads them as quoted strings.
     if isinstance(value, float) and not math.isfinite(value):
@@ -85,7 +92,8 @@ class ChdbClient:
         """Rows of a ``SELECT`` as tuples of Python values; ``{name:Type}`` placeholders bind server-side."""
         full = f"{sql.rstrip().rstrip(';')}\nSETTINGS {_JSON_SETTINGS}"  # newline: sql may end in a comment
         with self._lock:
-            raw = self._session.query(full, "JSONCompact", params=dict(parameters or {}))
+            params = {k: _param(v) for k, v in (parameters or {}).items()}
+            raw = self._session.query(full, "JSONCompact", params=params)
         text = str(raw)
         if not text.strip():
             return []

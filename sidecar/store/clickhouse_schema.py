@@ -24,6 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sidecar.store.clickhouse_rollup import miss_view
+from sidecar.store.clickhouse_rollup import v3 as _v3
+
 MIGRATIONS_TABLE = "sidecar_schema_migrations"
 DEDUP_WINDOW = 1000  # inserts remembered per table for insert_deduplication_token
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -234,8 +237,9 @@ def _v2(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
-def _v3(o: SchemaOptions) -> tuple[str, ...]:
-    # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict per messages call, the API's reason.
+def _v4(o: SchemaOptions) -> tuple[str, ...]:
+    # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict per messages call, the API's reason;
+    # then the session rollup's view sums the miss cost and count it held at 0 until now.
     return (
         f"""ALTER TABLE {o.table("events")}{o.on_cluster}
     ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER parent_span_id,
@@ -245,6 +249,7 @@ def _v3(o: SchemaOptions) -> tuple[str, ...]:
     ADD COLUMN IF NOT EXISTS cache_miss_cost_usd Nullable(Float64) AFTER cache_missed_tokens,
     ADD COLUMN IF NOT EXISTS api_cache_miss_reason LowCardinality(Nullable(String))
         AFTER cache_miss_cost_usd""",
+        miss_view(o),
     )
 
 
@@ -252,7 +257,8 @@ def _v3(o: SchemaOptions) -> tuple[str, ...]:
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
-    (3, "events: cache diagnosis columns", _v3),
+    (3, "sessions_rollup: what the embedded session rollup holds", _v3),
+    (4, "events: cache diagnosis columns; sessions_rollup fed from them", _v4),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

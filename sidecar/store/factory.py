@@ -11,6 +11,7 @@ Building does no I/O and starts no thread; :meth:`EventStores.open` does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from sidecar.store.clickhouse import (
     ClickHouseStore,
     connect_clickhouse,
 )
+from sidecar.store.clickhouse_reads import ClickHouseReads
 from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.shipper import Shipper, ShipperHooks, ShipperOptions
 from sidecar.store.spool import DEFAULT_MAX_BYTES, Spool
@@ -117,11 +119,29 @@ class StoreConfig:
 class EventStores:
     """``local``: the embedded store (``None`` when only reading ClickHouse). ``analytics``: what
     ``report`` / ``check`` and dashboards read (``local`` itself in SQLite mode). ``shipper``: the
-    ClickHouse sink of a serving process."""
+    ClickHouse sink of a serving process. ``fleet``: how to reach ClickHouse for reads (its connect
+    function and schema), ``None`` in SQLite mode."""
 
     local: SQLiteStore | None
     analytics: EventStore
     shipper: Shipper | None = None
+    fleet: tuple[Callable[[], ClickHouseClient], SchemaOptions] | None = None
+    _fleet_reads: tuple[ClickHouseReads, ClickHouseClient] | None = field(
+        default=None, init=False, repr=False
+    )
+    _fleet_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def fleet_reads(self) -> ClickHouseReads:
+        """The read side on ClickHouse (SPEC R-RS-5), on a connection of its own opened at first use
+        (the shipper's stays its thread's); ``LookupError`` in SQLite mode."""
+        if self.fleet is None:
+            raise LookupError("no ClickHouse store")
+        with self._fleet_lock:
+            if self._fleet_reads is None:
+                connect, schema = self.fleet
+                client = connect()
+                self._fleet_reads = (ClickHouseReads(client, schema), client)
+            return self._fleet_reads[0]
 
     @property
     def sinks(self) -> list[Sink]:
@@ -152,6 +172,10 @@ class EventStores:
             self.local.close()
         if self.analytics is not self.local:
             self.analytics.close()
+        with self._fleet_lock:
+            reads, self._fleet_reads = self._fleet_reads, None
+        if reads is not None:
+            reads[1].close()
 
 
 def build_event_stores(
@@ -176,11 +200,11 @@ def build_event_stores(
     serving = config.spool_path is not None
     remote = ClickHouseStore(factory, schema, migrate=serving, secret=params["password"])
     if config.spool_path is None:
-        return EventStores(local=None, analytics=remote)
+        return EventStores(local=None, analytics=remote, fleet=(factory, schema))
     local = SQLiteStore.from_url(config.local_url, retention_days=config.retention_days)
     spool = Spool(config.spool_path, max_bytes=config.spool_max_bytes)
     shipper = Shipper(spool, remote, config.shipper, hooks)
-    return EventStores(local=local, analytics=remote, shipper=shipper)
+    return EventStores(local=local, analytics=remote, shipper=shipper, fleet=(factory, schema))
 
 
 def open_event_store(

@@ -18,6 +18,7 @@ from pathlib import Path
 from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.infra.sched import yield_cpu
 from sidecar.infra.sqlite import connect, open_wal, parse_sqlite_url, write_transaction
+from sidecar.store.sqlite_purge import CHUNK_ROWS, PurgePacer, purge_chunk
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
 _PURGE_EVERY_S = 3600.0
@@ -54,6 +55,7 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._last_purge: float | None = None
+        self.purge_chunk_rows = CHUNK_ROWS
 
     @classmethod
     def from_url(cls, url: str, *, retention_days: int = 30) -> SQLiteStore:
@@ -170,10 +172,22 @@ class SQLiteStore:
         return [row_to_event(tuple(row)) for row in rows]
 
     def purge(self, older_than: float) -> int:
-        """Delete events with ``started_at < older_than``; return the number deleted."""
-        with self._lock, write_transaction(self._writer()) as conn:
-            deleted = conn.execute("DELETE FROM events WHERE started_at < ?", (older_than,)).rowcount
-        return int(deleted)
+        """Delete events with ``started_at < older_than``; return the number deleted.
+
+        Works in chunks of at most ``purge_chunk_rows`` events sized to a few tens of milliseconds, one
+        short transaction each (rollups kept exact, see :mod:`sidecar.store.sqlite_purge`), resting
+        between chunks so the recorder's writes get the lock.
+        """
+        deleted = 0
+        pacer = PurgePacer(self.purge_chunk_rows)
+        while True:
+            start = time.perf_counter()
+            with self._lock, write_transaction(self._writer()) as conn:
+                n = purge_chunk(conn, older_than, pacer.rows)
+            deleted += n
+            if n == 0:
+                return deleted
+            pacer.after(time.perf_counter() - start)
 
     def maybe_purge(self, now: float) -> int | None:
         """Apply retention at most once an hour: delete events older than ``now - retention_days``.

@@ -16,6 +16,7 @@ import orjson
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
+from sidecar.store.sqlite_rollup import MIGRATION_2, MISS_MIGRATION
 
 _MIGRATION_1 = (
     """
@@ -85,7 +86,8 @@ _MIGRATION_CACHE_DIAGNOSIS = (
 # (version, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
-    (2, _MIGRATION_CACHE_DIAGNOSIS),
+    (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
+    (3, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -25,6 +25,7 @@ ENDPOINTS = {
     ("GET", "/readyz"),
     ("GET", "/sidecar/v1/sessions"),
     ("GET", "/sidecar/v1/sessions/{session_id}"),
+    ("GET", "/sidecar/v1/summary"),
     ("POST", "/sidecar/v1/sessions/{session_id}/block"),
     ("POST", "/sidecar/v1/sessions/{session_id}/unblock"),
     ("POST", "/sidecar/v1/apps/{app}/block"),
@@ -94,7 +95,13 @@ def test_document_states_the_token_rules_and_our_error_shape() -> None:
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, f"{where} {status}"
     sessions = doc["paths"]["/sidecar/v1/sessions"]["get"]
-    assert {p["name"] for p in sessions["parameters"]} == {"limit", "window_s", "order"}
+    assert {p["name"] for p in sessions["parameters"]} == {
+        "limit", "order", "app", "model", "since", "until", "window_s", "min_cost_usd", "state", "q",
+        "cursor", "scope",
+    }  # fmt: skip
     assert "400" in sessions["responses"]
+    summary = doc["paths"]["/sidecar/v1/summary"]["get"]
+    assert {p["name"] for p in summary["parameters"]} == {"since", "until", "group_by", "scope"}
+    assert "400" in summary["responses"]
     put = doc["paths"]["/sidecar/v1/apps/{app}/budget"]["put"]
     assert put["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/Ceilings")

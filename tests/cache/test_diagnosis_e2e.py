@@ -302,8 +302,17 @@ def test_outputs_carry_the_diagnosis_and_no_prompt_text(
     assert call["cache_outcome"] == "miss" and call["cache_miss_reason"] == "system_changed"
     assert call["cache_miss_cost_usd"] == pytest.approx(two.cache_miss_cost_usd)
     assert call["api_cache_miss_reason"] == "system_changed"
-    assert session["cache_misses"] == {"system_changed": 1}
+    assert session["cache_misses"] == 1 and session["cache_misses_by_reason"] == {"system_changed": 1}
     assert session["cache_miss_cost_usd"] == pytest.approx(two.cache_miss_cost_usd)
+    listed = httpx.get(f"{sidecar.url}/sidecar/v1/sessions").json()["sessions"][0]
+    assert listed["cache_miss_cost_usd"] == pytest.approx(two.cache_miss_cost_usd)  # from the rollup
+    summary = httpx.get(f"{sidecar.url}/sidecar/v1/summary").json()
+    assert summary["totals"]["cache_miss_cost_usd"] == pytest.approx(two.cache_miss_cost_usd)
+    assert summary["totals"]["cache_misses_by_reason"] == {
+        "system_changed": {"misses": 1, "cost_usd": pytest.approx(two.cache_miss_cost_usd)}
+    }
+    headroom = {row["type"]: row for row in summary["ratelimit"] if row.get("type")}
+    assert headroom["requests"]["limit"] == 4000 and headroom["requests"]["utilization"] > 0
     metrics = httpx.get(f"{sidecar.url}/metrics").text
     labels = {"app": "default", "model": MODEL, "reason": "system_changed"}
     assert sample(metrics, "sidecar_cache_misses_total", **labels) == 1

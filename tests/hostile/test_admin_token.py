@@ -72,7 +72,7 @@ def test_admin_api_rejects_missing_and_wrong_tokens(
                 resp = client.request(method, path, headers={"authorization": good})
                 assert resp.status_code != 401, f"{method} {path} refused a valid token"
         sessions = client.get("/sidecar/v1/sessions", headers={"authorization": f"Bearer {TOKEN}"})
-        assert sessions.status_code == 200 and sessions.json() == {"sessions": []}
+        assert sessions.status_code == 200 and sessions.json() == {"sessions": [], "next_cursor": None}
         for path in ("/metrics", "/healthz", "/readyz"):
             assert client.get(path).status_code == 200
             assert client.get(path, headers={"authorization": "Bearer adm-wrong"}).status_code == 200

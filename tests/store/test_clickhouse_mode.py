@@ -49,6 +49,14 @@ def test_events_reach_clickhouse_once_and_sessions_stay_local(fake: FakeUpstream
             assert ready["clickhouse"]["spool_pending"] == 0
             session = httpx.get(sidecar.url + "/sidecar/v1/sessions/ch-1").json()
             assert session["model_calls"] == 3
+            # scope=fleet answers from ClickHouse (SPEC R-RS-5): the same figures, once shipped.
+            fleet = {"scope": "fleet"}
+            listed = httpx.get(sidecar.url + "/sidecar/v1/sessions", params=fleet).json()["sessions"]
+            assert [(s["session_id"], s["model_calls"]) for s in listed] == [("ch-1", 3)]
+            detail = httpx.get(sidecar.url + "/sidecar/v1/sessions/ch-1", params=fleet).json()
+            assert len(detail["calls"]) == 3
+            summary = httpx.get(sidecar.url + "/sidecar/v1/summary", params={**fleet, "since": 0}).json()
+            assert summary["totals"]["model_calls"] == 3
             metrics = httpx.get(sidecar.url + "/metrics").text
             assert sample(metrics, "sidecar_spool_pending_events") == 0
             assert sample(metrics, "sidecar_events_shipped_total") == 3

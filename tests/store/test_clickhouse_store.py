@@ -344,9 +344,10 @@ def test_store_sends_migrations_inserts_and_parameterised_queries() -> None:
     assert commands[0] == "CREATE DATABASE IF NOT EXISTS analytics"
     assert commands[1].startswith("CREATE TABLE IF NOT EXISTS analytics.sidecar_schema_migrations")
     assert commands[2].startswith("CREATE TABLE IF NOT EXISTS analytics.events")
-    assert len(commands) == 2 + 5 + 1 + 1 + 1 + 1 + 1  # bootstrap, v1, its record, v2, v3, their records
+    # bootstrap, v1, its record, v2, its record, v3, its record, v4, its record
+    assert len(commands) == 2 + 5 + 1 + 1 + 1 + 2 + 1 + 2 + 1
     recorded = [c for c in commands if c.startswith("INSERT INTO analytics.sidecar_schema_migrations")]
-    assert len(recorded) == 3 and "VALUES (1, " in recorded[0] and "VALUES (3, " in recorded[2]
+    assert len(recorded) == 4 and "VALUES (2, " in recorded[1] and "VALUES (4, " in recorded[3]
     fake.calls.clear()
     store.write_events(stored)
     ((kind, (table, data), kw),) = fake.calls

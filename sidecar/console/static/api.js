@@ -107,10 +107,9 @@ export async function summary(query) {
   return summaryAnswers ? doc : null;
 }
 
-/** Rows of a summary answer, whatever the release calls them: [{key, ...figures}]. */
-export function summaryRows(doc, groupBy) {
-  const rows = doc.groups || doc.rows || [];
-  return rows.map((r) => ({ ...r, key: r.key ?? r[groupBy] ?? r.group ?? "" }));
+/** Rows of a summary answer: [{key, ...figures}], one per app, model, hour or day. */
+export function summaryRows(doc) {
+  return doc.rows;
 }
 
 const WEEK_S = 7 * 86400;
@@ -119,7 +118,7 @@ const WEEK_S = 7 * 86400;
 export async function appsSeen() {
   const now = Math.floor(Date.now() / 1000);
   const sum = await summary({ since: now - WEEK_S, group_by: "app" });
-  if (sum) return summaryRows(sum, "app").map((r) => r.key);
+  if (sum) return summaryRows(sum).map((r) => r.key);
   const doc = await api("/sidecar/v1/sessions", { query: { limit: 1000, order: "recent", since: now - WEEK_S } });
   return [...new Set(doc.sessions.map((x) => x.app))];
 }

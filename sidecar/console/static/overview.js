@@ -52,20 +52,17 @@ async function fromSummary(now) {
     summary({ since: now - HOUR_S }),
   ]);
   const t = week.totals || {};
-  const todayBy = new Map(summaryRows(today, "app").map((r) => [r.key, r.cost_usd]));
+  const todayBy = new Map(summaryRows(today).map((r) => [r.key, r.cost_usd]));
   return {
     note: null,
     today: (today.totals || {}).cost_usd, week: t.cost_usd, burn: (hour.totals || {}).cost_usd,
-    calls: first(t.calls, t.model_calls), errors: first(t.errors, t.error_calls),
-    p95: first(t.latency_p95_s, t.duration_p95_s), ttftP95: first(t.ttft_p95_s),
-    hit: hitRatio(t), savings: t.cache_savings_usd, missCost: first(t.cache_miss_cost_usd),
-    apps: summaryRows(week, "app").map((r) => ({
-      key: r.key, today: todayBy.get(r.key) || 0, week: r.cost_usd, calls: first(r.calls, r.model_calls),
-      errors: first(r.errors, r.error_calls),
+    calls: t.model_calls, errors: t.error_calls, p95: t.duration_p95_s, ttftP95: t.ttft_p95_s,
+    hit: t.cache_hit_ratio, savings: t.cache_savings_usd, missCost: t.cache_miss_cost_usd,
+    apps: summaryRows(week).map((r) => ({
+      key: r.key, today: todayBy.get(r.key) || 0, week: r.cost_usd, calls: r.model_calls, errors: r.error_calls,
     })),
-    models: summaryRows(models, "model").map((r) => ({
-      key: r.key, week: r.cost_usd, calls: first(r.calls, r.model_calls),
-      p95: first(r.latency_p95_s, r.duration_p95_s), ttft: first(r.ttft_p95_s),
+    models: summaryRows(models).map((r) => ({
+      key: r.key, week: r.cost_usd, calls: r.model_calls, p95: r.duration_p95_s, ttft: r.ttft_p95_s,
     })),
     misses: missRows(first(t.cache_misses_by_reason, week.cache_misses_by_reason)),
     limits: limitRows(first(week.ratelimit, week.rate_limits, hour.ratelimit)),
