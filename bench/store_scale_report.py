@@ -155,7 +155,8 @@ def _wiring_and_writes(f: dict[str, Any]) -> list[str]:
         f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the rollup triggers and the "
         "read side's partial indexes on `events` dropped: schema 1).",
         f"* Retention purge of the oldest day ({_num(f, 'purge_day_events', '{:,.0f}')} events) in "
-        f"{_num(f, 'purge_day_s')} s of 2,000-event chunks, while a writer recorded 32-event batches: "
+        f"{_num(f, 'purge_day_s')} s of paced chunks (each sized to ~50 ms, at most 2,000 events), "
+        "while a writer recorded 32-event batches: "
         f"its longest wait {_num(f, 'purge_writer_max_wait_s', '{:.3f}')} s, p99 "
         f"{_num(f, 'purge_writer_p99_wait_s', '{:.3f}')} s over {f.get('purge_writer_batches')} batches "
         "(target: never more than 1 s).",
