@@ -33,6 +33,7 @@ from store_scale_data import DAY, history
 from store_scale_report import markdown, serve_ready
 
 from sidecar.store.sqlite import SQLiteStore
+from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS
 
 HERE = Path(__file__).resolve().parent
 BATCH = 2000
@@ -172,6 +173,8 @@ def migration(path: Path) -> dict[str, float]:
             or (kind == "table" and name not in keep)
         ):
             conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
+    for column in CACHE_DIAGNOSIS_COLUMNS:  # added by migration 3, after the rollups
+        conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
     conn.execute("DELETE FROM schema_migrations WHERE version > 1")
     (events,) = conn.execute("SELECT count(*) FROM events").fetchone()
     conn.close()
