@@ -117,6 +117,20 @@ def _overview_traffic() -> list[PanelBuilder]:
             [Q(requests(by="app"), "{{app}}")],
         ),
         graph(
+            "Requests by provider",
+            "Calls per second by where they went: the Claude API (anthropic), Amazon Bedrock (bedrock) "
+            "or Google Vertex AI (vertex).",
+            "reqps",
+            [Q(requests(by="provider"), "{{provider}}")],
+            stack=True,
+        ),
+        graph(
+            "Error ratio by provider",
+            "Share of each provider's calls that ended in a 5xx or without an answer.",
+            "percentunit",
+            [Q(f"{requests(ERRORS, 'provider')} / {requests(by='provider')}", "{{provider}}")],
+        ),
+        graph(
             "Error ratio by app",
             "Share of each app's calls that ended in a 5xx or without an answer "
             "(alert ClaudeSidecarHighErrorRate at 5%).",
@@ -147,6 +161,21 @@ def _overview_spend() -> list[PanelBuilder]:
             "Dollar spend rate per canonical model id.",
             "currencyUSD",
             [Q(cost_per_hour("model"), "{{model}}")],
+            stack=True,
+        ),
+        graph(
+            "Cost per hour by provider",
+            "Dollar spend rate per provider, each priced by its own rows (a cloud's regional endpoints "
+            "cost 10% more on the models that have the premium).",
+            "currencyUSD",
+            [Q(cost_per_hour("provider"), "{{provider}}")],
+            stack=True,
+        ),
+        graph(
+            "Tokens by provider",
+            "Tokens per second (all buckets) by provider.",
+            "short",
+            [Q(f"sum by (provider) (rate(sidecar_tokens_total{{{F}}}{RATE}))", "{{provider}}")],
             stack=True,
         ),
         graph(

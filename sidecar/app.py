@@ -36,13 +36,17 @@ from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
 from sidecar.core.session_lifecycle import SessionLifecycle
 from sidecar.core.tools import ToolLatencyMatcher
-from sidecar.errors import ConfigError
+from sidecar.errors import ConfigError, bedrock_error_parts
 from sidecar.fleet.service import FleetAndAlerts
 from sidecar.policy.calls import SidecarPolicies
+from sidecar.providers.config import BEDROCK_HINT, bedrock_from_settings, vertex_from_settings
+from sidecar.proxy.asgi import ASGIApp
 from sidecar.proxy.client import UpstreamClient
+from sidecar.proxy.cloud import CloudHandler, not_configured
 from sidecar.proxy.context import ProxyDeps
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
+from sidecar.proxy.origins import Origins
 from sidecar.proxy.upstream import UpstreamOptions
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
@@ -105,6 +109,9 @@ class Sidecar:
     budgets: BudgetService | None = None
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
+    # The cloud routes (SPEC §18) by path prefix, and their upstream clients (one per origin).
+    cloud: dict[str, ASGIApp] = field(default_factory=dict)
+    origins: Origins | None = None
     ratelimits: RateLimitBoard | None = None  # the latest rate-limit headroom, for the admin API
     reads: ReadStore | None = None  # the embedded store's read side (SPEC §14)
     _housekeeper: asyncio.Future[None] | None = None
@@ -168,6 +175,8 @@ class Sidecar:
         if self.budgets is not None:
             await self.budgets.aclose()
         await self.upstream.close()
+        if self.origins is not None:
+            await self.origins.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
         if self.reads is not None:
             self.reads.close()
@@ -290,18 +299,22 @@ class _ProxyParts:
     traced: bool
 
 
-def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
-    """The upstream client and the handler of ``/v1/*``."""
-    settings = parts.settings
-    upstream = UpstreamClient(
+def _upstream_client(settings: Settings, base_url: str) -> UpstreamClient:
+    return UpstreamClient(
         UpstreamOptions(
-            base_url=settings.upstream_url,
+            base_url=base_url,
             read_timeout_s=settings.upstream_timeout,
             connect_timeout_s=settings.upstream_connect_timeout,
             pool_size=settings.upstream_pool_size,
             keepalive_s=settings.upstream_keepalive_timeout,
         )
     )
+
+
+def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
+    """The upstream client and the handler of ``/v1/*``."""
+    settings = parts.settings
+    upstream = _upstream_client(settings, settings.upstream_url)
     origin = urlsplit(settings.upstream_url)
     salt_beside = settings.local_store if parts.stores.shipper else settings.store
     deps = ProxyDeps(
@@ -317,6 +330,19 @@ def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
         public_url=settings.public_url,
     )
     return upstream, ProxyHandler(deps)
+
+
+def _cloud(settings: Settings, deps: ProxyDeps) -> tuple[dict[str, ASGIApp], Origins]:
+    """The handlers of ``/bedrock/…`` and ``/vertex/…`` over one upstream client per cloud origin."""
+    origins = Origins(functools.partial(_upstream_client, settings))
+    bedrock = bedrock_from_settings(settings)
+    routes: dict[str, ASGIApp] = {
+        "/bedrock/": CloudHandler(deps, bedrock, origins)
+        if bedrock is not None
+        else not_configured("Amazon Bedrock", bedrock_error_parts, BEDROCK_HINT),
+        "/vertex/": CloudHandler(deps, vertex_from_settings(settings), origins),
+    }
+    return routes, origins
 
 
 def build_sidecar(
@@ -360,6 +386,7 @@ def build_sidecar(
     )
     sidecar = Sidecar(settings, registry, metrics, prices, stores.local, recorder, upstream, proxy)
     sidecar.budgets, sidecar.stores, sidecar.fleet = budgets, stores, fleet
+    sidecar.cloud, sidecar.origins = _cloud(settings, proxy.deps)
     sidecar.ratelimits = ratelimits
     sidecar.reads = SQLiteReads(stores.local.path)
 

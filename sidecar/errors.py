@@ -17,15 +17,19 @@
     ├── TooManyRequests               rate_limit_error            429
     ├── BudgetExceeded                budget_exceeded_error       429  x-should-retry: false
     ├── ServiceUnavailable            api_error                   503  x-should-retry: true
-    └── InternalError                 api_error                   500  (an unexpected error in the sidecar)
+    ├── InternalError                 api_error                   500  (an unexpected error in the sidecar)
+    └── CredentialsUnavailable        api_error                   503  x-should-retry: true
 
 Every answer the sidecar makes itself in Anthropic's error shape comes from :func:`error_response_parts`
-(or :func:`error_body`): other modules raise or pass one of these, never write the JSON.
+(or :func:`error_body`): other modules raise or pass one of these, never write the JSON. On Bedrock's
+routes the same errors take Bedrock's shape (:func:`bedrock_error_parts`: ``x-amzn-errortype`` and
+``{"message": …}``, which boto3 and the Bedrock SDK clients read).
 """
 
 from __future__ import annotations
 
 import secrets
+import uuid
 
 import orjson
 
@@ -141,6 +145,14 @@ class InternalError(SidecarError):
     error_type = "api_error"
 
 
+class CredentialsUnavailable(SidecarError):
+    """The sidecar has no usable credentials for a cloud upstream (AWS chain, Google ADC)."""
+
+    status = 503
+    error_type = "api_error"
+    should_retry = True
+
+
 def new_request_id() -> str:
     """An id in Anthropic's style for answers the sidecar makes itself."""
     return "req_sidecar_" + secrets.token_hex(12)
@@ -160,6 +172,44 @@ def error_response_parts(exc: SidecarError) -> tuple[int, list[tuple[bytes, byte
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"request-id", request_id.encode()),
+    ]
+    if exc.should_retry is not None:
+        headers.append((b"x-should-retry", b"true" if exc.should_retry else b"false"))
+    return exc.status, headers, body
+
+
+# Bedrock's error type for each of the sidecar's errors, most specific first (``x-amzn-errortype``).
+_BEDROCK_TYPES: tuple[tuple[type[SidecarError], str], ...] = (
+    (BudgetExceeded, "ServiceQuotaExceededException"),
+    (TooManyRequests, "ThrottlingException"),
+    (UpstreamTimeout, "ModelTimeoutException"),
+    (UpstreamUnavailable, "ServiceUnavailableException"),
+    (ServiceUnavailable, "ServiceUnavailableException"),
+    (CredentialsUnavailable, "ServiceUnavailableException"),
+    (NotFound, "ResourceNotFoundException"),
+    (Unauthorized, "AccessDeniedException"),
+    (RequestTooLarge, "ValidationException"),
+    (InvalidRequest, "ValidationException"),
+    (HeadersTooLarge, "ValidationException"),
+    (Conflict, "ConflictException"),
+)
+
+
+def bedrock_error_type(exc: SidecarError) -> str:
+    for kind, name in _BEDROCK_TYPES:
+        if isinstance(exc, kind):
+            return name
+    return "InternalServerException"
+
+
+def bedrock_error_parts(exc: SidecarError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Status, headers and body of Bedrock's error shape for ``exc`` (same status as Anthropic's)."""
+    body = orjson.dumps({"message": exc.message})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+        (b"x-amzn-errortype", bedrock_error_type(exc).encode()),
     ]
     if exc.should_retry is not None:
         headers.append((b"x-should-retry", b"true" if exc.should_retry else b"false"))

@@ -98,6 +98,13 @@ class Settings:
     max_tools: int = 100
     pricing_file: str | None = None
     session_idle_timeout: float = 900.0
+    # Claude on Amazon Bedrock and Google Vertex AI (SPEC §18). Bedrock's region falls back to AWS_REGION;
+    # the URLs are scheme and host only and replace the hosts derived from the region / location.
+    bedrock_region: str | None = None
+    bedrock_url: str | None = None
+    bedrock_api_key: str | None = None
+    bedrock_inference_profiles: tuple[str, ...] = ()
+    vertex_url: str | None = None
     # Raw policy sections from the YAML file (validated by their owners at start).
     policies: Mapping[str, Any] = field(default_factory=dict)  # checks: a list; the others: mappings
     # Standard OTEL_EXPORTER_OTLP_* variables: traces are exported only when an endpoint is configured.
@@ -147,6 +154,21 @@ def _http_url(key: str, raw: object) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{key}: expected an http(s) URL, got {raw!r}")
+    return text
+
+
+def _origin_url(key: str, raw: object) -> str:
+    text = _http_url(key, raw)
+    parts = urlsplit(text)
+    if parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"{key}: expected a scheme and host only (no path), got {raw!r}")
+    return text
+
+
+def _region(key: str, raw: object) -> str:
+    text = _text(key, raw).lower()
+    if not all(part.isalnum() for part in text.split("-")):
+        raise ConfigError(f"{key}: expected an AWS region such as us-east-1, got {raw!r}")
     return text
 
 
@@ -224,6 +246,11 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "max_tools": _pos_int,
     "pricing_file": _text,
     "session_idle_timeout": _pos_float,
+    "bedrock_region": _region,
+    "bedrock_url": _origin_url,
+    "bedrock_api_key": _text,
+    "bedrock_inference_profiles": _tokens,
+    "vertex_url": _origin_url,
 }
 
 KNOWN_ENV = frozenset({"SIDECAR_" + key.upper() for key in PARSERS} | POLICY_ENV | set(OTHER_ENV))
@@ -295,6 +322,8 @@ def load_settings(
         if key not in PARSERS:
             raise ConfigError(f"--{key.replace('_', '-')}: unknown setting")
         values[key] = PARSERS[key]("--" + key.replace("_", "-"), raw)
+    if "bedrock_region" not in values and env.get("AWS_REGION", "").strip():
+        values["bedrock_region"] = _region("AWS_REGION", env["AWS_REGION"])
     known = {f.name for f in fields(Settings)}
     assert set(values) <= known
     policy_env = {k: v for k, v in env.items() if k in POLICY_ENV}

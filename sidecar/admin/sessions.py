@@ -74,6 +74,7 @@ class Call(_Closed):
     ttft_s: float | None
     duration_s: float
     tool_uses: list[str]
+    provider: str  # anthropic | bedrock | vertex
     tool_results: list[ToolResult]
     # Present when the client sent Claude Code's subagent headers (R-RS-4).
     agent_id: str | None = None

@@ -61,6 +61,7 @@ class AdmitRequest:
     now: float  # unix seconds: picks the price period and the UTC day
     speed: str | None = None
     inference_geo: str | None = None
+    regional_multiplier: float = 1.0  # a cloud's regional endpoint (SPEC §18): its price premium
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +195,7 @@ class BudgetService:
                 speed=req.speed,
                 inference_geo=req.inference_geo,
                 unknown=self._unknown_rates(day, req.now, req.speed, req.inference_geo),
+                regional_multiplier=req.regional_multiplier,
             )
         else:
             # No ceiling to keep: the estimate (the costly part) bounds nothing; usage is still counted.

@@ -20,7 +20,8 @@ def price_event(event: CallEvent, prices: PriceTable) -> None:
     if canonical is None or event.operation != "chat":
         return
     batch = event.usage.service_tier == "batch"
-    cost = prices.cost(canonical, event.usage, event.started_at, batch=batch)
+    at, provider, regional = event.started_at, event.provider, event.regional
+    cost = prices.cost(canonical, event.usage, at, batch=batch, provider=provider, regional=regional)
     if cost is None:
         return
     event.cost_usd = cost.total_usd

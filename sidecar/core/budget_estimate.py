@@ -82,20 +82,23 @@ def estimate_call(
     speed: str | None = None,
     inference_geo: str | None = None,
     unknown: Rates | None = None,
+    regional_multiplier: float = 1.0,
 ) -> Estimate:
     """Upper bound of a ``/v1/messages`` call: input tokens <= body bytes + ``TOKEN_SLACK`` at the
     dearest input-side price, output tokens <= ``max_tokens`` (thinking included). An unknown model
     takes ``unknown`` (default: :func:`worst_rates`, which callers should cache). Not bounded by the
     body's size: content it only references (file ids, URLs), images and PDF pages that compress far
     below their token count, and server tools (web search results); reconciliation still counts them,
-    only the burst bound loosens for such calls.
+    only the burst bound loosens for such calls. A call to a cloud's regional endpoint passes that
+    provider's ``regional_multiplier`` (applied whatever the model: an upper bound either way).
     """
     n_in = max(0, body_bytes) + TOKEN_SLACK
     n_out = DEFAULT_MAX_TOKENS if max_tokens is None else max(0, max_tokens)
     r = rates(prices, model, n_in, at, speed=speed, geo=inference_geo) if model else None
     if r is None:
         r = unknown or worst_rates(prices, at, speed=speed, geo=inference_geo)
-    return Estimate(math.ceil((n_in * r.input + n_out * r.output) * NANOS), n_in + n_out)
+    usd = (n_in * r.input + n_out * r.output) * max(1.0, regional_multiplier)
+    return Estimate(math.ceil(usd * NANOS), n_in + n_out)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sidecar.core.cloud import ANTHROPIC, GLOBAL
 from sidecar.core.ratelimits import RateLimits
 from sidecar.core.usage import Usage
 
@@ -99,6 +100,11 @@ class CallEvent:
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None  # the client's span (from its traceparent), if it sent one
+    # Where the call went (SPEC §18): ``anthropic`` | ``bedrock`` | ``vertex``; for a cloud, the location
+    # that served it (Bedrock: the profile's geography ``global``/``us``/``eu``/``jp``/``apac`` or the
+    # region of an in-region id; Vertex: the location). Anything but ``global`` is a regional endpoint.
+    provider: str = ANTHROPIC
+    cloud_region: str | None = None
     # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict on a successful messages call —
     # ``cache_outcome`` hit | write | miss | none; the ``cache_miss_*`` fields only for a miss — and the
     # API's own ``diagnostics.cache_miss_reason.type`` when a response carried one.
@@ -114,6 +120,11 @@ class CallEvent:
     @property
     def ended_at(self) -> float:
         return self.started_at + self.duration_s
+
+    @property
+    def regional(self) -> bool:
+        """Served at a cloud's regional endpoint (priced with the provider's regional premium)."""
+        return self.cloud_region is not None and self.cloud_region != GLOBAL
 
 
 class Sink(Protocol):

@@ -4,8 +4,9 @@ Prices are USD per million tokens, per model id (not per family), in dated perio
 request time. The four input buckets are priced separately and never counted twice:
 ``usage.input_tokens`` is uncached input only, then cache read, 5-minute write and 1-hour write.
 A token band (long context, Haiku 5.5's >100k band) replaces the five prices for the whole
-request; batch, ``inference_geo == "us"`` and fast mode then multiply all five. Costs keep full
-float precision. Data: ``sidecar/data/pricing.json`` (its ``conventions`` document the format).
+request; batch, ``inference_geo == "us"``, fast mode and a cloud's regional endpoint (Bedrock, Vertex:
+``providers`` in the data) then multiply all five. Costs keep full float precision. Data:
+``sidecar/data/pricing.json`` (its ``conventions`` document the format).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any
 
+from sidecar.core.cloud import ANTHROPIC, PROVIDERS
 from sidecar.core.usage import Usage
 
 PRICE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 _OVERRIDE_EXTRA = ("min_cacheable_tokens", "geo_us_multiplier")
+FIRST_PARTY = ANTHROPIC
 _PER_TOKEN = 1e-6  # prices are per million tokens
 _NORM_CACHE_MAX = 4096  # model strings come from clients: memory must stay bounded
 _MAX_MODEL_LEN = 256
@@ -96,6 +99,7 @@ class _Model:
     min_cacheable: int | None
     geo_us: float
     fast: float | None
+    regional: bool = False  # a cloud's regional endpoints cost its regional_multiplier (Sonnet 4.5 on)
 
 
 def _number(obj: Mapping[str, Any], key: str, where: str, *, allow_zero: bool = False) -> float:
@@ -181,8 +185,27 @@ def _model(raw: Any, where: str) -> _Model:
         raise PricingError(f"{where}.min_cacheable_tokens: expected a positive integer or null")
     geo = _number(raw, "geo_us_multiplier", where) if "geo_us_multiplier" in raw else 1.0
     fast = _number(raw, "fast_multiplier", where) if "fast_multiplier" in raw else None
+    regional = raw.get("regional_premium", False)
+    if not isinstance(regional, bool):
+        raise PricingError(f"{where}.regional_premium: expected true or false, got {regional!r}")
     periods = _periods(raw.get("prices"), f"{where}.prices")
-    return _Model(periods, _bands(raw.get("bands", []), f"{where}.bands"), minimum, geo, fast)
+    return _Model(periods, _bands(raw.get("bands", []), f"{where}.bands"), minimum, geo, fast, regional)
+
+
+def _providers(raw: Any) -> dict[str, float]:
+    """The regional multiplier of each provider; every provider (``core.cloud.PROVIDERS``) needs a row
+    with its source."""
+    rows = _obj(raw, "providers")
+    out: dict[str, float] = {}
+    for name in PROVIDERS:
+        where = f"providers.{name}"
+        row = _obj(rows.get(name), where)
+        _text(row, "source", where)
+        out[name] = _number(row, "regional_multiplier", where)
+    for name in rows:
+        if name not in PROVIDERS:
+            raise PricingError(f"providers.{name}: unknown provider (expected {', '.join(PROVIDERS)})")
+    return out
 
 
 def _add_alias(aliases: dict[str, str], name: str, model_id: str, where: str) -> None:
@@ -201,6 +224,7 @@ class PriceTable:
         aliases: dict[str, str],
         batch: float,
         web_search: float,
+        regional: Mapping[str, float],
     ) -> None:
         self.version = version
         self._version_ts = _day(version, "version", default=math.nan)
@@ -208,6 +232,7 @@ class PriceTable:
         self._aliases = aliases
         self._batch = batch
         self._web_search = web_search
+        self._regional = dict(regional)
         self._norm_cache: dict[str, str | None] = {}
 
     @classmethod
@@ -260,7 +285,8 @@ class PriceTable:
             for name in (model_id, *names):
                 _add_alias(aliases, name, model_id, f"{where}.aliases")
         search_usd = _number(search, "per_request", "server_tools.web_search", allow_zero=True)
-        return cls(version, models, aliases, _number(batch, "multiplier", "rules.batch"), search_usd)
+        batch_factor = _number(batch, "multiplier", "rules.batch")
+        return cls(version, models, aliases, batch_factor, search_usd, _providers(raw.get("providers")))
 
     def _override(self, key: str, fields: Any, derive: Mapping[str, float]) -> None:
         where = f"pricing.overrides.{key}"
@@ -283,7 +309,7 @@ class PriceTable:
             full = {f: new.get(f, new["input"] * derive.get(f, 1.0)) for f in PRICE_FIELDS}
             price = ModelPrice(**full, source="config override (new model; cache prices derived if absent)")
             canon = normalise_model(key)
-            self._models[canon] = _Model(((-math.inf, price),), (), None, _NEW_MODEL_GEO_US, None)
+            self._models[canon] = _Model(((-math.inf, price),), (), None, _NEW_MODEL_GEO_US, None, True)
             _add_alias(self._aliases, key, canon, where)
             self._norm_cache.clear()
             new = {}
@@ -310,6 +336,10 @@ class PriceTable:
         self._norm_cache[model] = found
         return found
 
+    def regional_multiplier(self, provider: str) -> float:
+        """The premium ``provider`` charges at regional endpoints (1.0 for an unknown provider)."""
+        return self._regional.get(provider, 1.0)
+
     def model_ids(self) -> tuple[str, ...]:
         """Every canonical id, e.g. to initialise metric label values."""
         return tuple(self._models)
@@ -324,11 +354,21 @@ class PriceTable:
         canon = self.canonical(model)
         return None if canon is None else _period_at(self._models[canon], at)
 
-    def cost(self, model: str, usage: Usage, at: float, *, batch: bool = False) -> CostBreakdown | None:
+    def cost(
+        self,
+        model: str,
+        usage: Usage,
+        at: float,
+        *,
+        batch: bool = False,
+        provider: str = FIRST_PARTY,
+        regional: bool = False,
+    ) -> CostBreakdown | None:
         """Price one call made at unix time ``at``; ``None`` when the model is unknown (unpriced).
 
         ``batch=True`` marks a Message Batches call even when ``usage.service_tier`` does not say so.
-        Negative token counts are treated as zero.
+        ``regional=True``: ``provider`` served the call at a regional endpoint (its premium applies to
+        the models that have one). Negative token counts are treated as zero.
         """
         canon = self.canonical(model)
         if canon is None:
@@ -346,6 +386,11 @@ class PriceTable:
             p = band.price
             rules.append(band.rule)
         scale = _PER_TOKEN * self._multiplier(entry, usage, batch, rules)
+        if regional and entry.regional:
+            premium = self._regional.get(provider, 1.0)
+            if premium != 1.0:
+                scale *= premium
+                rules.append("regional")
         in_usd = n_in * p.input * scale
         out_usd = n_out * p.output * scale
         read_usd = n_read * p.cache_read * scale

@@ -104,6 +104,7 @@ def _call(e: CallEvent) -> dict[str, Any]:
         "ttft_s": e.ttft_s,
         "duration_s": e.duration_s,
         "tool_uses": list(e.tool_uses),
+        "provider": e.provider,
         "tool_results": [
             {"tool_use_id": r.tool_use_id, "name": r.name, "latency_s": r.latency_s, "is_error": r.is_error}
             for r in e.tool_results

@@ -19,12 +19,14 @@ from pathlib import Path
 import aiohttp
 
 from sidecar.demo import cache_story
+from sidecar.demo.bedrock import DEMO_BEDROCK_KEY, bedrock_session
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
 from sidecar.errors import ConfigError
 from sidecar.infra.listen import bind_tcp
 from sidecar.report.commands import report_main
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
+from sidecar.testing.fake_bedrock import FakeBedrock
 from sidecar.testing.fake_upstream import FakeConfig, FakeUpstream
 
 DEMO_KEY = "sk-ant-demo-not-a-real-key"
@@ -103,7 +105,8 @@ async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
     async with aiohttp.ClientSession() as http:
         story = asyncio.ensure_future(cache_story.clock_session(http, url, DEMO_KEY))
         while time.monotonic() < deadline:
-            batch = [_agent_session(http, url, n + i, rng, deadline) for i in range(4)]
+            batch = [_agent_session(http, url, n + i, rng, deadline) for i in range(3)]
+            batch.append(bedrock_session(http, url, n + 3, rng, TOOLS, deadline))  # through /bedrock/
             await asyncio.gather(*batch)
             n += len(batch)
         await story
@@ -135,14 +138,18 @@ async def _start(running: RunningSidecar) -> None:
 
 
 async def _demo(
-    port: int, duration_s: float, data_dir: Path, fake_url: str, box: list[RunningSidecar]
+    port: int, duration_s: float, data_dir: Path, fakes: tuple[str, str], box: list[RunningSidecar]
 ) -> None:
     """Start the sidecar (into ``box``, so the caller stops it even when interrupted) and drive it for
     ``duration_s`` seconds in all: traffic and fleet, then a moment for the last alert to arrive."""
     async with alert_printer() as webhook:
         fleet_cfg = demo_fleet_config(fleet="voice", members=3, webhook_url=webhook)
+        fake_url, bedrock_url = fakes
         settings = Settings(
             upstream_url=fake_url,
+            bedrock_url=bedrock_url,
+            bedrock_api_key=DEMO_BEDROCK_KEY,  # the fake Bedrock's: no AWS credentials needed
+            bedrock_region="us-east-1",
             port=port,
             store=f"sqlite:///{data_dir}/events.db",
             policies=fleet_cfg["policies"],
@@ -156,6 +163,7 @@ async def _demo(
         assert fleet is not None
         print(f"console:                 {sidecar.admin_url}/ui/")
         print(f"fake Anthropic upstream: {fake_url}")
+        print(f"fake Amazon Bedrock:     {bedrock_url}   (an agent calls it through {sidecar.url}/bedrock)")
         print(f"sidecar proxy:           {sidecar.url}   (ANTHROPIC_BASE_URL={sidecar.url})")
         print(f"metrics:                 {sidecar.url}/metrics")
         print(f"sessions:                {sidecar.url}/sidecar/v1/sessions?order=cost")
@@ -204,8 +212,9 @@ def run_demo(
     box: list[RunningSidecar] = []
     code = 0
     try:
-        with FakeUpstream(FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)) as fake:
-            asyncio.run(_demo(_pick_port(port), duration_s, path, fake.url, box))
+        timing = FakeConfig(first_token_delay_s=0.05, chunk_delay_s=0.01, deltas=6)
+        with FakeUpstream(timing) as fake, FakeBedrock(timing, api_key=DEMO_BEDROCK_KEY) as bedrock:
+            asyncio.run(_demo(_pick_port(port), duration_s, path, (fake.url, bedrock.url), box))
             box[0].sidecar.recorder.flush()
             print(cache_story.describe(box[0].sidecar.store.events(session_id=cache_story.SESSION)) + "\n")
             store_url = f"sqlite:///{path}/events.db"

@@ -139,6 +139,7 @@ class SidecarPolicies:
                 body_bytes=len(body),
                 max_tokens=ctx.info.max_tokens,
                 now=started_at,
+                regional_multiplier=self._regional_multiplier(ctx),
             )
         )
         ctx.policy.admission = admission
@@ -148,6 +149,13 @@ class SidecarPolicies:
             limits.session_usd is not None or limits.app_daily_usd is not None
         )
         return self._plan_cache(ctx, body, headers)
+
+    def _regional_multiplier(self, ctx: CallContext) -> float:
+        """A call to a cloud's regional endpoint reserves that provider's premium (SPEC §18)."""
+        cloud = ctx.request.cloud
+        if cloud is None or not cloud.regional:
+            return 1.0
+        return self._prices().regional_multiplier(cloud.route.provider)
 
     async def response_headers(self, ctx: CallContext) -> list[tuple[bytes, bytes]]:
         """For a buffered (non-streaming) answer under a USD ceiling: settle now and say what remains."""

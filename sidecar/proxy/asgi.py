@@ -12,6 +12,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorParts = Callable[[SidecarError], tuple[int, list[tuple[bytes, bytes]], bytes]]
 # scope["extensions"] key under which the sidecar's own server offers a ``DisconnectHook``: an object
 # whose ``callback`` it calls when the client's connection is lost before the response is complete.
 DISCONNECT_HOOK = "sidecar.disconnect"
@@ -26,8 +27,14 @@ async def send_bytes(send: Send, status: int, headers: list[tuple[bytes, bytes]]
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def send_error(send: Send, exc: SidecarError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    status, headers, body = error_response_parts(exc)
+async def send_error(
+    send: Send,
+    exc: SidecarError,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    parts: ErrorParts = error_response_parts,
+) -> None:
+    """The sidecar's own error answer: Anthropic's shape, or a cloud route's (``parts``)."""
+    status, headers, body = parts(exc)
     await send_bytes(send, status, headers + (extra or []), body)
 
 

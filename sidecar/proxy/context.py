@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
-from sidecar.errors import SidecarError
+from sidecar.errors import SidecarError, error_response_parts
+from sidecar.proxy.provider import CloudCall, ErrorParts, StreamReader
 from sidecar.proxy.upstream import Upstream
 from sidecar.sansio.headers import get_ci
 from sidecar.sansio.messages import MessageSummary, StreamParser
@@ -57,6 +58,11 @@ class NoPolicies:
         return None
 
 
+def sse_parser(content_type: bytes) -> StreamParser | None:
+    """The first-party API streams Anthropic SSE."""
+    return StreamParser() if content_type.startswith(b"text/event-stream") else None
+
+
 @dataclass(frozen=True)
 class ProxyDeps:
     settings: Settings
@@ -72,6 +78,9 @@ class ProxyDeps:
     # (SIDECAR_PUBLIC_URL; when unset, the local address of the listening socket — never the Host header).
     upstream_origin: str = ""
     public_url: str | None = None
+    # How the sidecar's own errors look, and which parser reads a streamed answer (a cloud route's differ).
+    error_parts: Callable[[SidecarError], ErrorParts] = error_response_parts
+    stream_parser: Callable[[bytes], StreamReader | None] = sse_parser
 
 
 @dataclass(slots=True)
@@ -87,6 +96,7 @@ class CallRequest:
     app: str
     started_at: float  # wall clock, for the event
     local_origin: str = ""  # how this client reached the sidecar (the listening socket's address)
+    cloud: CloudCall | None = None  # a call on a cloud route (/bedrock/…, /vertex/…)
 
 
 @dataclass(slots=True)
@@ -137,7 +147,7 @@ class ResponseState:
     headers: Headers = ()  # the upstream's raw headers
     body_bytes: int = 0
     complete: bool = False  # relayed to its last byte
-    parser: StreamParser | None = None
+    parser: StreamReader | None = None
     summary: MessageSummary | None = None
 
     def refuse(self, exc: SidecarError) -> None:
@@ -234,6 +244,8 @@ class CallContext:
             event.parent_span_id = self.trace.parent_span_id
         if summary is not None:
             _apply_summary(event, summary)
+        if request.cloud is not None:
+            request.cloud.annotate(event, response.headers, summary)
         if response.status >= 400 and event.error_type is None and request.op == CHAT:
             event.error_type = _status_error_type(response.status)
         return event

@@ -97,7 +97,7 @@ class ProxyHandler:
         # If the failure was in sending the response head itself, this fails too and the server closes
         # the connection of the unfinished response: an abrupt end either way.
         with contextlib.suppress(Exception):
-            await send_error(send, error)
+            await send_error(send, error, parts=self.deps.error_parts)
 
     # -- request side -------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class ProxyHandler:
             return
         except SidecarError as exc:
             ctx.response.refuse(exc)
-            await send_error(send, exc)
+            await send_error(send, exc, parts=self.deps.error_parts)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         qs: bytes = scope.get("query_string", b"")
@@ -288,7 +288,7 @@ class ProxyHandler:
                 response.fail(error)
             else:  # the sidecar's own refusal: too large, or headers the client cannot send
                 response.refuse(error)
-            await send_error(send, error)
+            await send_error(send, error, parts=self.deps.error_parts)
             return
         try:
             await relay(self.deps, send, ctx, resp)

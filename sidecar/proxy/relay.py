@@ -17,11 +17,12 @@ from sidecar.proxy.rewrite import is_batch_object_path, rewrite_results_url
 from sidecar.proxy.upstream import UpstreamAnswer
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.encoding import make_decoder
-from sidecar.sansio.messages import StreamParser, parse_message_body
+from sidecar.sansio.messages import parse_message_body
 from sidecar.sansio.request import BATCHES, CHAT
 
 log = logging.getLogger("sidecar.proxy")
 _MAX_JSON_COPY = 32_000_000  # the parser's copy of a JSON answer; past it, usage is not parsed
+_EVENT_STREAMS = (b"text/event-stream", b"application/vnd.amazon.eventstream")
 
 
 async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAnswer) -> None:
@@ -36,13 +37,13 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
     if op == BATCHES and is_batch_object_path(ctx.request.path) and b"json" in content_type:
         await _relay_rewritten(deps, send, ctx, resp, out_headers, decoder)
         return
-    sse = content_type.startswith(b"text/event-stream")
-    parsed_sse = sse and op == CHAT
-    if ctx.policy.buffer_answer and not parsed_sse and decoder is not None:
+    # An event stream the parser reads: Anthropic SSE, or a cloud route's (Bedrock's event stream).
+    parser = deps.stream_parser(content_type) if op == CHAT and decoder is not None else None
+    if ctx.policy.buffer_answer and parser is None and decoder is not None:
         await _relay_buffered(deps, send, ctx, resp, out_headers, decoder)
         return
-    parser = StreamParser() if parsed_sse and decoder is not None else None
-    copy: list[bytes] | None = [] if not parsed_sse and op == CHAT and decoder is not None else None
+    copy: list[bytes] | None = [] if parser is None and op == CHAT and decoder is not None else None
+    sse = parser is not None or content_type.startswith(_EVENT_STREAMS)
     # Event streams go out chunk by chunk as they arrive. Other bodies hold back one chunk so the last
     # one leaves with more_body=False: one write fewer per answer, no delay that a client can see.
     held: bytes | None = None
@@ -98,7 +99,7 @@ async def _relay_rewritten(
         body = await _read(resp)
     except UpstreamError as exc:
         ctx.response.fail(exc)
-        await send_error(send, exc)
+        await send_error(send, exc, parts=deps.error_parts)
         return
     origins = (deps.upstream_origin, deps.public_url or ctx.request.local_origin)
     body, out_headers = rewrite_results_url(body, out_headers, decoder, origins)
@@ -123,7 +124,7 @@ async def _relay_buffered(
         body = await _read(resp)
     except UpstreamError as exc:
         response.fail(exc)
-        await send_error(send, exc)
+        await send_error(send, exc, parts=deps.error_parts)
         return
     timings.last_byte = perf_counter()
     timings.first_token = timings.headers

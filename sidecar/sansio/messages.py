@@ -226,6 +226,11 @@ class StreamParser:
             return False
         return self._handle(events)
 
+    def feed_events(self, events: list[RawEvent]) -> bool:
+        """Consume events already taken out of their framing (Bedrock's event-stream chunks): ``(type,
+        data JSON)`` pairs, ``b""`` as the type when unknown. Returns as :meth:`feed` does."""
+        return self._handle(events)
+
     def close(self) -> MessageSummary:
         """Flush the decoder at end of stream and return the summary. Safe to call more than once."""
         try:

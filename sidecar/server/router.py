@@ -14,7 +14,8 @@ log = logging.getLogger("sidecar")
 
 
 class Router:
-    """Pure-ASGI dispatch: ``/v1/*`` to the proxy, the sidecar's own paths to admin, else 404."""
+    """Pure-ASGI dispatch: ``/v1/*`` to the proxy, ``/bedrock/`` and ``/vertex/`` to the cloud routes, the
+    sidecar's own paths to admin, else 404."""
 
     def __init__(
         self, sidecar: Sidecar, *, admin: AdminApp | None, lifespan: bool, proxy: bool = True
@@ -23,6 +24,7 @@ class Router:
         self.admin = admin
         self.lifespan = lifespan
         self.proxy = sidecar.proxy if proxy else None
+        self.cloud = tuple(sidecar.cloud.items()) if proxy else ()  # (prefix, handler): /bedrock/, /vertex/
         self.console = Console() if admin is not None else None  # the console lives beside the admin API
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -32,6 +34,10 @@ class Router:
             if self.proxy is not None and path.startswith("/v1/"):
                 await self.proxy(scope, receive, send)
                 return
+            for prefix, handler in self.cloud:  # after /v1/: the first-party path pays nothing for these
+                if path.startswith(prefix):
+                    await handler(scope, receive, send)
+                    return
             if self.admin is not None and self.admin.handles(path):
                 await self.admin(scope, receive, send)
                 return

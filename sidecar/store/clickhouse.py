@@ -203,8 +203,11 @@ class ClickHouseStore:
                 {"db": o.database},
             )
         }
-        # Reading a database still on an older schema: columns added later read as NULL.
-        self._select = ", ".join(c if c in present else f"NULL AS {c}" for c in EVENT_COLUMNS)
+        # Reading a database still on an older schema: columns added later read as NULL (or their default).
+        missing = {"provider": "'anthropic'"}
+        self._select = ", ".join(
+            c if c in present else f"{missing.get(c, 'NULL')} AS {c}" for c in EVENT_COLUMNS
+        )
 
     def _require(self) -> ClickHouseClient:
         if self._client is None:

@@ -19,14 +19,15 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "overhead_s", "tool_use_ids", "tool_uses", "tool_result_ids", "tool_result_names",
     "tool_result_latency_s", "tool_result_is_error", "cache_breakpoint_injected", "system_hash",
     "retry_count", "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id",
-    "parent_span_id", "cache_outcome", "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens",
-    "cache_miss_cost_usd", "api_cache_miss_reason",
+    "parent_span_id", "provider", "cloud_region", "cache_outcome", "cache_miss_reason", "cache_miss_detail",
+    "cache_missed_tokens", "cache_miss_cost_usd", "api_cache_miss_reason",
 )  # fmt: skip
 _PLAIN = (
     "event_id", "app", "session_id", "session_source", "method", "path", "operation",
     "model", "model_canonical", "request_id", "status", "outcome", "error_type", "stop_reason", "cost_usd",
     "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s", "overhead_s", "system_hash", "retry_count",
     "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id", "parent_span_id",
+    "provider", "cloud_region",
     "cache_outcome", "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens", "cache_miss_cost_usd",
     "api_cache_miss_reason",
 )  # fmt: skip

@@ -237,12 +237,21 @@ def _v2(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
-def _v4(o: SchemaOptions) -> tuple[str, ...]:
+def _v4_provider(o: SchemaOptions) -> tuple[str, ...]:
+    # Where each call went (SPEC §18): the provider, and the cloud location that served it.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS provider LowCardinality(String) DEFAULT 'anthropic' AFTER parent_span_id,
+    ADD COLUMN IF NOT EXISTS cloud_region LowCardinality(Nullable(String)) AFTER provider""",
+    )
+
+
+def _v5(o: SchemaOptions) -> tuple[str, ...]:
     # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict per messages call, the API's reason;
     # then the session rollup's view sums the miss cost and count it held at 0 until now.
     return (
         f"""ALTER TABLE {o.table("events")}{o.on_cluster}
-    ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER parent_span_id,
+    ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER cloud_region,
     ADD COLUMN IF NOT EXISTS cache_miss_reason LowCardinality(Nullable(String)) AFTER cache_outcome,
     ADD COLUMN IF NOT EXISTS cache_miss_detail Nullable(String) AFTER cache_miss_reason,
     ADD COLUMN IF NOT EXISTS cache_missed_tokens Nullable(Int64) AFTER cache_miss_detail,
@@ -258,7 +267,8 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], .
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
     (2, "events: W3C trace context columns", _v2),
     (3, "sessions_rollup: what the embedded session rollup holds", _v3),
-    (4, "events: cache diagnosis columns; sessions_rollup fed from them", _v4),
+    (4, "events: provider and cloud_region", _v4_provider),
+    (5, "events: cache diagnosis columns; sessions_rollup fed from them", _v5),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

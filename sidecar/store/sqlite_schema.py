@@ -73,6 +73,12 @@ _MIGRATION_1 = (
     "CREATE INDEX events_app_started_at ON events (app, started_at)",
 )
 
+# Where each call went (SPEC §18): the provider, and the cloud location that served it.
+_MIGRATION_PROVIDER = (
+    "ALTER TABLE events ADD COLUMN provider TEXT NOT NULL DEFAULT 'anthropic'",
+    "ALTER TABLE events ADD COLUMN cloud_region TEXT",
+)
+
 # Why the prompt cache missed (SPEC R-CD): the verdict on each messages call, and the API's own reason.
 _MIGRATION_CACHE_DIAGNOSIS = (
     "ALTER TABLE events ADD COLUMN cache_outcome TEXT",
@@ -87,7 +93,8 @@ _MIGRATION_CACHE_DIAGNOSIS = (
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
-    (3, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
+    (3, _MIGRATION_PROVIDER),
+    (4, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -148,6 +155,8 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "trace_id",
     "span_id",
     "parent_span_id",
+    "provider",
+    "cloud_region",
     *CACHE_DIAGNOSIS_COLUMNS,
 )
 
@@ -253,6 +262,8 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.trace_id,
         event.span_id,
         event.parent_span_id,
+        event.provider,
+        event.cloud_region,
         *(getattr(event, name) for name in CACHE_DIAGNOSIS_COLUMNS),
     )
 
@@ -280,6 +291,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "operation", "model", "model_canonical", "request_id", "status", "outcome", "error_type",
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
+            "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
             "response_bytes", "trace_id", "span_id", "parent_span_id", *CACHE_DIAGNOSIS_COLUMNS,
         )
     }  # fmt: skip

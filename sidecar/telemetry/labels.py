@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from sidecar.core.events import CallEvent
 
-PROVIDER = "anthropic"
+# ``gen_ai_provider_name`` (OpenTelemetry GenAI conventions) of each provider; an unknown one is ``other``.
+GEN_AI_PROVIDERS = {"anthropic": "anthropic", "bedrock": "aws.bedrock", "vertex": "gcp.vertex_ai"}
+PROVIDERS = tuple(GEN_AI_PROVIDERS)
 OTHER = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
 BUDGET_LIMITS = (
@@ -43,6 +45,14 @@ class LabelCap:
                 self._seen.add(value)
                 return value
         return OTHER
+
+
+def gen_ai_provider(event: CallEvent) -> str:
+    return GEN_AI_PROVIDERS.get(event.provider, OTHER)
+
+
+def provider_label(event: CallEvent) -> str:
+    return event.provider if event.provider in GEN_AI_PROVIDERS else OTHER
 
 
 def status_class(event: CallEvent) -> str:

@@ -37,13 +37,18 @@ _ANTHROPIC_KEY = re.compile(r"sk-ant-[A-Za-z0-9_\-]+")
 # Token characters per RFC 6750 (b64token); stops at quotes, so a JSON-encoded line stays valid JSON.
 _BEARER = re.compile(r"\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
 _API_KEY_HEADER = re.compile(r"""(x-api-key["']?\s*[:=]\s*["']?)[^\s"',;}]+""", re.IGNORECASE)
+# Cloud credentials: AWS access key ids (long-term AKIA…, temporary ASIA…) and Google OAuth tokens.
+_CLOUD_KEY = re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b|\bya29\.[A-Za-z0-9_\-.]+")
 _BASE_KEYS = ("timestamp", "level", "logger", "message")
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like a credential: ``sk-ant-…`` keys, ``Bearer <token>`` values and
-    ``x-api-key: <value>`` pairs. Idempotent; text without credentials is returned unchanged."""
+    """Mask anything that looks like a credential: ``sk-ant-…`` keys, ``Bearer <token>`` values,
+    ``x-api-key: <value>`` pairs, AWS access key ids and Google OAuth tokens. Idempotent; text without
+    credentials is returned unchanged."""
     low = text.lower()
+    if "akia" in low or "asia" in low or "ya29." in low:
+        text = _CLOUD_KEY.sub(_MASK, text)
     if "sk-ant-" not in low and "bearer" not in low and "x-api-key" not in low:
         return text  # the common case, without running three regular expressions over the line
     text = _ANTHROPIC_KEY.sub("sk-ant-" + _MASK, text)
@@ -207,6 +212,7 @@ def event_log_fields(event: CallEvent) -> dict[str, object]:
         "operation": event.operation,
         "stream": event.stream,
         "model": event.model,
+        "provider": event.provider,
         "request_id": event.request_id,
         "status": event.status,
         "outcome": event.outcome,

@@ -172,13 +172,16 @@ class Metrics:
             _GEN_AI,
             TTFC_BUCKETS,
         )
+        # ``provider``: anthropic | bedrock | vertex (SPEC §18).
         self.requests = on.counter(
-            "sidecar_requests", "Calls forwarded or refused.", "model app status_class stream"
+            "sidecar_requests", "Calls forwarded or refused.", "model app status_class stream provider"
         )
         self.tokens = on.counter(
-            "sidecar_tokens", "Tokens by Anthropic bucket (input = uncached input).", "model app type"
+            "sidecar_tokens",
+            "Tokens by Anthropic bucket (input = uncached input).",
+            "model app type provider",
         )
-        self.cost = on.counter("sidecar_cost_usd", "Dollar cost of calls.", "model app")
+        self.cost = on.counter("sidecar_cost_usd", "Dollar cost of calls.", "model app provider")
         self.unpriced = on.counter("sidecar_unpriced_requests", "Calls whose model has no price.")
         self.overhead = on.histogram(
             "sidecar_overhead_seconds", "Time spent in the sidecar itself per call.", "", OVERHEAD_BUCKETS

@@ -15,7 +15,7 @@ from typing import Any
 
 from sidecar.core.events import SIDECAR_ERROR, CallEvent
 from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
-from sidecar.telemetry.labels import OTHER, PROVIDER, status_class
+from sidecar.telemetry.labels import OTHER, gen_ai_provider, provider_label, status_class
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.ratelimits import RateLimitBoard
 
@@ -56,7 +56,9 @@ class MetricsSink:
         child = m.child
         model = e.model_canonical or OTHER
         app = m.app_label(e.app)
-        sums[child(m.requests, model, app, status_class(e), "true" if e.stream else "false")] += 1
+        provider = provider_label(e)
+        stream = "true" if e.stream else "false"
+        sums[child(m.requests, model, app, status_class(e), stream, provider)] += 1
         m.overhead.observe(e.overhead_s)
         if e.outcome == SIDECAR_ERROR:
             pass  # the sidecar's own failure: counted in sidecar_internal_errors_total, not the upstream's
@@ -82,16 +84,16 @@ class MetricsSink:
             ("cache_write_1h", w1),
         ):
             if n:
-                sums[child(m.tokens, model, app, kind)] += n
-        op = "chat"
+                sums[child(m.tokens, model, app, kind, provider)] += n
+        op, gen_ai = "chat", gen_ai_provider(e)
         if (e.status and e.status < 400) or u.total_input or u.output_tokens:
-            child(m.token_usage, "input", model, op, PROVIDER).observe(u.total_input)
-            child(m.token_usage, "output", model, op, PROVIDER).observe(u.output_tokens)
-        child(m.op_duration, model, op, PROVIDER, e.error_type or "").observe(e.duration_s)
+            child(m.token_usage, "input", model, op, gen_ai).observe(u.total_input)
+            child(m.token_usage, "output", model, op, gen_ai).observe(u.output_tokens)
+        child(m.op_duration, model, op, gen_ai, e.error_type or "").observe(e.duration_s)
         if e.ttft_s is not None:
-            child(m.ttfc, model, op, PROVIDER).observe(e.ttft_s)
+            child(m.ttfc, model, op, gen_ai).observe(e.ttft_s)
         if e.cost_usd is not None:
-            sums[child(m.cost, model, app)] += e.cost_usd
+            sums[child(m.cost, model, app, provider)] += e.cost_usd
             # A counter cannot go down: a call that wrote more than it saved adds to the premium counter,
             # so savings_total - premium_total is the exact net.
             if e.cache_savings_usd > 0:

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from sidecar.core.events import CallEvent
+from sidecar.telemetry.labels import gen_ai_provider
 
 NS = 1_000_000_000
 
@@ -54,7 +55,7 @@ def _attributes(e: CallEvent) -> dict[str, str | int | float | bool | Sequence[s
     u = e.usage
     attrs: dict[str, str | int | float | bool | Sequence[str]] = {
         "gen_ai.operation.name": "chat" if e.operation == "chat" else e.operation,
-        "gen_ai.provider.name": "anthropic",
+        "gen_ai.provider.name": gen_ai_provider(e),
         "gen_ai.request.model": e.model or "unknown",
         "gen_ai.usage.input_tokens": u.total_input,
         "gen_ai.usage.output_tokens": u.output_tokens,
@@ -133,7 +134,7 @@ class TracingSink:
                     "gen_ai.tool.name": result.name,
                     "gen_ai.tool.call.id": result.tool_use_id,
                     "gen_ai.conversation.id": e.session_id,
-                    "gen_ai.provider.name": "anthropic",
+                    "gen_ai.provider.name": gen_ai_provider(e),
                 },
             )
             if result.is_error:

@@ -84,9 +84,15 @@ class FakeUpstream:
     Use as a context manager, or call ``start()``/``stop()``. ``url`` is set once started.
     """
 
-    def __init__(self, config: FakeConfig = DEFAULT_CONFIG, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        config: FakeConfig = DEFAULT_CONFIG,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        app: web.Application | None = None,
+    ) -> None:
         self.config = config
-        self.app = build_app(config)
+        self.app = build_app(config) if app is None else app  # another fake (Bedrock, Vertex) on the runner
         self._state = self.app[STATE_KEY]
         self._host, self._port = host, port
         self._loop: asyncio.AbstractEventLoop | None = None

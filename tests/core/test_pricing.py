@@ -689,12 +689,12 @@ def test_unreadable_table_is_a_pricing_error(tmp_path: Path) -> None:
 
 def test_a_valid_copy_of_the_table_loads_from_a_path(tmp_path: Path) -> None:
     t = PriceTable.load(write_table(tmp_path, lambda d: None))
-    assert t.version == "2026-11-25" and set(t.model_ids()) == set(RATES)
+    assert t.version == "2026-12-07" and set(t.model_ids()) == set(RATES)
 
 
 def test_json_version_is_a_date() -> None:
     data = raw_table()
-    assert date.fromisoformat(data["version"]) == date(2026, 11, 25)
+    assert date.fromisoformat(data["version"]) == date(2026, 12, 7)
     assert (data["currency"], data["unit"]) == ("USD", "per_million_tokens")
     assert "cache" in data["rules"]["batch"]["notes"]
 
@@ -725,9 +725,9 @@ def test_unverified_and_derived_rows_say_so() -> None:
 
 
 def test_age_days(table: PriceTable) -> None:
-    assert table.version == "2026-11-25"
-    assert table.age_days(ts("2026-11-25", "00:00:00")) == 0.0
-    assert abs(table.age_days(ts("2027-02-23", "12:00:00")) - 90.5) < 1e-9
+    assert table.version == "2026-12-07"
+    assert table.age_days(ts("2026-12-07", "00:00:00")) == 0.0
+    assert abs(table.age_days(ts("2027-03-07", "12:00:00")) - 90.5) < 1e-9
 
 
 def test_model_ids_and_normalise() -> None:

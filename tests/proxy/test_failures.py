@@ -157,7 +157,7 @@ def test_metrics_exposed_after_traffic(fake: FakeUpstream, sidecar) -> None:  # 
     httpx.post(sidecar.url + "/v1/messages", headers={**HEADERS, "x-app-name": "billing"}, json=BODY)
     sidecar.wait_events(1)
     text = httpx.get(sidecar.url + "/metrics").text
-    labels = 'app="billing",model="claude-sonnet-4-5",status_class="2xx",stream="false"'
+    labels = 'app="billing",model="claude-sonnet-4-5",provider="anthropic",status_class="2xx",stream="false"'
     assert "sidecar_requests_total{" + labels + "} 1.0" in text
     assert "gen_ai_client_operation_duration_seconds_bucket" in text
     assert 'sidecar_build_info{pricing_date="' in text

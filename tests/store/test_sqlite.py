@@ -78,6 +78,8 @@ def full_event() -> CallEvent:
         key_fingerprint="fp:0123",
         request_bytes=123_456,
         response_bytes=654_321,
+        provider="bedrock",
+        cloud_region="us",
         cache_outcome="miss",
         cache_miss_reason="system_changed",
         cache_miss_detail="system block 1 changed at char 2,184 (digit run, timestamp-like)",
@@ -160,7 +162,7 @@ def test_open_twice_and_reopen_apply_no_migration(store: SQLiteStore) -> None:
     store.open()
     with sqlite3.connect(store.path) as conn:
         rows = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
-    assert [version for version, _ in rows] == [v for v, _ in MIGRATIONS]  # each applied once
+    assert [r[0] for r in rows] == [v for v, _ in MIGRATIONS]
     reopened = SQLiteStore(store.path)
     reopened.open()
     reopened.close()
@@ -185,8 +187,9 @@ def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrati
     assert len(s.events()) == 1
     s.close()
     with sqlite3.connect(path) as conn:
-        applied = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
-        assert applied == [v for v, _ in MIGRATIONS]
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [
+            v for v, _ in MIGRATIONS
+        ]
         assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()

@@ -151,6 +151,7 @@ def test_request_log_sink_writes_one_line_per_event_without_prompt_or_key_fields
         "operation": "chat",
         "stream": True,
         "model": "claude-sonnet-4-5",
+        "provider": "anthropic",
         "request_id": "req_011",
         "status": 200,
         "outcome": "ok",
