@@ -91,7 +91,8 @@ class SidecarPolicies:
         try:
             probe = self._probe(ctx, doc, body, plan.markers_added)
             self._observe_busting(ctx, doc, probe)
-            new, ctx.policy.upstream_header_overrides = self.diagnoser.opt_in(probe, doc, new, headers)
+            if ctx.request.cloud is None:  # the API's diagnosis is Anthropic's API only, not Bedrock/Vertex
+                new, ctx.policy.upstream_header_overrides = self.diagnoser.opt_in(probe, doc, new, headers)
         except Exception:  # a diagnosis must never fail the call
             self._metrics.count_internal_error("policy")
             log.exception("cache diagnosis failed for a call; the request itself was not affected")
