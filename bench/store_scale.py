@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from store_scale_data import DAY, history
 from store_scale_report import markdown, serve_ready
 
 from sidecar.store.sqlite import SQLiteStore
-from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS
+from sidecar.store.sqlite_schema import MIGRATIONS
 
 HERE = Path(__file__).resolve().parent
 BATCH = 2000
@@ -159,6 +160,9 @@ def purge_day(path: Path, now: float) -> dict[str, float]:
     }
 
 
+_ADD_COLUMN = re.compile(r"ALTER TABLE (\w+) ADD COLUMN (\w+)", re.IGNORECASE)
+
+
 def migration(path: Path) -> dict[str, float]:
     """Take the file back to schema 1 (events only) and time the start that rolls it up again: what the
     first start after the upgrade costs on an existing history."""
@@ -173,8 +177,11 @@ def migration(path: Path) -> dict[str, float]:
             or (kind == "table" and name not in keep)
         ):
             conn.execute(f"DROP {kind.upper()} IF EXISTS {name}")
-    for column in CACHE_DIAGNOSIS_COLUMNS:  # added by migration 3, after the rollups
-        conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
+    for version, statements in MIGRATIONS:  # columns later migrations added go too, to be added again
+        for statement in statements if version > 1 else ():
+            added = _ADD_COLUMN.search(statement)
+            if added is not None:
+                conn.execute(f"ALTER TABLE {added[1]} DROP COLUMN {added[2]}")
     conn.execute("DELETE FROM schema_migrations WHERE version > 1")
     (events,) = conn.execute("SELECT count(*) FROM events").fetchone()
     conn.close()

@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,6 +48,8 @@ from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.keys import key_salt, make_fingerprinter
 from sidecar.proxy.origins import Origins
 from sidecar.proxy.upstream import UpstreamOptions
+from sidecar.respcache.build import build_response_cache, response_cache_config
+from sidecar.respcache.service import ResponseCache
 from sidecar.settings import Settings
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.factory import EventStores, StoreConfig, build_event_stores, is_clickhouse_url
@@ -109,6 +111,7 @@ class Sidecar:
     budgets: BudgetService | None = None
     fleet: FleetAndAlerts | None = None
     stores: EventStores | None = None
+    response_cache: ResponseCache | None = None
     # The cloud routes (SPEC §18) by path prefix, and their upstream clients (one per origin).
     cloud: dict[str, ASGIApp] = field(default_factory=dict)
     origins: Origins | None = None
@@ -175,6 +178,8 @@ class Sidecar:
         if self.budgets is not None:
             await self.budgets.aclose()
         await self.upstream.close()
+        if self.response_cache is not None:
+            await self.response_cache.close()  # entries being written finish first
         if self.origins is not None:
             await self.origins.close()
         self.recorder.stop(timeout_s=self.settings.drain_timeout)
@@ -332,6 +337,14 @@ def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
     return upstream, ProxyHandler(deps)
 
 
+def _attach_response_cache(sidecar: Sidecar, cache: ResponseCache) -> None:
+    """SPEC §19: opened at start, expired entries dropped by housekeeping, drained and closed at shutdown."""
+    sidecar.response_cache = cache
+    sidecar.startup_hooks.append(cache.open)
+    sidecar.chores.append(cache.expire)
+    sidecar.metrics.response_cache_bytes.set_function(cache.stored_bytes)
+
+
 def _cloud(settings: Settings, deps: ProxyDeps) -> tuple[dict[str, ASGIApp], Origins]:
     """The handlers of ``/bedrock/…`` and ``/vertex/…`` over one upstream client per cloud origin."""
     origins = Origins(functools.partial(_upstream_client, settings))
@@ -371,6 +384,7 @@ def build_sidecar(
     ratelimits = RateLimitBoard()
     recorder, sessions_sink = _recorder(settings, metrics, stores, [fleet.sink(), *tracing], ratelimits)
     budgets = _budgets(settings, metrics, prices.table)
+    response_cache = build_response_cache(settings, metrics.on_response_cache)
     diagnoser = CacheDiagnoser(settings.cache_diagnostics, settings.cache_diag_max_sessions, clock=clock)
     policies = SidecarPolicies(
         ToolLatencyMatcher(),
@@ -379,6 +393,7 @@ def build_sidecar(
         _cache_settings(settings),
         lambda: prices.table,
         metrics,
+        response_cache,
         diagnoser,
     )
     upstream, proxy = _proxy(
@@ -395,6 +410,8 @@ def build_sidecar(
         await policies.expire(now, settings.session_idle_timeout)
 
     sidecar.chores.append(expire_sessions)
+    if response_cache is not None:
+        _attach_response_cache(sidecar, response_cache)
     sidecar.startup_hooks.append(fleet.start)
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
@@ -402,10 +419,15 @@ def build_sidecar(
     def reload_budgets(fresh: Settings) -> Callable[[], None]:
         config = BudgetConfig.from_sources(fresh.policies.get("budgets"), fresh.policy_env)
         cache = _cache_settings(fresh)
+        responses = response_cache_config(fresh)
 
         def apply() -> None:
             budgets.reload(config, sidecar.prices.table)
             policies.cache = cache
+            if response_cache is not None:
+                response_cache.config = responses
+            elif responses.enabled:
+                log.warning("the response cache was off at start: turning it on takes a restart")
 
         return apply
 
@@ -435,6 +457,8 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
     services = AdminServices(
         sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet
     )
+    if sidecar.response_cache is not None:
+        services = replace(services, response_cache=sidecar.response_cache)
     return build_admin(services, sidecar.settings.admin_token)
 
 

@@ -20,7 +20,7 @@ from sidecar.errors import ConfigError
 
 MB = 1_000_000
 # Policy sections of the YAML file, parsed by the modules that own them.
-POLICY_SECTIONS = ("budgets", "prompt_cache", "pricing", "checks", "notify")
+POLICY_SECTIONS = ("budgets", "prompt_cache", "response_cache", "pricing", "checks", "notify")
 BUDGET_ENV = (
     "SIDECAR_SESSION_MAX_USD",
     "SIDECAR_SESSION_MAX_TOKENS",
@@ -70,6 +70,12 @@ class Settings:
     ingest_token: str | None = None
     prompt_cache: str = "auto"
     cache_ttl: str = "5m"
+    # The response cache (SPEC §19): off | opt-in | on; entry lifetime (s); the embedded store's bound;
+    # whether tenants (API keys) share entries. Per app in the YAML ``response_cache:`` section.
+    response_cache: str = "off"
+    response_cache_ttl: int = 3600
+    response_cache_max_bytes: int = 512 * MB
+    response_cache_shared: bool = False
     # Why the cache missed (SPEC R-CD): passive reads the API's diagnosis when a response has one; api
     # also asks for it on every call (a body field and a beta header); off stops both diagnoses.
     cache_diagnostics: str = "passive"
@@ -202,6 +208,17 @@ def _header_name(key: str, raw: object) -> str:
     return _text(key, raw).lower()
 
 
+def _bool(key: str, raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ConfigError(f"{key}: expected true or false, got {raw!r}")
+
+
 def _tokens(key: str, raw: object) -> tuple[str, ...]:
     items = raw if isinstance(raw, list) else str(raw).split(",")
     return tuple(t for t in (str(i).strip() for i in items) if t)
@@ -224,6 +241,10 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "ingest_token": _text,
     "prompt_cache": _choice("auto", "off", "force"),
     "cache_ttl": _choice("5m", "1h"),
+    "response_cache": _choice("off", "opt-in", "on"),
+    "response_cache_ttl": _pos_int,
+    "response_cache_max_bytes": _pos_int,
+    "response_cache_shared": _bool,
     "cache_diagnostics": _choice("passive", "api", "off"),
     "cache_diag_max_sessions": _pos_int,
     "drain_timeout": _pos_float,

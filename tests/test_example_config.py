@@ -17,6 +17,7 @@ from sidecar.cache import policy as cache_policy
 from sidecar.core import budget_config as budgets
 from sidecar.core import pricing
 from sidecar.errors import ConfigError
+from sidecar.respcache import config as response_cache
 from sidecar.settings import PARSERS, POLICY_SECTIONS, Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "sidecar.example.yaml"
@@ -25,6 +26,7 @@ FREE_NAMES = (
     "budgets.apps",
     "prompt_cache.apps",
     "prompt_cache.min_tokens",
+    "response_cache.apps",
     "pricing.overrides",
     "checks[].labels",
 )
@@ -56,11 +58,14 @@ def _paths(node: Any, at: str = "") -> set[str]:
 def _known() -> set[str]:
     """Every key path the parsers accept, from their own key lists."""
     limits = set(budgets._KEYS)
-    paths = (set(PARSERS) - {"prompt_cache"}) | set(POLICY_SECTIONS)  # prompt_cache: the section
+    # prompt_cache and response_cache: the sections (their modes are set by environment or flag)
+    paths = (set(PARSERS) - {"prompt_cache", "response_cache"}) | set(POLICY_SECTIONS)
     paths |= {"budgets.defaults", "budgets.apps", "budgets.redis_fail_mode", "budgets.apps.*"}
     paths |= {f"budgets.defaults.{k}" for k in limits} | {f"budgets.apps.*.{k}" for k in limits}
     paths |= {f"prompt_cache.{k}" for k in cache_policy._SECTION_KEYS}
     paths |= {"prompt_cache.apps.*", "prompt_cache.apps.*.mode", "prompt_cache.min_tokens.*"}
+    paths |= {f"response_cache.{k}" for k in response_cache.SECTION_KEYS} | {"response_cache.apps.*"}
+    paths |= {f"response_cache.apps.*.{k}" for k in response_cache.APP_KEYS}
     paths |= {f"pricing.{k}" for k in PRICING_KEYS} | {"pricing.overrides.*"}
     paths |= {f"pricing.overrides.*.{f}" for f in (*pricing.PRICE_FIELDS, *pricing._OVERRIDE_EXTRA)}
     paths |= {f"checks[].{k}" for k in alerting_config._CHECK_KEYS} | {"checks[].labels.*"}

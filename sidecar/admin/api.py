@@ -10,22 +10,33 @@ The proxy path (``/v1/*``) never comes here: ``server.router`` sends it to the p
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
-from sidecar.admin import alerts, budgets, checkins, docs, fleet, ops, reads, sessions, summary
+from sidecar.admin import (
+    alerts,
+    budgets,
+    checkins,
+    docs,
+    fleet,
+    ops,
+    reads,
+    response_cache,
+    sessions,
+    summary,
+)
 from sidecar.admin.errors import error_response, install_error_handlers
 from sidecar.admin.json import CleanJSONResponse
 from sidecar.errors import Unauthorized
 from sidecar.proxy.asgi import Receive, Scope, Send
 
 API_VERSION = "1"  # of the /sidecar/v1 API, not of the package: a release alone changes nothing here
-DESCRIPTION = """The sidecar's own API: sessions, budgets, fleets and dead-man alerts, plus metrics and
-health. The proxied Anthropic API (`/v1/*`) is not described here.
+DESCRIPTION = """The sidecar's own API: sessions, budgets, fleets and dead-man alerts, the response cache,
+plus metrics and health. The proxied Anthropic API (`/v1/*`) is not described here.
 
 With `SIDECAR_ADMIN_TOKEN` set, every `/sidecar/v1/*` route (these docs included) needs
 `Authorization: Bearer <token>`, except check-ins, which take the optional `SIDECAR_INGEST_TOKEN`.
@@ -41,6 +52,7 @@ ROUTERS = (
     fleet.router,
     checkins.router,
     alerts.router,
+    response_cache.router,
 )
 
 
@@ -55,6 +67,7 @@ class AdminServices:
     fleet: fleet.FleetAdmin
     checkins: checkins.CheckinAdmin
     alerts: alerts.AlertsAdmin
+    response_cache: response_cache.ResponseCacheAdmin = field(default_factory=response_cache.NoResponseCache)
 
 
 class AdminAPI(FastAPI):
@@ -97,6 +110,7 @@ def bind(api: FastAPI, services: AdminServices) -> None:
             fleet.fleet_admin: lambda: services.fleet,
             checkins.checkin_admin: lambda: services.checkins,
             alerts.alerts_admin: lambda: services.alerts,
+            response_cache.response_cache_admin: lambda: services.response_cache,
         }
     )
 

@@ -71,6 +71,7 @@ class Call(_Closed):
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
     cost_usd: float | None
+    response_cache_savings_usd: float  # outcome cache_hit: what the replayed answer had cost
     ttft_s: float | None
     duration_s: float
     tool_uses: list[str]

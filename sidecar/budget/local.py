@@ -17,7 +17,7 @@ from sidecar.budget import APP_SCOPE, SESSION_SCOPE, Decision, Reconciled, Reser
 from sidecar.core.budget_config import APP_DAILY_USD, NANOS, WARN, Limits
 from sidecar.core.budget_counts import Counts, breaches, reached, utc_day
 from sidecar.core.budget_estimate import Actual, Estimate, call_tokens
-from sidecar.core.events import REFUSED, CallEvent
+from sidecar.core.events import CACHE_HIT, REFUSED, CallEvent
 from sidecar.store.queries import SessionCounters
 
 MAX_SESSIONS = 200_000
@@ -197,7 +197,7 @@ class LocalCounters:
         today = utc_day(now)
         apps: dict[str, str] = {}
         for e in sorted(events, key=lambda ev: ev.started_at):
-            if e.operation != "chat" or e.outcome == REFUSED:
+            if e.operation != "chat" or e.outcome in (REFUSED, CACHE_HIT):  # a cache hit uses no ceiling
                 continue
             usd = charge(e) if charge is not None else (e.cost_usd or 0.0)
             actual = Actual(round(usd * NANOS), call_tokens(e.usage), 1, len(e.tool_uses))

@@ -28,6 +28,7 @@ from sidecar.core.budget_config import (
     FAIL_CLOSED,
     NANOS,
     SESSION_USD,
+    WARN,
     BudgetConfig,
     Limits,
 )
@@ -141,6 +142,11 @@ def _threshold_message(limit: str, res: Reservation, snapshot: Snapshot) -> str:
     return f"{who} reached 80 % of its {limit} ceiling: used {_amount(limit, used)} of {ceiling}"
 
 
+def _blocked_message(scope: str | None, session_id: str, app: str) -> str:
+    name = session_id if scope == SESSION_SCOPE else app
+    return f"{str(scope).capitalize()} {name[:200]} is blocked by an administrator (limit {BLOCKED})"
+
+
 class BudgetService:
     """Ceilings over a :class:`sidecar.budget.BudgetCounters` backend (local or Redis)."""
 
@@ -211,7 +217,8 @@ class BudgetService:
             self._hooks.on_backend_error(REDIS_UNAVAILABLE)
             held = Reservation("", req.session_id, req.app, day, limits, 0, 0, held=False)
             return Admission(held, degraded=True)
-        over = [(BLOCKED, self._blocked_message(decision.blocked, req))] if decision.blocked else []
+        blocked = decision.blocked
+        over = [(BLOCKED, _blocked_message(blocked, req.session_id, req.app))] if blocked else []
         over += [(b.limit, refusal_message(b, req.session_id, req.app, day)) for b in decision.breaches]
         if decision.reservation is None:
             limit, message = over[0] if over else (BLOCKED, "Budget refused the call")
@@ -224,10 +231,33 @@ class BudgetService:
             self._hooks.on_warning(w.app, w.limit)
         return Admission(decision.reservation, warnings)
 
-    @staticmethod
-    def _blocked_message(scope: str | None, req: AdmitRequest) -> str:
-        name = req.session_id if scope == SESSION_SCOPE else req.app
-        return f"{str(scope).capitalize()} {name[:200]} is blocked by an administrator (limit {BLOCKED})"
+    async def check_blocked(self, session_id: str, app: str) -> BudgetWarning | None:
+        """For an answer replayed from the response cache (SPEC R-RC-7): it uses no ceiling, even for a
+        session over one, but a blocked session or app is refused like any call (``BudgetExceeded``,
+        limit ``blocked``); in warn mode the would-be refusal is the returned warning (counted). Counters
+        out of reach: the Redis fail mode decides, as for ``admit``."""
+        try:
+            scope = None
+            if session_id and await self._counters.is_blocked(SESSION_SCOPE, session_id):
+                scope = SESSION_SCOPE
+            elif await self._counters.is_blocked(APP_SCOPE, app):
+                scope = APP_SCOPE
+        except CountersUnavailable:
+            if self._config.fail_mode == FAIL_CLOSED:
+                self._hooks.on_backend_error(REDIS_UNAVAILABLE_REFUSED)
+                raise ServiceUnavailable(
+                    "Budget counters are unavailable (Redis unreachable); retry shortly"
+                ) from None
+            self._hooks.on_backend_error(REDIS_UNAVAILABLE)
+            return None
+        if scope is None:
+            return None
+        message = _blocked_message(scope, session_id, app)
+        if self._config.limits_for(app).mode == WARN:
+            self._hooks.on_warning(app, BLOCKED)
+            return BudgetWarning(app, BLOCKED, OVER_LIMIT, f"warn mode: {message}")
+        self._hooks.on_refusal(app, BLOCKED)
+        raise BudgetExceeded(message, BLOCKED)
 
     async def settle(self, admission: Admission, event: CallEvent) -> Settlement:
         """Reconcile with the real cost; report first-time 80 % warnings and the USD remaining."""

@@ -18,6 +18,7 @@ OK = "ok"  # an HTTP answer (any status) was relayed to the client in full
 UPSTREAM_ERROR = "upstream_error"  # upstream unreachable, timed out, reset, or sent an in-band error
 CLIENT_DISCONNECTED = "client_disconnected"
 REFUSED = "refused"  # the sidecar answered itself (budget, size limit, auth) without calling upstream
+CACHE_HIT = "cache_hit"  # answered from the response cache: no upstream call, no model call (SPEC R-RC-5)
 SIDECAR_ERROR = "sidecar_error"  # an unexpected error in the sidecar: a 500 api_error, or a cut stream
 
 
@@ -83,6 +84,7 @@ class CallEvent:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None  # None = unpriced (unknown model) or nothing to price
     cache_savings_usd: float = 0.0
+    response_cache_savings_usd: float = 0.0  # a cache_hit: what the call whose answer it replayed cost
     ttfb_s: float | None = None  # first response byte from upstream
     ttft_s: float | None = None  # first content delta (streams) / == ttfb for JSON
     duration_s: float = 0.0

@@ -24,7 +24,7 @@ from typing import Any
 
 from sidecar.core.cache_report import cache_miss_section
 from sidecar.core.durations import format_duration
-from sidecar.core.events import OK, CallEvent
+from sidecar.core.events import CACHE_HIT, OK, CallEvent
 from sidecar.core.money import format_usd
 from sidecar.core.sessions import (
     cache_hit_ratio,
@@ -94,6 +94,12 @@ def model_table(events: Sequence[CallEvent]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def response_cache_totals(events: Sequence[CallEvent]) -> dict[str, Any]:
+    """Calls answered from the response cache (no model call) and what their answers had cost."""
+    hits = [e for e in events if e.outcome == CACHE_HIT]
+    return {"hits": len(hits), "savings_usd": math.fsum(e.response_cache_savings_usd for e in hits)}
+
+
 def build_report(
     events: Sequence[CallEvent], *, now: float, window_s: float, idle_timeout_s: float, limit: int
 ) -> dict[str, Any]:
@@ -114,6 +120,7 @@ def build_report(
     return {
         "window": {"since": iso_utc(now - window_s), "until": iso_utc(now), "window_s": window_s},
         "totals": totals,
+        "response_cache": response_cache_totals(events),
         "top_sessions": list_sessions(
             events, now=now, idle_timeout_s=idle_timeout_s, limit=limit, order="cost"
         ),

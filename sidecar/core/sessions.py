@@ -7,7 +7,8 @@ followed by :class:`sidecar.core.session_lifecycle.SessionLifecycle`, under the 
 Definitions used everywhere (sessions API, ``report``, ``check``):
 
 * a *model call* is a forwarded ``/v1/messages`` request (operation ``chat``, SDK retries included);
-  ``count_tokens`` and refused requests are not model calls;
+  ``count_tokens``, refused requests and answers from the response cache (outcome ``cache_hit``) are not
+  model calls;
 * token counts, cost, ``tool_calls`` (``tool_use`` blocks) and ``model_time_s`` (sum of durations) are
   summed over model calls; ``tool_time_s`` sums the measured tool latencies;
 * percentiles are **nearest-rank**: the smallest observed value with at least ``q`` % of the values at or
@@ -22,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sidecar.core.events import REFUSED, CallEvent
+from sidecar.core.events import CACHE_HIT, REFUSED, CallEvent
 from sidecar.core.timestamps import iso_utc
 
 CHAT = "chat"
@@ -38,7 +39,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def is_model_call(event: CallEvent) -> bool:
-    return event.operation == CHAT and event.outcome != REFUSED
+    return event.operation == CHAT and event.outcome != REFUSED and event.outcome != CACHE_HIT
 
 
 def model_name(event: CallEvent) -> str:
@@ -101,6 +102,7 @@ def _call(e: CallEvent) -> dict[str, Any]:
         "cache_read_input_tokens": u.cache_read_input_tokens,
         "cache_creation_input_tokens": u.cache_creation_input_tokens,
         "cost_usd": e.cost_usd,
+        "response_cache_savings_usd": e.response_cache_savings_usd,
         "ttft_s": e.ttft_s,
         "duration_s": e.duration_s,
         "tool_uses": list(e.tool_uses),

@@ -20,6 +20,7 @@ import aiohttp
 
 from sidecar.demo import cache_story
 from sidecar.demo.bedrock import DEMO_BEDROCK_KEY, bedrock_session
+from sidecar.demo.evals import run_eval_loop
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
 from sidecar.errors import ConfigError
 from sidecar.infra.listen import bind_tcp
@@ -154,6 +155,7 @@ async def _demo(
             store=f"sqlite:///{data_dir}/events.db",
             policies=fleet_cfg["policies"],
             policy_env=fleet_cfg["policy_env"],
+            response_cache="opt-in",  # the eval loop opts in; the agents do not
             cache_diagnostics="api",  # the API's own diagnosis beside the sidecar's
         )
         box.append(RunningSidecar(settings))
@@ -178,6 +180,7 @@ async def _demo(
         settle = min(1.5, duration_s / 4)  # the resolved notification needs a moment to arrive
         active_s = duration_s - settle
         traffic = asyncio.ensure_future(_traffic(sidecar.url, active_s))
+        evals = asyncio.ensure_future(run_eval_loop(sidecar.url, DEMO_KEY))
         await run_demo_fleet(
             fleet.connect_url,
             fleet="voice",
@@ -187,8 +190,10 @@ async def _demo(
             duration_s=active_s,
         )
         n = await traffic
+        eval_run = await evals
         await asyncio.sleep(max(0.0, started + duration_s - time.monotonic()))
         print(f"\n{n} agent sessions done.")
+        print(eval_run.line())
 
 
 def run_demo(

@@ -1,5 +1,5 @@
-"""The decisions around each call, in one place: tool-latency matching, cost ceilings, the prompt cache
-(planning, busting, why a call missed) and the rate-limit headers of each answer.
+"""The decisions around each call, in one place: tool-latency matching, the response cache, cost
+ceilings, the prompt cache (planning, busting, why a call missed) and the rate-limit headers of each answer.
 
 The proxy calls ``before_forward`` once the request is read (it may refuse or return a new body),
 ``response_headers`` just before relaying the answer, and ``after_call`` once the call is over and
@@ -22,7 +22,9 @@ from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
 from sidecar.core.prompt_text import BlockDetail
 from sidecar.core.tools import ToolLatencyMatcher
+from sidecar.policy import response_cache
 from sidecar.proxy.context import CallContext
+from sidecar.respcache.service import ResponseCache
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.ratelimit import parse_ratelimits
 from sidecar.sansio.request import CHAT
@@ -63,6 +65,7 @@ class SidecarPolicies:
         cache: cache_policy.CacheSettings,
         prices: Callable[[], PriceTable],
         metrics: CacheMetrics,
+        response_cache: ResponseCache | None = None,
         diagnoser: CacheDiagnoser | None = None,
     ) -> None:
         self.tools = tools
@@ -71,6 +74,7 @@ class SidecarPolicies:
         self.cache = cache
         self._prices = prices
         self._metrics = metrics
+        self.response_cache = response_cache  # None when off: the call never consults it
         self.busting = CacheBustingDetector()
         self.waste = WasteTracker()
         self.diagnoser = diagnoser or CacheDiagnoser()
@@ -132,6 +136,12 @@ class SidecarPolicies:
         session_id, started_at = ctx.caller.session_id, ctx.request.started_at
         if session_id and ctx.info.tool_results:
             ctx.policy.tool_results = tuple(self.tools.match(session_id, ctx.info.tool_results, started_at))
+        cache = self.response_cache
+        if cache is not None and await response_cache.look_up(cache, ctx, headers):
+            # A stored answer: no ceiling is used, but a blocked session or app is refused.
+            warning = await self.budgets.check_blocked(session_id, ctx.request.app)
+            _log_warnings((warning,) if warning else (), ctx)
+            return body
         admission = await self.budgets.admit(
             AdmitRequest(
                 session_id=session_id,
@@ -172,6 +182,8 @@ class SidecarPolicies:
         return [(REMAINING_HEADER, f"{settlement.remaining_usd:.6f}".encode())]
 
     async def after_call(self, ctx: CallContext, event: CallEvent) -> None:
+        if self.response_cache is not None:
+            response_cache.finish(self.response_cache, ctx, event)
         if event.operation == CHAT and event.outcome == "ok" and 200 <= event.status < 300:
             self.waste.observe(
                 session_id=event.session_id,

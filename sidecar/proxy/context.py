@@ -47,6 +47,32 @@ class Policies(Protocol):
         ...
 
 
+class CachedAnswer(Protocol):
+    """A stored answer the response cache sends instead of forwarding (SPEC R-RC-3)."""
+
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def summary(self) -> MessageSummary: ...
+
+
+class CachedCall(Protocol):
+    """The response cache's part in a call, set by the policies: an ``answer`` to send instead of
+    forwarding, or else a copy of the relayed answer to ``feed`` (decoded) and a ``response_header`` to
+    add. ``close`` once the call is over, whatever happened."""
+
+    @property
+    def answer(self) -> CachedAnswer | None: ...
+    @property
+    def response_header(self) -> tuple[bytes, bytes] | None: ...
+    def feed(self, piece: bytes) -> None: ...
+    def close(self) -> None: ...
+
+
 class NoPolicies:
     async def before_forward(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         return body
@@ -96,6 +122,7 @@ class CallRequest:
     app: str
     started_at: float  # wall clock, for the event
     local_origin: str = ""  # how this client reached the sidecar (the listening socket's address)
+    query: bytes = b""  # the raw query string
     cloud: CloudCall | None = None  # a call on a cloud route (/bedrock/…, /vertex/…)
 
 
@@ -178,6 +205,7 @@ class PolicyState:
     buffer_answer: bool = False  # read a JSON answer whole before relaying (remaining-budget header)
     cache_breakpoint_injected: bool = False
     tool_results: tuple[ToolResult, ...] = ()
+    cached: CachedCall | None = None  # the response cache's part in the call, when it has one
     cache_probe: object | None = None  # the cache diagnosis's side of this call
     # Headers the policies set on the upstream request, replacing the client's of the same name.
     upstream_header_overrides: list[tuple[bytes, bytes]] = field(default_factory=list)

@@ -24,6 +24,7 @@ from sidecar.errors import InternalError, RequestTooLarge, SidecarError, Unautho
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
 from sidecar.proxy.relay import relay
+from sidecar.proxy.replay import send_cached
 from sidecar.sansio import headers as hdr
 from sidecar.sansio.identity import resolve_app, resolve_session
 from sidecar.sansio.request import (
@@ -72,6 +73,7 @@ class ProxyHandler:
             app=resolve_app(headers, self._app_header),
             started_at=time.time(),
             local_origin=f"http://{server[0]}:{server[1]}" if server else "",
+            query=scope.get("query_string", b""),
         )
         ctx = CallContext(request, Timings(t0))
         try:
@@ -205,6 +207,10 @@ class ProxyHandler:
             if isinstance(body, bytes):
                 self._inspect(ctx, body, headers)
                 body = await self.deps.policies.before_forward(ctx, body, headers)
+                cached = ctx.policy.cached
+                if cached is not None and cached.answer is not None:
+                    await send_cached(send, ctx, cached.answer)  # the response cache answers
+                    return
             else:
                 ctx.caller.key_fingerprint = self.deps.fingerprint_key(headers)
             upstream_headers = self._upstream_headers(headers, ctx)
@@ -217,7 +223,7 @@ class ProxyHandler:
             await send_error(send, exc, parts=self.deps.error_parts)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        qs: bytes = scope.get("query_string", b"")
+        qs = ctx.request.query
         target = raw_path.decode("latin-1") + ("?" + qs.decode("latin-1") if qs else "")
         task = asyncio.current_task()
         watchers: list[asyncio.Future[None]] = []
@@ -311,9 +317,13 @@ class ProxyHandler:
         except Exception:
             self.deps.count_internal_error("accounting")
             log.exception("accounting failed for a call; the request itself was not affected")
-        if event is not None:  # recorded as far as it got (unpriced, say) rather than lost
-            event.overhead_s = ctx.timings.overhead(perf_counter())
-            self.deps.submit(event)
+        try:
+            if event is not None:  # recorded as far as it got (unpriced, say) rather than lost
+                event.overhead_s = ctx.timings.overhead(perf_counter())
+                self.deps.submit(event)
+        finally:
+            if ctx.policy.cached is not None:
+                ctx.policy.cached.close()  # frees identical calls waiting on this one
 
 
 __all__ = ["CallEvent", "ProxyHandler"]

@@ -32,6 +32,9 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
     status = response.status = resp.status
     raw_headers = response.headers = resp.raw_headers
     out_headers = hdr.response_headers_for_client(raw_headers)
+    tee = ctx.policy.cached  # the response cache keeps a copy of the answer
+    if tee is not None and tee.response_header is not None:
+        out_headers.append(tee.response_header)
     content_type = hdr.get_ci(raw_headers, b"content-type") or b""
     decoder = make_decoder(hdr.get_ci(raw_headers, b"content-encoding"))
     if op == BATCHES and is_batch_object_path(ctx.request.path) and b"json" in content_type:
@@ -54,8 +57,11 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
         async for chunk in resp.iter_chunks():
             if parser is not None and decoder is not None:
                 p0 = perf_counter()
-                if parser.feed(decoder(chunk)) and timings.first_token is None:
+                piece = decoder(chunk)
+                if parser.feed(piece) and timings.first_token is None:
                     timings.first_token = p0
+                if tee is not None:
+                    tee.feed(piece)
                 timings.parse_s += perf_counter() - p0
             elif copy is not None and response.body_bytes + len(chunk) <= _MAX_JSON_COPY:
                 copy.append(chunk)
@@ -77,8 +83,11 @@ async def relay(deps: ProxyDeps, send: Send, ctx: CallContext, resp: UpstreamAns
     await send({"type": "http.response.body", "body": held or b"", "more_body": False})
     response.complete = True
     if copy is not None and decoder is not None:
-        response.summary = parse_message_body(decoder(b"".join(copy)))
+        decoded = decoder(b"".join(copy))
+        response.summary = parse_message_body(decoded)
         timings.first_token = timings.headers
+        if tee is not None:
+            tee.feed(decoded)
 
 
 async def _read(resp: UpstreamAnswer) -> bytes:
@@ -128,8 +137,11 @@ async def _relay_buffered(
         return
     timings.last_byte = perf_counter()
     timings.first_token = timings.headers
-    response.summary = parse_message_body(decoder(body))
+    decoded = decoder(body)
+    response.summary = parse_message_body(decoded)
     response.body_bytes = len(body)
+    if ctx.policy.cached is not None:
+        ctx.policy.cached.feed(decoded)
     try:
         out_headers = out_headers + await deps.policies.response_headers(ctx)
     except Exception:

@@ -116,6 +116,12 @@ def format_report(doc: Mapping[str, Any], *, store: str) -> str:
         f"cache hit {_pct(t['cache_hit_ratio'])}, saved {format_usd(t['cache_savings_usd'])}, "
         f"model time {_secs(t['model_time_s'])}, tool time {_secs(t['tool_time_s'])}"
     )
+    cached = doc.get("response_cache") or {}
+    if cached.get("hits"):
+        head += (
+            f"\nresponse cache: {cached['hits']} calls answered without a model call, "
+            f"saved {format_usd(cached['savings_usd'])}"
+        )
     sessions = [(s["session_id"], s) for s in doc["top_sessions"]]
     models = list(doc["models"].items())
     sections = [

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-MODEL_CALL = "operation = 'chat' AND outcome != 'refused'"  # sidecar.core.sessions.is_model_call
+# sidecar.core.sessions.is_model_call
+MODEL_CALL = "operation = 'chat' AND outcome NOT IN ('refused', 'cache_hit')"
 FIRST_TYPE = "AggregateFunction(argMin, String, Tuple(Float64, String))"
 
 

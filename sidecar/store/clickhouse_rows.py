@@ -19,8 +19,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "overhead_s", "tool_use_ids", "tool_uses", "tool_result_ids", "tool_result_names",
     "tool_result_latency_s", "tool_result_is_error", "cache_breakpoint_injected", "system_hash",
     "retry_count", "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id",
-    "parent_span_id", "provider", "cloud_region", "cache_outcome", "cache_miss_reason", "cache_miss_detail",
-    "cache_missed_tokens", "cache_miss_cost_usd", "api_cache_miss_reason",
+    "parent_span_id", "provider", "cloud_region", "response_cache_savings_usd", "cache_outcome",
+    "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens", "cache_miss_cost_usd",
+    "api_cache_miss_reason",
 )  # fmt: skip
 _PLAIN = (
     "event_id", "app", "session_id", "session_source", "method", "path", "operation",
@@ -42,6 +43,7 @@ def event_to_row(e: CallEvent) -> tuple[Any, ...]:
     """The values of ``e`` in ``EVENT_COLUMNS`` order (Python natives the clients know how to send)."""
     values: dict[str, Any] = {name: getattr(e, name) for name in _PLAIN}
     values["started_at_unix"] = e.started_at
+    values["response_cache_savings_usd"] = e.response_cache_savings_usd
     values.update({name: getattr(e.usage, name) for name in _USAGE})
     values.update(
         stream=e.stream,
@@ -68,6 +70,8 @@ def row_to_event(row: Sequence[Any]) -> CallEvent:
     )
     return CallEvent(
         **{name: r[name] for name in _PLAIN},
+        # Read as NULL from a database still on a schema older than the column.
+        response_cache_savings_usd=r["response_cache_savings_usd"] or 0.0,
         started_at=r["started_at_unix"],
         stream=bool(r["stream"]),
         usage=Usage(**{name: r[name] for name in _USAGE}),

@@ -246,12 +246,20 @@ def _v4_provider(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
-def _v5(o: SchemaOptions) -> tuple[str, ...]:
+def _v5_response_cache(o: SchemaOptions) -> tuple[str, ...]:
+    # The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS response_cache_savings_usd Float64 DEFAULT 0 AFTER cloud_region""",
+    )
+
+
+def _v6(o: SchemaOptions) -> tuple[str, ...]:
     # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict per messages call, the API's reason;
     # then the session rollup's view sums the miss cost and count it held at 0 until now.
     return (
         f"""ALTER TABLE {o.table("events")}{o.on_cluster}
-    ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER cloud_region,
+    ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER response_cache_savings_usd,
     ADD COLUMN IF NOT EXISTS cache_miss_reason LowCardinality(Nullable(String)) AFTER cache_outcome,
     ADD COLUMN IF NOT EXISTS cache_miss_detail Nullable(String) AFTER cache_miss_reason,
     ADD COLUMN IF NOT EXISTS cache_missed_tokens Nullable(Int64) AFTER cache_miss_detail,
@@ -268,7 +276,8 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], .
     (2, "events: W3C trace context columns", _v2),
     (3, "sessions_rollup: what the embedded session rollup holds", _v3),
     (4, "events: provider and cloud_region", _v4_provider),
-    (5, "events: cache diagnosis columns; sessions_rollup fed from them", _v5),
+    (5, "events: response cache savings", _v5_response_cache),
+    (6, "events: cache diagnosis columns; sessions_rollup fed from them", _v6),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sidecar.store.latency_buckets import DURATION, LAST, TTFT, bounds_values_sql
 
-MODEL_CALL = "({e}operation = 'chat' AND {e}outcome != 'refused')"
+MODEL_CALL = "({e}operation = 'chat' AND {e}outcome NOT IN ('refused', 'cache_hit'))"
 OK_CALL = "({e}status BETWEEN 200 AND 299 AND {e}outcome = 'ok')"
 MODEL_KEY = "coalesce({e}model_canonical, {e}model, 'unknown')"
 HOUR = "(CAST({e}started_at AS INTEGER) / 3600 * 3600)"  # exact floor for t >= 0, as in Python

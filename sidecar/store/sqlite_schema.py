@@ -79,6 +79,11 @@ _MIGRATION_PROVIDER = (
     "ALTER TABLE events ADD COLUMN cloud_region TEXT",
 )
 
+# The response cache (SPEC R-RC-5): a hit records what the answer it replayed had cost.
+_MIGRATION_RESPONSE_CACHE = (
+    "ALTER TABLE events ADD COLUMN response_cache_savings_usd REAL NOT NULL DEFAULT 0",
+)
+
 # Why the prompt cache missed (SPEC R-CD): the verdict on each messages call, and the API's own reason.
 _MIGRATION_CACHE_DIAGNOSIS = (
     "ALTER TABLE events ADD COLUMN cache_outcome TEXT",
@@ -94,7 +99,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
     (3, _MIGRATION_PROVIDER),
-    (4, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
+    (4, _MIGRATION_RESPONSE_CACHE),
+    (5, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -157,6 +163,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "parent_span_id",
     "provider",
     "cloud_region",
+    "response_cache_savings_usd",
     *CACHE_DIAGNOSIS_COLUMNS,
 )
 
@@ -264,6 +271,7 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.parent_span_id,
         event.provider,
         event.cloud_region,
+        event.response_cache_savings_usd,
         *(getattr(event, name) for name in CACHE_DIAGNOSIS_COLUMNS),
     )
 
@@ -292,7 +300,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
             "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
-            "response_bytes", "trace_id", "span_id", "parent_span_id", *CACHE_DIAGNOSIS_COLUMNS,
+            "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS,
         )
     }  # fmt: skip
     return CallEvent(

@@ -27,6 +27,7 @@ BUDGET_LIMITS = (
 DISCONNECT_REASONS = ("ping_timeout", "client_close", "abnormal", "replaced", "shutdown")
 RECEIVERS = ("alertmanager", "webhook")
 OUTCOMES = ("sent", "retried", "failed", "dropped")
+RESPONSE_CACHE_RESULTS = ("hit", "miss", "bypass", "store_error")
 
 
 class LabelCap:

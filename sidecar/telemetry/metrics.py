@@ -15,7 +15,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from sidecar.core.ratelimits import UNIFIED_STATUSES
-from sidecar.telemetry.labels import BUDGET_LIMITS, OUTCOMES, RECEIVERS, LabelCap
+from sidecar.telemetry.labels import (
+    BUDGET_LIMITS,
+    OUTCOMES,
+    RECEIVERS,
+    RESPONSE_CACHE_RESULTS,
+    LabelCap,
+)
 
 _MAX_CHILDREN = 100_000  # bound on the memo of labelled series (see Metrics.child)
 # OTel GenAI semantic-convention bucket boundaries.
@@ -242,6 +248,20 @@ class Metrics:
             "Dollars cache misses cost above reading the prefix from the cache.",
             "app model reason",
         )
+        self.response_cache_requests = on.counter(
+            "sidecar_response_cache_requests",
+            "Calls the response cache took part in: hit, miss, bypass (not looked up), store_error "
+            "(a failed lookup or write; the call went on).",
+            "app result",
+        )
+        self.response_cache_savings = on.counter(
+            "sidecar_response_cache_savings_usd",
+            "What the answers replayed from the response cache had cost when first made.",
+            "app model",
+        )
+        self.response_cache_bytes = on.gauge(
+            "sidecar_response_cache_bytes", "Bytes held by the embedded response cache."
+        )
 
     def _declare_pipeline_metrics(self, on: _On) -> None:
         self.events = on.counter("sidecar_events", "Events handed to each sink.", "sink outcome")
@@ -310,6 +330,8 @@ class Metrics:
             self.budget_warnings.labels(app="default", limit=limit)
         for outcome in ("redis_unavailable", "redis_refused", "settle_lost"):
             self.budget_backend_errors.labels(outcome=outcome)
+        for result in RESPONSE_CACHE_RESULTS:
+            self.response_cache_requests.labels(app="default", result=result)
 
     def set_build_info(self, version: str, pricing_date: str) -> None:
         self.build_info.labels(version=version, pricing_date=pricing_date).set(1)
@@ -347,6 +369,9 @@ class Metrics:
 
     def on_wasted_writes(self, model: str, app: str, tokens: int) -> None:
         self.cache_wasted_write_tokens.labels(model=model, app=self.app_label(app)).inc(tokens)
+
+    def on_response_cache(self, app: str, result: str) -> None:
+        self.child(self.response_cache_requests, self.app_label(app), result).inc()
 
     def on_budget_refusal(self, app: str, limit: str) -> None:
         self.budget_refusals.labels(app=self.app_label(app), limit=limit).inc()

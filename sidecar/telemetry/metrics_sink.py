@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sidecar.core.events import SIDECAR_ERROR, CallEvent
+from sidecar.core.events import CACHE_HIT, SIDECAR_ERROR, CallEvent
 from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
 from sidecar.telemetry.labels import OTHER, gen_ai_provider, provider_label, status_class
 from sidecar.telemetry.metrics import Metrics
@@ -66,6 +66,10 @@ class MetricsSink:
             sums[child(m.upstream_errors, model, str(e.status) if e.status else "none")] += 1
         elif e.status >= 400 and e.outcome != "refused":
             sums[child(m.upstream_errors, model, str(e.status))] += 1
+        if e.outcome == CACHE_HIT:  # a request, not a model call: no tokens, cost or gen_ai_* series
+            if e.response_cache_savings_usd:
+                sums[child(m.response_cache_savings, app, model)] += e.response_cache_savings_usd
+            return
         if e.operation != "chat" or e.outcome == "refused":
             return
         if e.cache_miss_reason is not None:

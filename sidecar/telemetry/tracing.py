@@ -120,7 +120,7 @@ class TracingSink:
         span = self._tracer.start_span(
             name, context=parent, kind=SpanKind.CLIENT, start_time=start, attributes=_attributes(e)
         )
-        if e.status >= 400 or e.outcome not in ("ok",):
+        if e.status >= 400 or e.outcome not in ("ok", "cache_hit"):
             span.set_status(Status(StatusCode.ERROR, e.error_type or e.outcome))
         span.end(end_time=start + int(e.duration_s * NS))
         for result in e.tool_results:

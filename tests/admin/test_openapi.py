@@ -46,6 +46,7 @@ ENDPOINTS = {
     ("DELETE", "/sidecar/v1/checks/{name}"),
     ("GET", "/sidecar/v1/openapi.json"),
     ("GET", "/sidecar/v1/docs"),
+    ("POST", "/sidecar/v1/response-cache/purge"),
 }
 
 

@@ -446,3 +446,33 @@ def test_profile_summary_counts_the_recorder_yielding_the_core_as_parked(
     assert prof.samples == 40 and prof.running == 10  # runnable in sched_yield is not using the core
     assert prof.blocked_by_thread == {"sidecar-recorder": 30}
     assert "yield_cpu (sidecar/infra/sched.py)" not in prof.self_by_func
+
+
+def test_response_cache_bench_key_hashing_and_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCH_DIR))
+    bench = importlib.import_module("response_cache")
+    key = bench.key_hashing(200)
+    assert key["body_bytes"] == 2400 and key["iterations"] == 200 and key["cpu_us_per_key"] > 0
+    latency = {"p50_ms": 0.3, "p90_ms": 0.5, "p99_ms": 1.0}
+    text = bench._markdown(
+        {
+            "date": "d",
+            "machine": "m",
+            "quick": True,
+            "load_start": "0",
+            "load_end": "0",
+            "key_hashing": key,
+            "handler_cpu": [
+                {"mode": m, "calls": 10, "cpu_us_per_call": c, "wall_us_per_call": c}
+                for m, c in (("off", 100.0), ("miss", 130.0), ("hit", 90.0))
+            ],
+            "hit_latency": {
+                "requests": 10,
+                "hit": {**latency, "sidecar_cpu_us_per_hit": 50.0},
+                "forwarded": latency,
+                "pinned": False,
+            },
+        }
+    )
+    assert "A miss costs +30.0 µs of CPU over the cache off" in text
+    assert "| hit | 0.3 ms | 0.5 ms | 1.0 ms |" in text

@@ -50,6 +50,8 @@ COUNTERS = frozenset(
         "sidecar_events_dropped",
         "sidecar_upstream_errors",
         "sidecar_ship_errors",
+        "sidecar_response_cache_requests",  # §19
+        "sidecar_response_cache_savings_usd",
     }
 )
 GAUGES = frozenset(
@@ -66,6 +68,7 @@ GAUGES = frozenset(
         "sidecar_ratelimit_unified_utilization",
         "sidecar_ratelimit_unified_status",
         "sidecar_ship_lag_seconds",
+        "sidecar_response_cache_bytes",  # §19
     }
 )
 # Declared by sidecar/telemetry/metrics.py although §13 does not name them (kind, name).

@@ -205,6 +205,35 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--save-baseline" in capsys.readouterr().out
 
 
+def test_report_shows_response_cache_hits_and_savings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    hits = [
+        ev(
+            f"h{i}",
+            7000 + i,
+            "s-b",
+            SONNET,
+            outcome="cache_hit",
+            cost_usd=0.0,
+            response_cache_savings_usd=0.25,
+        )
+        for i in range(3)
+    ]
+    store.write_events([*traffic(), *hits])
+    store.close()
+    url = f"sqlite:///{tmp_path}/events.db"
+    assert report("--store", url, "--window", "1h") == 0
+    out = capsys.readouterr().out
+    # Hits are not model calls: the totals are those of the traffic alone.
+    assert "8 model calls (1 not successful), 3 sessions" in out
+    assert "response cache: 3 calls answered without a model call, saved $0.75" in out
+    assert report("--store", url, "--window", "1h", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["response_cache"] == {"hits": 3, "savings_usd": 0.75}
+
+
 def test_store_as_a_plain_file_path(
     store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

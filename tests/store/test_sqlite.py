@@ -66,6 +66,7 @@ def full_event() -> CallEvent:
         ),
         cost_usd=0.1 + 0.2,  # 0.30000000000000004: REAL must keep every bit
         cache_savings_usd=1 / 3,
+        response_cache_savings_usd=2 / 3,
         ttfb_s=0.123456789012345,
         ttft_s=0.2,
         duration_s=12.000000000000002,
@@ -187,9 +188,8 @@ def test_database_at_version_zero_is_migrated(tmp_path: Path, with_empty_migrati
     assert len(s.events()) == 1
     s.close()
     with sqlite3.connect(path) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [
-            v for v, _ in MIGRATIONS
-        ]
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+        assert versions == [v for v, _ in MIGRATIONS]
         assert conn.execute("SELECT x FROM unrelated").fetchall() == [(7,)]
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()

@@ -124,17 +124,14 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
     for statement in MIGRATIONS[0][1]:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
-    # Its rows lack the columns migrations 3 and 4 add: they read as Anthropic calls, undiagnosed.
-    keep = [
-        i
-        for i, c in enumerate(EVENT_COLUMNS)
-        if c not in ("provider", "cloud_region", *CACHE_DIAGNOSIS_COLUMNS)
-    ]
+    # Its rows lack the columns later migrations add: they read as Anthropic calls, undiagnosed.
+    added = ("provider", "cloud_region", "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS)
+    keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in added]
     names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
     conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2, 3, 4]
+    assert migrate(conn, T0) == [2, 3, 4, 5]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)

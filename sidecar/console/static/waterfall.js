@@ -13,7 +13,8 @@ const LANE_H = 26;
 const ROW_H = 26;
 const BAR_H = 14;
 
-const failed = (c) => c.status >= 400 || (c.outcome && c.outcome !== "ok");
+const failed = (c) => c.status >= 400 || (c.outcome && c.outcome !== "ok" && c.outcome !== "cache_hit");
+const fromCache = (c) => c.outcome === "cache_hit"; // answered by the response cache: no model call
 
 /** Rows (a call and the tool runs it carried results for), in lanes per agent when agents are known. */
 function layout(calls) {
@@ -51,7 +52,8 @@ const shortLabel = (text, max) => (text.length > max ? `${text.slice(0, max - 1)
 function rowLabel(row) {
   const c = row.c;
   const what = c.operation && c.operation !== "chat" ? c.operation : c.model || "unknown model";
-  const flag = c.outcome === "refused" ? " · refused" : failed(c) ? ` · error ${c.status || c.outcome}` : "";
+  const flag = c.outcome === "refused" ? " · refused" : fromCache(c) ? " · response cache"
+    : failed(c) ? ` · error ${c.status || c.outcome}` : "";
   return `#${row.n} ${what}${flag}`;
 }
 
@@ -83,6 +85,7 @@ function describe(row) {
   add("Cache read", int(c.cache_read_input_tokens));
   add("Cache write", int(c.cache_creation_input_tokens));
   add("Cost", usd(c.cost_usd));
+  if (fromCache(c)) add("Response cache", `replayed an answer that cost ${usd(c.response_cache_savings_usd)}`);
   const cache = cacheText(c);
   if (cache) add("Cache", cache);
   for (const t of row.tools) add(`Tool ${t.r.name}`, `ran ${secs(t.r.latency_s)} before this call${t.r.is_error ? " · returned an error" : ""}`);
