@@ -60,6 +60,9 @@ def _rollup(row: Sequence[Any]) -> dict[str, Any]:
     return r
 
 
+NOT_CALLS = ("refused", "cache_hit")  # as sidecar.core.sessions.is_model_call
+
+
 class ClickHouseReads:
     """Read-side queries on the ClickHouse database of ``schema`` through ``client`` (not closed here)."""
 
@@ -81,7 +84,7 @@ class ClickHouseReads:
             {"ids": orjson.dumps(list(session_ids)).decode()},
         )
         return tools_by_session(
-            (sid, op == "chat" and outcome != "refused", uses, zip(ids, names, lat, err, strict=True))
+            (sid, op == "chat" and outcome not in NOT_CALLS, uses, zip(ids, names, lat, err, strict=True))
             for sid, op, outcome, uses, ids, names, lat, err in rows
         )
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.store.clickhouse import ClickHouseClient
+from sidecar.store.clickhouse_rollup import MODEL_CALL
 from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.latency_buckets import DURATION, LAST, TTFT, bounds_array_sql
 from sidecar.store.queries import check_window
 from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc, tool_summary_doc
 
-_M = "(operation = 'chat' AND outcome != 'refused')"
+_M = f"({MODEL_CALL})"
 _OK = "(status BETWEEN 200 AND 299 AND outcome = 'ok')"
 _W1H = "least(ifNull(cache_creation_1h, 0), cache_creation_input_tokens)"
 # No aliases: they would shadow the columns of the same names inside other expressions.
