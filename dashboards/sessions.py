@@ -10,6 +10,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 
 from dashboards.board import APP_VARIABLE, MODEL_VARIABLE, datasource_variables, new_dashboard, prom_variable
+from dashboards.diagnosis import cache_miss_headline, cache_miss_panels
 from dashboards.kit import APP, MODEL, RATE, SQL, PanelBuilder, Q, buckets, graph, grid, quantiles, single
 
 F = f"{APP},{MODEL}"
@@ -277,6 +278,7 @@ def _prompt_cache_headline() -> list[PanelBuilder]:
             steps=((None, "green"), (1, "red")),
             width=6,
         ),
+        cache_miss_headline(),
     ]
 
 
@@ -329,7 +331,7 @@ def _prompt_cache_panels() -> list[PanelBuilder]:
 
 
 def prompt_cache() -> dash.Dashboard:
-    """Hit ratio, savings, injected breakpoints, wasted writes and cache-busting apps."""
+    """Hit ratio, savings, injected breakpoints, wasted writes, cache-busting apps, and why it missed."""
     headline = _prompt_cache_headline()
     panels = _prompt_cache_panels()
     return new_dashboard(
@@ -337,5 +339,5 @@ def prompt_cache() -> dash.Dashboard:
         "Claude sidecar / Prompt cache",
         "How much of the input comes from Anthropic's prompt cache, what it saves, and what breaks it.",
         [*datasource_variables(), prom_variable(*APP_VARIABLE), prom_variable(*MODEL_VARIABLE)],
-        [("Now", headline), ("Cache", panels)],
+        [("Now", headline), ("Cache", panels), ("Why the cache missed", cache_miss_panels())],
     )

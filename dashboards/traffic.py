@@ -5,6 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard as dash
 
 from dashboards.board import APP_VARIABLE, MODEL_VARIABLE, datasource_variables, new_dashboard, prom_variable
+from dashboards.diagnosis import headroom_panels
 from dashboards.kit import (
     APP,
     GENAI_MODEL,
@@ -232,7 +233,12 @@ def overview() -> dash.Dashboard:
         "Claude sidecar / Overview",
         "Traffic, errors, spend and prompt-cache effect of every app that calls Claude through the sidecar.",
         [*datasource_variables(), prom_variable(*APP_VARIABLE), prom_variable(*MODEL_VARIABLE)],
-        [("Now", _headline()), ("Traffic and errors", traffic), ("Cost and tokens", spend)],
+        [
+            ("Now", _headline()),
+            ("Traffic and errors", traffic),
+            ("Cost and tokens", spend),
+            ("Rate-limit headroom", headroom_panels()),
+        ],
     )
 
 

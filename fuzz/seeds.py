@@ -70,6 +70,13 @@ _HEADERS = (
 )
 
 
+_RATELIMITS = (
+    b"anthropic-ratelimit-requests-limit:4000\nanthropic-ratelimit-requests-remaining:3999\n"
+    b"anthropic-ratelimit-tokens-reset:2026-11-20T10:00:00Z\nanthropic-ratelimit-unified-status:allowed\n"
+    b"anthropic-ratelimit-unified-5h-utilization:0.93\nanthropic-ratelimit-unified-7d-reset:1763700000"
+)
+
+
 def _seed(target: str, params: bytes, payload: bytes) -> bytes:
     return bytes([NAMES.index(target)]) + params + payload
 
@@ -89,4 +96,6 @@ def seeds() -> list[bytes]:
     message = orjson.dumps(_MESSAGE)
     out += [_seed("message_body", b"", message), _seed("headers_and_identity", b"", _HEADERS)]
     out += [_seed("content_decoding", bytes([k]), _STREAM) for k in (0, 1, 2)]
+    out += [_seed("prompt_prefix", b"", orjson.dumps(r)) for r in _REQUESTS]
+    out.append(_seed("ratelimit_headers", b"", _RATELIMITS))
     return out

@@ -15,12 +15,15 @@ from collections.abc import Callable, Iterator
 import orjson
 
 from sidecar.core.cache_plan import plan_and_apply
+from sidecar.core.prompt_fingerprint import DetailCache
 from sidecar.proxy.keys import make_fingerprinter
 from sidecar.sansio import headers as hdr
 from sidecar.sansio import traceparent
 from sidecar.sansio.encoding import MAX_OUTPUT_PER_FEED, make_decoder
 from sidecar.sansio.identity import HARNESS_HEADERS, resolve_app, resolve_session
 from sidecar.sansio.messages import MessageSummary, StreamParser, parse_error_body, parse_message_body
+from sidecar.sansio.prompt_prefix import fingerprint
+from sidecar.sansio.ratelimit import parse_ratelimits
 from sidecar.sansio.request import RequestInfo, inspect_body
 from sidecar.sansio.sse import SSEDecoder
 
@@ -197,6 +200,37 @@ def content_decoding(data: bytes) -> None:
     assert out == payload, "decoded copy differs from the original"
 
 
+def prompt_prefix(data: bytes) -> None:
+    """Fingerprinting any JSON object never raises; a resent body fingerprints as it does afresh (the raw
+    fast path equals a full recount), and no hash or name carries more than a tool name's 64 characters."""
+    try:
+        doc = orjson.loads(data)
+    except (orjson.JSONDecodeError, RecursionError):
+        return
+    if not isinstance(doc, dict):
+        return
+    details = DetailCache()
+    first = fingerprint(doc, data, model="m", prev=None, details=details)
+    again = fingerprint(doc, data, model="m", prev=first, details=details)
+    if first.messages is not None and again.messages is not None:
+        assert list(again.messages.hashes) == list(first.messages.hashes)
+        assert (again.messages.crc, again.messages.length) == (first.messages.crc, first.messages.length)
+    assert again.breakpoints == first.breakpoints
+    assert all(len(name) <= 64 for name in first.tool_names)
+
+
+def ratelimit_headers(data: bytes) -> None:
+    """Any header list: a parse or None, with labels short and plain and utilizations within 0..1."""
+    limits = parse_ratelimits(_header_list(data))
+    if limits is None:
+        return
+    for window in limits.windows:
+        assert re.fullmatch(r"[a-z0-9][a-z0-9_]{0,31}", window.name)
+        assert window.utilization is None or 0 <= window.utilization <= 1
+    for value in (limits.status, limits.representative_claim, limits.overage_status):
+        assert value is None or re.fullmatch(r"[a-z0-9][a-z0-9_]{0,31}", value)
+
+
 TARGETS: tuple[tuple[str, Target], ...] = (
     ("sse_decoder", sse_decoder),
     ("stream_parser", stream_parser),
@@ -205,6 +239,8 @@ TARGETS: tuple[tuple[str, Target], ...] = (
     ("cache_planner", cache_planner),
     ("headers_and_identity", headers_and_identity),
     ("content_decoding", content_decoding),
+    ("prompt_prefix", prompt_prefix),
+    ("ratelimit_headers", ratelimit_headers),
 )
 NAMES = tuple(name for name, _ in TARGETS)
 

@@ -27,6 +27,7 @@ from sidecar.budget import BudgetCounters
 from sidecar.budget.local import SESSION_TTL_S, LocalCounters
 from sidecar.budget.redis_counters import RedisCounters
 from sidecar.budget.service import BudgetHooks, BudgetService
+from sidecar.cache.diagnosis import CacheDiagnoser
 from sidecar.cache.policy import CacheSettings
 from sidecar.core.accounting import price_event
 from sidecar.core.budget_config import BudgetConfig
@@ -59,6 +60,7 @@ from sidecar.store.sqlite_reads import SQLiteReads
 from sidecar.telemetry.logs import RequestLogSink
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
+from sidecar.telemetry.ratelimits import RateLimitBoard
 from sidecar.telemetry.recorder import Recorder, RecorderHooks
 from sidecar.telemetry.sessions_sink import SessionsSink
 from sidecar.telemetry.tracing import TracingSink
@@ -113,6 +115,7 @@ class Sidecar:
     # The cloud routes (SPEC §18) by path prefix, and their upstream clients (one per origin).
     cloud: dict[str, ASGIApp] = field(default_factory=dict)
     origins: Origins | None = None
+    ratelimits: RateLimitBoard | None = None  # the latest rate-limit headroom, for the admin API
     reads: ReadStore | None = None  # the embedded store's read side (SPEC §14)
     _housekeeper: asyncio.Future[None] | None = None
 
@@ -250,11 +253,18 @@ def _build_stores(
 
 
 def _recorder(
-    settings: Settings, metrics: Metrics, stores: EventStores, extra: list[Sink]
+    settings: Settings, metrics: Metrics, stores: EventStores, extra: list[Sink], ratelimits: RateLimitBoard
 ) -> tuple[Recorder, SessionsSink]:
-    """The recorder fanning events out to metrics, the session tracker, the stores, logs and ``extra``."""
+    """The recorder fanning events out to metrics (and the latest rate-limit headroom), the session
+    tracker, the stores, logs and ``extra``."""
     sessions_sink = SessionsSink(metrics, SessionLifecycle(settings.session_idle_timeout))
-    sinks: list[Sink] = [MetricsSink(metrics), sessions_sink, *stores.sinks, RequestLogSink(), *extra]
+    sinks: list[Sink] = [
+        MetricsSink(metrics, ratelimits),
+        sessions_sink,
+        *stores.sinks,
+        RequestLogSink(),
+        *extra,
+    ]
     hooks = RecorderHooks(
         on_dropped=metrics.on_dropped,
         on_sink_result=metrics.on_sink_result,
@@ -321,7 +331,6 @@ def _proxy(parts: _ProxyParts) -> tuple[UpstreamClient, ProxyHandler]:
         tracing=parts.traced,
         fingerprint_key=make_fingerprinter(key_salt(salt_beside)),
         count_internal_error=parts.metrics.count_internal_error,
-        observe_response_headers=parts.metrics.observe_ratelimit,
         upstream_origin=f"{origin.scheme}://{origin.netloc}",
         public_url=settings.public_url,
     )
@@ -354,11 +363,14 @@ def build_sidecar(
     registry: CollectorRegistry | None = None,
     span_exporter: SpanExporter | None = None,
     clickhouse_connect: Callable[[], ClickHouseClient] | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> Sidecar:
     """Wire every component from settings. Raises ``ConfigError`` for anything invalid, before serving.
 
     ``span_exporter`` and ``clickhouse_connect`` replace the OTLP exporter and the ClickHouse client
-    (tests use OpenTelemetry's in-memory exporter and an in-process ClickHouse engine).
+    (tests use OpenTelemetry's in-memory exporter and an in-process ClickHouse engine); ``clock`` the
+    wall clock the cache diagnosis measures idle time on (tests move it past a cache TTL).
     """
     registry = registry or CollectorRegistry()
     metrics = Metrics(registry, max_apps=settings.max_apps, max_tools=settings.max_tools)
@@ -369,9 +381,11 @@ def build_sidecar(
     exporter = _span_exporter(settings, span_exporter)
     fleet = FleetAndAlerts.from_settings(settings, metrics.fleet)
     tracing: list[Sink] = [TracingSink(exporter)] if exporter is not None else []
-    recorder, sessions_sink = _recorder(settings, metrics, stores, [fleet.sink(), *tracing])
+    ratelimits = RateLimitBoard()
+    recorder, sessions_sink = _recorder(settings, metrics, stores, [fleet.sink(), *tracing], ratelimits)
     budgets = _budgets(settings, metrics, prices.table)
     response_cache = build_response_cache(settings, metrics.on_response_cache)
+    diagnoser = CacheDiagnoser(settings.cache_diagnostics, settings.cache_diag_max_sessions, clock=clock)
     policies = SidecarPolicies(
         ToolLatencyMatcher(),
         budgets,
@@ -380,6 +394,7 @@ def build_sidecar(
         lambda: prices.table,
         metrics,
         response_cache,
+        diagnoser,
     )
     upstream, proxy = _proxy(
         _ProxyParts(settings, metrics, prices, recorder, policies, stores, traced=exporter is not None)
@@ -387,6 +402,7 @@ def build_sidecar(
     sidecar = Sidecar(settings, registry, metrics, prices, stores.local, recorder, upstream, proxy)
     sidecar.budgets, sidecar.stores, sidecar.fleet = budgets, stores, fleet
     sidecar.cloud, sidecar.origins = _cloud(settings, proxy.deps)
+    sidecar.ratelimits = ratelimits
     sidecar.reads = SQLiteReads(stores.local.path)
 
     async def expire_sessions(now: float) -> None:
@@ -436,6 +452,7 @@ def _admin(sidecar: Sidecar, budgets: BudgetService, fleet: FleetAndAlerts) -> A
         sidecar.recorder.flush,
         sidecar.settings.session_idle_timeout,
         fleet=stores.fleet_reads if stores is not None and stores.fleet is not None else None,
+        ratelimits=sidecar.ratelimits.rows if sidecar.ratelimits is not None else None,
     )
     services = AdminServices(
         sidecar.registry, health, reader, budgets, fleet=fleet, checkins=fleet, alerts=fleet

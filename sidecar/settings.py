@@ -76,6 +76,10 @@ class Settings:
     response_cache_ttl: int = 3600
     response_cache_max_bytes: int = 512 * MB
     response_cache_shared: bool = False
+    # Why the cache missed (SPEC R-CD): passive reads the API's diagnosis when a response has one; api
+    # also asks for it on every call (a body field and a beta header); off stops both diagnoses.
+    cache_diagnostics: str = "passive"
+    cache_diag_max_sessions: int = 100_000
     drain_timeout: float = 30.0
     upstream_timeout: float = 600.0
     upstream_connect_timeout: float = 5.0
@@ -241,6 +245,8 @@ PARSERS: dict[str, Callable[[str, object], Any]] = {
     "response_cache_ttl": _pos_int,
     "response_cache_max_bytes": _pos_int,
     "response_cache_shared": _bool,
+    "cache_diagnostics": _choice("passive", "api", "off"),
+    "cache_diag_max_sessions": _pos_int,
     "drain_timeout": _pos_float,
     "upstream_timeout": _pos_float,
     "upstream_connect_timeout": _pos_float,

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
@@ -26,12 +26,14 @@ SCOPES = ("local", "fleet")
 class SessionsReader:
     """The read side the sessions and summary routes use. ``flush``: the recorder's ``flush(timeout_s)``
     (blocks, so run it off the loop) hands the store what is queued. ``fleet``: opens the ClickHouse
-    read side (``None`` without a ClickHouse store)."""
+    read side (``None`` without a ClickHouse store). ``ratelimits``: this replica's latest rate-limit
+    headroom rows."""
 
     reads: ReadStore
     flush: Callable[[float], bool]
     idle_timeout_s: float
     fleet: Callable[[], ReadStore] | None = None
+    ratelimits: Callable[[], list[dict[str, Any]]] | None = None  # the latest headroom (summary)
 
     def pick(self, scope: str) -> ReadStore:
         """The read side of ``scope``; ``InvalidRequest`` naming ``scope`` when it cannot answer."""

@@ -12,7 +12,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidecar.admin.reads import (
     DEFAULT_WINDOW_S,
@@ -80,6 +80,19 @@ class Call(_Closed):
     # Present when the client sent Claude Code's subagent headers (R-RS-4).
     agent_id: str | None = None
     parent_agent_id: str | None = None
+    cache_outcome: str | None = Field(
+        description="hit | write | miss | none (SPEC R-CD-1); null: not diagnosed"
+    )
+    cache_miss_reason: str | None = Field(
+        description="For a miss: ttl_expired | model_changed | system_changed | tools_changed | "
+        "messages_changed | breakpoint_moved | evicted"
+    )
+    cache_miss_detail: str | None = Field(description="Where the prefix changed; never prompt text")
+    cache_missed_tokens: int | None
+    cache_miss_cost_usd: float | None = Field(description="Paid for the missed tokens minus reading them")
+    api_cache_miss_reason: str | None = Field(
+        description="The API's diagnostics.cache_miss_reason.type when the answer carried one; pending: null"
+    )
 
 
 class Session(_Closed):
@@ -113,6 +126,8 @@ class Session(_Closed):
     cache_savings_usd: float
     cache_miss_cost_usd: float
     cache_misses: int
+    # GET /sidecar/v1/sessions/{id} only: the session's cache misses by reason (SPEC R-CD-3).
+    cache_misses_by_reason: dict[str, int] | None = None
     model_time_s: float
     tool_time_s: float
     measured_tool_results: int

@@ -8,7 +8,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from sidecar.admin.reads import (
     DEFAULT_WINDOW_S,
@@ -54,13 +54,41 @@ class Figures(BaseModel):
     ttft_p95_s: float | None
 
 
+class Misses(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    misses: int
+    cost_usd: float
+
+
 class Totals(Figures):
     sessions: int
+    cache_misses_by_reason: dict[str, Misses] = Field(
+        description="The window's cache misses and the dollars they lost, by reason (SPEC R-CD-3)"
+    )
 
 
 class Group(Figures):
     key: str | None
     key_ts: float | None = None  # the hour's or day's start, for group_by=hour|day
+
+
+class Headroom(BaseModel):
+    """The latest rate-limit headroom an answer reported for an app and key fingerprint (SPEC R-RL-1):
+    an API-key limit (``type``) or a subscription window (``window``, with the ``status``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: str
+    key: str
+    seen_at: float
+    type: str | None = None
+    window: str | None = None
+    remaining: float | None = None
+    limit: float | None = None
+    utilization: float | None = None
+    reset: float | None = None
+    status: str | None = None
 
 
 class Summary(BaseModel):
@@ -71,6 +99,9 @@ class Summary(BaseModel):
     group_by: str
     totals: Totals
     rows: list[Group]
+    ratelimit: list[Headroom] | None = Field(
+        default=None, description="This replica's latest rate-limit headroom, whatever the window or scope"
+    )
 
 
 router = APIRouter(tags=["sessions"])
@@ -101,4 +132,6 @@ async def summary_view(
         doc: dict[str, Any] = await asyncio.to_thread(store.summary, start, end, group_by)
     except InvalidQuery as exc:
         raise invalid(exc) from None
+    if reader.ratelimits is not None:
+        doc["ratelimit"] = reader.ratelimits()
     return doc

@@ -5,45 +5,34 @@ entries are written and never read. ``system_shape`` reduces a request's ``syste
 hold no prompt text: its hash (the same as ``RequestInfo.system_hash``) and a *shape* — a hash of the
 text with timestamp-like runs, uuids, hex ids and digit runs masked, plus one hash of the values of each
 kind. When the hash changes but the masked text does not, the kinds whose values changed say what
-busts the cache. ``CacheBustingDetector`` keeps, per app, a window of calls and reports when the share
-of calls with a new prompt crosses the threshold. Pure: no clock, no I/O, bounded memory.
+busts the cache. On the request path the shape comes from the cache diagnosis's per-block details
+(:func:`shape_of_details`), computed once per distinct block text. ``CacheBustingDetector`` keeps, per
+app, a window of calls and reports when the share of calls with a new prompt crosses the threshold.
+Pure: no clock, no I/O, bounded memory.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+import zlib
 from collections import Counter, OrderedDict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
 
-# Order matters: at a position the first alternative that matches wins. ASCII digits and plain spaces
-# only, so that the str and bytes forms agree and no token spans lines.
-_PATTERN = r"""
-    (?P<uuid>(?<![0-9A-Za-z])[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}(?![0-9A-Za-z]))
-  | (?P<timestamp>
-        (?<![0-9A-Za-z])
-        (?: [0-9]{4}-[0-9]{2}-[0-9]{2}
-            (?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?
-          | [0-9]{1,2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?
-          | [0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}
-          | 1[0-9]{9}(?:[0-9]{3})?
-          | MONTH[a-z]*\.?[ ][0-9]{1,2}(?:st|nd|rd|th)?,?[ ][0-9]{4}
-          | [0-9]{1,2}[ ]MONTH[a-z]*\.?,?[ ][0-9]{4}
-          | (?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day
-        )
-        (?![0-9])
-    )
-  | (?P<hex>(?<![0-9A-Za-z])(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}(?![0-9A-Za-z]))
-  | (?P<number>[0-9]+)
-""".replace("MONTH", "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)")
-_TOKEN = re.compile(_PATTERN, re.VERBOSE)
-_TOKEN_BYTES = re.compile(_PATTERN.encode(), re.VERBOSE)
-# Every token holds an ASCII digit except a weekday name: only lines with one of those are scanned.
-_WEEKDAY_BYTES = re.compile(rb"(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day")
-_DIGIT_MARKS = bytes(1 if 0x30 <= i <= 0x39 else 0 for i in range(256))
-KINDS = ("timestamp", "uuid", "hex", "number")
+from sidecar.core.prompt_text import (
+    KINDS,
+    PLACEHOLDER,
+    TOKEN,
+    TOKEN_BYTES,
+    BlockDetail,
+    encode,
+    token_lines,
+)
+
+_TOKEN = TOKEN  # the names the tests and older callers use
+_TOKEN_BYTES = TOKEN_BYTES
 KIND_NAMES = {
     "timestamp": "timestamp-like digit run",
     "uuid": "uuid",
@@ -51,7 +40,7 @@ KIND_NAMES = {
     "number": "digit run (counter or id)",
 }
 WORDING = "wording"  # the text changed beyond ids and numbers
-_PLACEHOLDER = {kind: f"\x00{i}\x00".encode() for i, kind in enumerate(KINDS)}
+_PLACEHOLDER = PLACEHOLDER
 _MAX_LISTED = 5
 
 
@@ -69,40 +58,17 @@ def system_text(system: object) -> str | None:
     return None
 
 
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _token_lines(data: bytes) -> list[tuple[int, int]]:
-    """``(start, end)`` of the lines that can hold a token, in order (the rest is copied as is)."""
-    starts: set[int] = set()
-    marks = data.translate(_DIGIT_MARKS)  # C speed; the regex would visit every character
-    i = marks.find(1)
-    while i >= 0:
-        start = data.rfind(b"\n", 0, i) + 1
-        end = data.find(b"\n", i)
-        starts.add(start)
-        i = marks.find(1, end) if end >= 0 else -1
-    for match in _WEEKDAY_BYTES.finditer(data):
-        starts.add(data.rfind(b"\n", 0, match.start()) + 1)
-    spans = []
-    for start in sorted(starts):
-        end = data.find(b"\n", start)
-        spans.append((start, len(data) if end < 0 else end))
-    return spans
-
-
 def shape_of(text: str) -> str:
     """``skeleton.timestamp.uuid.hex.number``: hashes of the masked text and of each kind's values.
 
     Costs a hash of the text plus a regex pass over the lines holding a digit or a weekday name
     (about 0.5 ms for 100 kB of prose; up to ~12 ms when every line holds numbers, or for one long line).
     """
-    data = _encode(text)
+    data = encode(text)
     skeleton = hashlib.blake2b(digest_size=8)
     values = {kind: hashlib.blake2b(digest_size=8) for kind in KINDS}
     pos = 0
-    for start, end in _token_lines(data):
+    for start, end in token_lines(data):
         for match in _TOKEN_BYTES.finditer(data, start, end):
             kind = match.lastgroup or "number"
             skeleton.update(data[pos : match.start()])
@@ -111,6 +77,16 @@ def shape_of(text: str) -> str:
             pos = match.end()
     skeleton.update(data[pos:])
     return ".".join([skeleton.hexdigest(), *(values[kind].hexdigest() for kind in KINDS)])
+
+
+def shape_of_details(details: Sequence[BlockDetail]) -> str:
+    """A shape (as :func:`shape_of`'s, comparable with :func:`changed_kinds`) built from the per-block
+    details the cache diagnosis already keeps, so a prompt is scanned once per call at most."""
+    skeleton, values = 0, [0, 0, 0, 0]
+    for d in details:
+        skeleton = zlib.crc32(d.skeleton.to_bytes(4, "big") + b"\x1e", skeleton)
+        values = [zlib.crc32(v.to_bytes(4, "big"), acc) for v, acc in zip(d.kinds, values, strict=True)]
+    return ".".join(f"{x:08x}" for x in (skeleton, *values))
 
 
 def shape_of_body(body: bytes) -> str | None:
@@ -131,7 +107,7 @@ def system_shape(system: object) -> tuple[str | None, str | None]:
     text = system_text(system)
     if not text:
         return None, None
-    return _digest(_encode(text)), shape_of(text)
+    return _digest(encode(text)), shape_of(text)
 
 
 def changed_kinds(prev_shape: str, shape: str) -> str:

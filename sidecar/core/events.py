@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sidecar.core.cloud import ANTHROPIC, GLOBAL
+from sidecar.core.ratelimits import RateLimits
 from sidecar.core.usage import Usage
 
 # ``outcome`` values.
@@ -106,6 +107,17 @@ class CallEvent:
     # region of an in-region id; Vertex: the location). Anything but ``global`` is a regional endpoint.
     provider: str = ANTHROPIC
     cloud_region: str | None = None
+    # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict on a successful messages call —
+    # ``cache_outcome`` hit | write | miss | none; the ``cache_miss_*`` fields only for a miss — and the
+    # API's own ``diagnostics.cache_miss_reason.type`` when a response carried one.
+    cache_outcome: str | None = None
+    cache_miss_reason: str | None = None
+    cache_miss_detail: str | None = None
+    cache_missed_tokens: int | None = None
+    cache_miss_cost_usd: float | None = None
+    api_cache_miss_reason: str | None = None
+    # Anthropic's rate-limit headers of the answer, for the metrics (not stored).
+    ratelimits: RateLimits | None = field(default=None, compare=False, repr=False)
 
     @property
     def ended_at(self) -> float:

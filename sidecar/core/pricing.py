@@ -406,6 +406,29 @@ class PriceTable:
             canon, in_usd, out_usd, read_usd, w5_usd, w1h_usd, total, saved * scale, tuple(rules), tools
         )
 
+    def effective_rates(
+        self, model: str, usage: Usage, at: float, *, batch: bool = False
+    ) -> ModelPrice | None:
+        """USD per token (not per million) that :meth:`cost` applies to this call's buckets: its band and
+        multipliers included. ``None`` when the model is unknown."""
+        canon = self.canonical(model)
+        if canon is None:
+            return None
+        entry = self._models[canon]
+        w5, w1h = usage.write_buckets()
+        total = max(0, usage.input_tokens) + max(0, usage.cache_read_input_tokens) + max(0, w5) + max(0, w1h)
+        band = _band_at(entry, total, at) if entry.bands else None
+        p = band.price if band is not None else _period_at(entry, at)
+        scale = _PER_TOKEN * self._multiplier(entry, usage, batch or usage.service_tier == "batch", [])
+        return ModelPrice(
+            p.input * scale,
+            p.output * scale,
+            p.cache_write_5m * scale,
+            p.cache_write_1h * scale,
+            p.cache_read * scale,
+            p.source,
+        )
+
     def _multiplier(self, entry: _Model, usage: Usage, batch: bool, rules: list[str]) -> float:
         factor = 1.0
         if batch or usage.service_tier == "batch":

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.core.cache_report import cache_miss_section
 from sidecar.core.durations import format_duration
 from sidecar.core.events import CACHE_HIT, OK, CallEvent
 from sidecar.core.money import format_usd
@@ -102,7 +103,7 @@ def response_cache_totals(events: Sequence[CallEvent]) -> dict[str, Any]:
 def build_report(
     events: Sequence[CallEvent], *, now: float, window_s: float, idle_timeout_s: float, limit: int
 ) -> dict[str, Any]:
-    """The ``report`` document for the window: totals, top sessions by cost, models, tools.
+    """The ``report`` document for the window: totals, top sessions by cost, models, tools, cache misses.
 
     Sessions are aggregated from the window's events only (a session that began earlier shows its
     in-window part).
@@ -125,6 +126,7 @@ def build_report(
         ),
         "models": model_table(events),
         "tools": tool_stats(events),
+        "cache_misses": cache_miss_section(events, limit=limit),
     }
 
 

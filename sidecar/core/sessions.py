@@ -111,7 +111,22 @@ def _call(e: CallEvent) -> dict[str, Any]:
             {"tool_use_id": r.tool_use_id, "name": r.name, "latency_s": r.latency_s, "is_error": r.is_error}
             for r in e.tool_results
         ],
+        "cache_outcome": e.cache_outcome,
+        "cache_miss_reason": e.cache_miss_reason,
+        "cache_miss_detail": e.cache_miss_detail,
+        "cache_missed_tokens": e.cache_missed_tokens,
+        "cache_miss_cost_usd": e.cache_miss_cost_usd,
+        "api_cache_miss_reason": e.api_cache_miss_reason,
     }
+
+
+def cache_misses(events: Iterable[CallEvent]) -> dict[str, int]:
+    """Calls the cache diagnosis called a miss, per reason (SPEC R-CD-3)."""
+    counts: dict[str, int] = defaultdict(int)
+    for e in events:
+        if e.cache_miss_reason is not None:
+            counts[e.cache_miss_reason] += 1
+    return dict(sorted(counts.items()))
 
 
 def session_summary(
@@ -156,6 +171,9 @@ def session_summary(
         "unpriced_calls": sum(1 for e in model if e.cost_usd is None),
         "cache_hit_ratio": cache_hit_ratio(inp, read, write),
         "cache_savings_usd": math.fsum(e.cache_savings_usd for e in model),
+        "cache_miss_cost_usd": math.fsum(e.cache_miss_cost_usd or 0.0 for e in model),
+        "cache_misses": sum(1 for e in model if e.cache_miss_reason is not None),
+        "cache_misses_by_reason": cache_misses(model),
         "model_time_s": math.fsum(e.duration_s for e in model),
         "tool_time_s": math.fsum(tool_latencies),
         "tools": tool_stats(ordered),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from sidecar.demo import cache_story
 from sidecar.demo.bedrock import DEMO_BEDROCK_KEY, bedrock_session
 from sidecar.demo.evals import run_eval_loop
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
@@ -103,11 +104,13 @@ async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
     deadline = time.monotonic() + duration_s
     n = 0
     async with aiohttp.ClientSession() as http:
+        story = asyncio.ensure_future(cache_story.clock_session(http, url, DEMO_KEY))
         while time.monotonic() < deadline:
             batch = [_agent_session(http, url, n + i, rng, deadline) for i in range(3)]
             batch.append(bedrock_session(http, url, n + 3, rng, TOOLS, deadline))  # through /bedrock/
             await asyncio.gather(*batch)
             n += len(batch)
+        await story
     return n
 
 
@@ -153,6 +156,7 @@ async def _demo(
             policies=fleet_cfg["policies"],
             policy_env=fleet_cfg["policy_env"],
             response_cache="opt-in",  # the eval loop opts in; the agents do not
+            cache_diagnostics="api",  # the API's own diagnosis beside the sidecar's
         )
         box.append(RunningSidecar(settings))
         await _start(box[0])
@@ -217,6 +221,7 @@ def run_demo(
         with FakeUpstream(timing) as fake, FakeBedrock(timing, api_key=DEMO_BEDROCK_KEY) as bedrock:
             asyncio.run(_demo(_pick_port(port), duration_s, path, (fake.url, bedrock.url), box))
             box[0].sidecar.recorder.flush()
+            print(cache_story.describe(box[0].sidecar.store.events(session_id=cache_story.SESSION)) + "\n")
             store_url = f"sqlite:///{path}/events.db"
             print(f"$ claude-sidecar report --store {store_url} --limit 5\n")
             report_main(["--store", store_url, "--limit", "5"])

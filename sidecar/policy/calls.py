@@ -1,5 +1,5 @@
-"""The decisions around each call, in one place: tool-latency matching, the response cache and cost
-ceilings.
+"""The decisions around each call, in one place: tool-latency matching, the response cache, cost
+ceilings, the prompt cache (planning, busting, why a call missed) and the rate-limit headers of each answer.
 
 The proxy calls ``before_forward`` once the request is read (it may refuse or return a new body),
 ``response_headers`` just before relaying the answer, and ``after_call`` once the call is over and
@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from sidecar.budget.service import Admission, AdmitRequest, BudgetService, BudgetWarning
 from sidecar.cache import policy as cache_policy
-from sidecar.core.cache_busting import CacheBustingDetector, shape_of_body
+from sidecar.cache.diagnosis import CacheDiagnoser, CacheProbe
+from sidecar.core.cache_busting import CacheBustingDetector, shape_of_details
 from sidecar.core.cache_effect import WasteTracker, totals
 from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
+from sidecar.core.prompt_text import BlockDetail
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.policy import response_cache
 from sidecar.proxy.context import CallContext
 from sidecar.respcache.service import ResponseCache
 from sidecar.sansio import headers as hdr
+from sidecar.sansio.ratelimit import parse_ratelimits
 from sidecar.sansio.request import CHAT
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -50,6 +53,7 @@ class CacheMetrics(Protocol):
     def on_cache_plan(self, reason: str) -> None: ...
     def on_cache_busting(self, app: str, busting: bool) -> None: ...
     def on_wasted_writes(self, model: str, app: str, tokens: int) -> None: ...
+    def count_internal_error(self, component: str) -> None: ...
 
 
 class SidecarPolicies:
@@ -62,6 +66,7 @@ class SidecarPolicies:
         prices: Callable[[], PriceTable],
         metrics: CacheMetrics,
         response_cache: ResponseCache | None = None,
+        diagnoser: CacheDiagnoser | None = None,
     ) -> None:
         self.tools = tools
         self.budgets = budgets
@@ -72,9 +77,11 @@ class SidecarPolicies:
         self.response_cache = response_cache  # None when off: the call never consults it
         self.busting = CacheBustingDetector()
         self.waste = WasteTracker()
+        self.diagnoser = diagnoser or CacheDiagnoser()
 
     def _plan_cache(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
-        """Add prompt-cache breakpoints where they pay off; the client's original bytes otherwise."""
+        """Add prompt-cache breakpoints where they pay off; the client's original bytes otherwise. Then
+        fingerprint the call for the cache diagnosis (and, in ``api`` mode, ask the API for its own)."""
         value = hdr.get(headers, cache_policy.HEADER)
         header = value.decode("latin-1") if value else None
         # The handler's parsed copy of the body is reused, then let go (large bodies, long streams).
@@ -83,15 +90,40 @@ class SidecarPolicies:
         new, plan = cache_policy.apply(self.cache, self._prices(), body, model, app, header, doc)
         ctx.policy.cache_breakpoint_injected = plan.changed
         self._metrics.on_cache_plan(plan.reason)
-        self._observe_busting(ctx, body)
+        if doc is None:
+            return new
+        try:
+            probe = self._probe(ctx, doc, body, plan.markers_added)
+            self._observe_busting(ctx, doc, probe)
+            if ctx.request.cloud is None:  # the API's diagnosis is Anthropic's API only, not Bedrock/Vertex
+                new, ctx.policy.upstream_header_overrides = self.diagnoser.opt_in(probe, doc, new, headers)
+        except Exception:  # a diagnosis must never fail the call
+            self._metrics.count_internal_error("policy")
+            log.exception("cache diagnosis failed for a call; the request itself was not affected")
         return new
 
-    def _observe_busting(self, ctx: CallContext, body: bytes) -> None:
+    def _probe(self, ctx: CallContext, doc: dict[str, Any], body: bytes, added: int) -> CacheProbe | None:
+        requested = ctx.info.model
+        model = requested and (self._prices().canonical(requested) or requested)
+        probe = self.diagnoser.probe(ctx.caller.session_id, doc, body, model, added)
+        ctx.policy.cache_probe = probe
+        return probe
+
+    def _system_details(self, doc: dict[str, Any], probe: CacheProbe | None) -> list[BlockDetail]:
+        if probe is not None:
+            return [b.detail for b in probe.fingerprint.system if b.detail is not None]
+        system = doc.get("system")
+        blocks = [{"text": system}] if isinstance(system, str) else system if isinstance(system, list) else []
+        texts = [b.get("text") for b in blocks if isinstance(b, dict)]
+        return [self.diagnoser.details.get(hash(t), t) for t in texts if isinstance(t, str) and t]
+
+    def _observe_busting(self, ctx: CallContext, doc: dict[str, Any], probe: CacheProbe | None) -> None:
         digest, app = ctx.info.system_hash, ctx.request.app
         if digest is None:
             return
-        # The shape (digits and ids masked) is computed only for a prompt new to the app: it costs more.
-        shape = shape_of_body(body) if self.busting.needs_shape(app, digest) else None
+        # The shape (ids and digit runs masked) comes from the per-block details the diagnosis keeps.
+        needed = self.busting.needs_shape(app, digest)
+        shape = shape_of_details(self._system_details(doc, probe)) if needed else None
         verdict = self.busting.observe(app, digest, shape)
         if verdict is None:
             return
@@ -162,6 +194,13 @@ class SidecarPolicies:
                 usage=event.usage,
             )
         event.tool_results = ctx.policy.tool_results
+        try:
+            event.ratelimits = parse_ratelimits(ctx.response.headers) if ctx.response.headers else None
+            if event.operation == CHAT:
+                self._finish_diagnosis(ctx, event)
+        except Exception:  # the event is recorded all the same, without these fields
+            self._metrics.count_internal_error("policy")
+            log.exception("reading a call's cache diagnosis or rate limits failed; the call is recorded")
         if event.tool_use_ids and event.session_id:
             self.tools.remember(event.session_id, event.tool_use_ids, event.tool_uses, event.ended_at)
         admission = ctx.policy.admission
@@ -171,6 +210,17 @@ class SidecarPolicies:
             else:
                 settlement = await self.budgets.settle(admission, event)
                 _log_warnings(settlement.warnings, ctx)
+
+    def _finish_diagnosis(self, ctx: CallContext, event: CallEvent) -> None:
+        summary = ctx.response.summary
+        if self.diagnoser.mode == "off":
+            return
+        if summary is not None:
+            event.api_cache_miss_reason = summary.api_cache_miss_reason
+        probe = ctx.policy.cache_probe
+        if isinstance(probe, CacheProbe):
+            message_id = summary.message_id if summary is not None else None
+            self.diagnoser.finish(probe, event, self._prices(), message_id)
 
     async def expire(self, now: float, idle_timeout_s: float) -> None:
         self.tools.expire(now, idle_timeout_s)

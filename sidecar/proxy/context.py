@@ -206,6 +206,9 @@ class PolicyState:
     cache_breakpoint_injected: bool = False
     tool_results: tuple[ToolResult, ...] = ()
     cached: CachedCall | None = None  # the response cache's part in the call, when it has one
+    cache_probe: object | None = None  # the cache diagnosis's side of this call
+    # Headers the policies set on the upstream request, replacing the client's of the same name.
+    upstream_header_overrides: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

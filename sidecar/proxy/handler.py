@@ -125,6 +125,9 @@ class ProxyHandler:
         if key:
             out = [(n, v) for n, v in out if n not in (b"x-api-key", b"authorization")]
             out.append((b"x-api-key", key.encode()))
+        for name, value in ctx.policy.upstream_header_overrides:
+            out = [(n, v) for n, v in out if n != name]
+            out.append((name, value))
         return out
 
     async def _request_body(

@@ -67,6 +67,19 @@ _CACHE_COLUMNS: tuple[Column, ...] = (
     ("HIT RATIO", _field("cache_hit_ratio", _pct)),
     ("SAVED", _field("cache_savings_usd", format_usd)),
 )
+_MISS_COLUMNS: tuple[Column, ...] = (
+    ("REASON", _name),
+    ("MISSES", _field("misses")),
+    ("MISSED TOK", _field("missed_tokens")),
+    ("LOST", _field("cost_usd", format_usd)),
+)
+_MISS_SESSION_COLUMNS: tuple[Column, ...] = (
+    ("SESSION", _name),
+    ("APP", _field("app")),
+    ("MISSES", _field("misses")),
+    ("LOST", _field("cost_usd", format_usd)),
+    ("MOSTLY", _field("top_reason")),
+)
 _TOOL_COLUMNS: tuple[Column, ...] = (
     ("TOOL", _name),
     ("CALLS", _field("count")),
@@ -117,8 +130,18 @@ def format_report(doc: Mapping[str, Any], *, store: str) -> str:
         _table("Latency per model (successful calls)", _MODEL_COLUMNS, models),
         _table("Cache per model", _CACHE_COLUMNS, models),
         _table("Tool latency per tool", _TOOL_COLUMNS, list(doc["tools"].items())),
+        *_cache_miss_tables(doc["cache_misses"]),
     ]
     return "\n\n".join(sections)
+
+
+def _cache_miss_tables(misses: Mapping[str, Any]) -> list[str]:
+    title = f"Cache misses by reason ({misses['misses']} calls, {format_usd(misses['cost_usd'])} lost)"
+    sessions = [(s["session_id"], s) for s in misses["worst_sessions"]]
+    return [
+        _table(title, _MISS_COLUMNS, list(misses["by_reason"].items())),
+        _table("Sessions losing most to cache misses", _MISS_SESSION_COLUMNS, sessions),
+    ]
 
 
 def format_check(result: CheckResult, *, window: str) -> str:

@@ -42,6 +42,9 @@ class MessageSummary:
     error_message: str | None = None
     complete: bool = False  # saw ``message_stop`` (stream) / parsed a whole Message (JSON)
     events: int = 0  # SSE events decoded, pings included
+    # The API's own cache diagnosis (``diagnostics.cache_miss_reason.type``): ``pending`` when the
+    # object came with a null reason; None when no diagnosis came (not asked for, or no divergence).
+    api_cache_miss_reason: str | None = None
 
 
 def _pick(value: object, default: int) -> int:
@@ -53,6 +56,24 @@ def _pick(value: object, default: int) -> int:
 
 def _pick_label(value: object, default: str | None) -> str | None:
     return value if isinstance(value, str) else default
+
+
+_MAX_REASON = 48
+PENDING = "pending"
+
+
+def cache_miss_reason(diagnostics: object) -> str | None:
+    """``diagnostics.cache_miss_reason.type`` of a response: the type (a short ``snake_case`` word, else
+    ``other``), ``pending`` for a null reason, None when there is no diagnostics object."""
+    if not isinstance(diagnostics, dict) or "cache_miss_reason" not in diagnostics:
+        return None
+    reason = diagnostics["cache_miss_reason"]
+    if reason is None:
+        return PENDING
+    kind = reason.get("type") if isinstance(reason, dict) else None
+    if isinstance(kind, str) and 0 < len(kind) <= _MAX_REASON and kind.replace("_", "").isalpha():
+        return kind.lower()
+    return "other"
 
 
 def usage_from_mapping(obj: object, base: Usage | None = None) -> Usage:
@@ -116,6 +137,15 @@ def _apply_message(summary: MessageSummary, message: dict[str, object]) -> None:
     if isinstance(model, str):
         summary.model = model
     summary.usage = usage_from_mapping(message.get("usage"), summary.usage)
+    _note_diagnostics(summary, message)
+
+
+def _note_diagnostics(summary: MessageSummary, obj: dict[str, object]) -> None:
+    # A later, conclusive answer replaces "pending"; nothing replaces a conclusive one.
+    if "diagnostics" in obj and summary.api_cache_miss_reason in (None, PENDING):
+        found = cache_miss_reason(obj["diagnostics"])
+        if found is not None:
+            summary.api_cache_miss_reason = found
 
 
 def _note_tool_use(summary: MessageSummary, block: object) -> None:
@@ -264,6 +294,10 @@ class StreamParser:
             reason = delta["stop_reason"]
             self._summary.stop_reason = reason if isinstance(reason, str) else None
         self._summary.usage = usage_from_mapping(obj.get("usage"), self._summary.usage)
+        # The diagnosis may come with the final delta, at its top level or inside ``delta``.
+        _note_diagnostics(self._summary, obj)
+        if isinstance(delta, dict):
+            _note_diagnostics(self._summary, delta)
 
     def _on_error(self, obj: dict[str, object] | None) -> None:
         if self._summary.error_type is not None:

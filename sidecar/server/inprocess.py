@@ -26,9 +26,12 @@ class RunningSidecar:
         registry: Any = None,
         span_exporter: Any = None,
         clickhouse_connect: Any = None,
+        clock: Any = None,
     ) -> None:
         self.settings = replace(settings, port=settings.port)
-        self.sidecar: Sidecar = build_sidecar(self.settings, registry, span_exporter, clickhouse_connect)
+        self.sidecar: Sidecar = build_sidecar(
+            self.settings, registry, span_exporter, clickhouse_connect, clock=clock or time.time
+        )
         self._servers: list[uvicorn.Server] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -155,6 +155,13 @@ class ClickHouseReads:
         out["calls"] = calls_json(page, now=now, idle_timeout_s=idle_timeout_s)
         last = page[-1] if len(events) > calls_limit else None
         out["next_calls_after"] = encode_calls_cursor(last.started_at, last.event_id) if last else None
+        misses = self._client.query(
+            f"SELECT assumeNotNull(cache_miss_reason) AS r, count() FROM {self._events} "
+            "WHERE session_id = {sid:String} AND cache_miss_reason IS NOT NULL "
+            "AND operation = 'chat' AND outcome != 'refused' GROUP BY r ORDER BY r",
+            {"sid": session_id},
+        )
+        out["cache_misses_by_reason"] = {str(reason): int(n) for reason, n in misses}
         return out
 
     def summary(self, since: float, until: float, group_by: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""ClickHouse migration 3: ``sessions_rollup`` holds what the SQLite session rollup holds (SPEC R-RS-1).
+"""ClickHouse migrations 3 and 4: ``sessions_rollup`` holds what the SQLite session rollup holds (R-RS-1).
 
 Adds the exact first/last-seen floats, the first event's app and session source, retries, the 5m/1h
 cache-write split, total tokens, measured tool results, cache-miss cost and count (0 until events carry
@@ -6,6 +6,7 @@ them), and the models and agent ids seen; the materialized view is changed in pl
 so no insert falls between an old and a new view. Rows written before this migration read the new
 columns from their defaults: first/last seen from the ``DateTime64`` columns (to the microsecond), tokens
 from the four buckets, every cache write as 5-minute, and no retries, models, agent ids or tool results.
+Migration 4 (:func:`miss_view`) makes the view sum the cache-miss cost and count the events now carry.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ class _Options(Protocol):
     def on_cluster(self) -> str: ...
 
 
-def _view_query(events: str) -> str:
+def _view_query(events: str, misses: bool = False) -> str:
+    """The view's query; ``misses``: sum the cache-miss fields events carry from migration 4 on (the
+    migration 3 text stays as released)."""
     m = "e_model"
+    miss_cost, miss_count, miss_columns = "toFloat64(0)", "toUInt64(0)", ""
+    if misses:
+        miss_cost = f"sum(if({m}, ifNull(e_miss_cost, 0), 0))"
+        miss_count = f"toUInt64(countIf({m} AND e_miss_reason IS NOT NULL))"
+        miss_columns = "\n        cache_miss_cost_usd AS e_miss_cost, cache_miss_reason AS e_miss_reason,"
     # Every source column is renamed in the inner query: ClickHouse aliases are global, and the outer
     # aliases reuse the source column names.
     write_1h = "least(ifNull(e_write_1h, 0), e_write)"
@@ -58,8 +66,8 @@ def _view_query(events: str) -> str:
     sum(if({m}, {write_1h}, 0)) AS cache_write_1h,
     sum(if({m}, e_input + e_output + e_read + e_write, 0)) AS tokens,
     toUInt64(sum(length(e_latencies))) AS tool_results,
-    toFloat64(0) AS cache_miss_cost_usd,
-    toUInt64(0) AS cache_misses,
+    {miss_cost} AS cache_miss_cost_usd,
+    {miss_count} AS cache_misses,
     groupUniqArrayIf(assumeNotNull(e_model_used), {m} AND e_model_used IS NOT NULL) AS models,
     CAST([], 'Array(String)') AS agent_ids
 FROM (
@@ -69,7 +77,7 @@ FROM (
         outcome AS e_outcome, tool_uses AS e_tool_uses, input_tokens AS e_input, output_tokens AS e_output,
         cache_read_input_tokens AS e_read, cache_creation_input_tokens AS e_write,
         cache_creation_1h AS e_write_1h, cost_usd AS e_cost, cache_savings_usd AS e_savings,
-        tool_result_latency_s AS e_latencies, retry_count AS e_retry,
+        tool_result_latency_s AS e_latencies, retry_count AS e_retry,{miss_columns}
         ifNull(model_canonical, model) AS e_model_used, {MODEL_CALL} AS {m}
     FROM {events}
     WHERE session_id != ''
@@ -101,3 +109,9 @@ def v3(o: _Options) -> tuple[str, ...]:
     )
     query = _view_query(events)
     return (alter, f"ALTER TABLE {o.table('sessions_rollup_mv')}{o.on_cluster} MODIFY QUERY\n{query}")
+
+
+def miss_view(o: _Options) -> str:
+    """Migration 4's change of the view: the cache-miss cost and count summed from the events."""
+    query = _view_query(o.table("events"), misses=True)
+    return f"ALTER TABLE {o.table('sessions_rollup_mv')}{o.on_cluster} MODIFY QUERY\n{query}"

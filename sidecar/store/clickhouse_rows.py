@@ -19,7 +19,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "overhead_s", "tool_use_ids", "tool_uses", "tool_result_ids", "tool_result_names",
     "tool_result_latency_s", "tool_result_is_error", "cache_breakpoint_injected", "system_hash",
     "retry_count", "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id",
-    "parent_span_id", "provider", "cloud_region", "response_cache_savings_usd",
+    "parent_span_id", "provider", "cloud_region", "response_cache_savings_usd", "cache_outcome",
+    "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens", "cache_miss_cost_usd",
+    "api_cache_miss_reason",
 )  # fmt: skip
 _PLAIN = (
     "event_id", "app", "session_id", "session_source", "method", "path", "operation",
@@ -27,6 +29,8 @@ _PLAIN = (
     "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s", "overhead_s", "system_hash", "retry_count",
     "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id", "parent_span_id",
     "provider", "cloud_region",
+    "cache_outcome", "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens", "cache_miss_cost_usd",
+    "api_cache_miss_reason",
 )  # fmt: skip
 _USAGE = (
     "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",

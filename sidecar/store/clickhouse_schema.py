@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sidecar.store.clickhouse_rollup import miss_view
 from sidecar.store.clickhouse_rollup import v3 as _v3
 
 MIGRATIONS_TABLE = "sidecar_schema_migrations"
@@ -253,6 +254,22 @@ def _v5_response_cache(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
+def _v6(o: SchemaOptions) -> tuple[str, ...]:
+    # Why the prompt cache missed (SPEC R-CD): the sidecar's verdict per messages call, the API's reason;
+    # then the session rollup's view sums the miss cost and count it held at 0 until now.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS cache_outcome LowCardinality(Nullable(String)) AFTER response_cache_savings_usd,
+    ADD COLUMN IF NOT EXISTS cache_miss_reason LowCardinality(Nullable(String)) AFTER cache_outcome,
+    ADD COLUMN IF NOT EXISTS cache_miss_detail Nullable(String) AFTER cache_miss_reason,
+    ADD COLUMN IF NOT EXISTS cache_missed_tokens Nullable(Int64) AFTER cache_miss_detail,
+    ADD COLUMN IF NOT EXISTS cache_miss_cost_usd Nullable(Float64) AFTER cache_missed_tokens,
+    ADD COLUMN IF NOT EXISTS api_cache_miss_reason LowCardinality(Nullable(String))
+        AFTER cache_miss_cost_usd""",
+        miss_view(o),
+    )
+
+
 # (version, description, renderer). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
@@ -260,6 +277,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], .
     (3, "sessions_rollup: what the embedded session rollup holds", _v3),
     (4, "events: provider and cloud_region", _v4_provider),
     (5, "events: response cache savings", _v5_response_cache),
+    (6, "events: cache diagnosis columns; sessions_rollup fed from them", _v6),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

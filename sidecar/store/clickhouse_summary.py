@@ -30,10 +30,10 @@ _SUMS = {
     "cache_write_5m": f"sum(if({_M}, cache_creation_input_tokens - {_W1H}, 0))",
     "cache_write_1h": f"sum(if({_M}, {_W1H}, 0))",
     "tool_results": "sum(length(tool_result_ids))",
-    "cache_misses": "0",
+    "cache_misses": f"countIf({_M} AND cache_miss_reason IS NOT NULL)",
     "cost_usd": f"sum(if({_M}, ifNull(cost_usd, 0), 0))",
     "cache_savings_usd": f"sum(if({_M}, cache_savings_usd, 0))",
-    "cache_miss_cost_usd": "0.0",
+    "cache_miss_cost_usd": f"sum(if({_M}, ifNull(cache_miss_cost_usd, 0), 0))",
     "model_time_s": f"sum(if({_M}, duration_s, 0))",
     "tool_time_s": "sum(arraySum(tool_result_latency_s))",
 }
@@ -80,7 +80,14 @@ def summary(
         "WHERE l >= {since:Float64} AND f < {until:Float64}",
         params,
     )
-    return summary_doc(window, group_by, sums, hist, int(sessions[0][0]) if sessions else 0)
+    misses = client.query(
+        f"SELECT toString(assumeNotNull(cache_miss_reason)) AS r, count(), "
+        f"sum(ifNull(cache_miss_cost_usd, 0)) FROM {events} WHERE {where} AND cache_miss_reason IS NOT NULL "
+        f"AND {_M} GROUP BY r",
+        params,
+    )
+    count = int(sessions[0][0]) if sessions else 0
+    return summary_doc(window, group_by, sums, hist, count, misses)
 
 
 def tool_summary(

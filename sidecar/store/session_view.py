@@ -131,9 +131,12 @@ def summary_doc(
     sums: Iterable[Sequence[Any]],
     hist: Iterable[Sequence[Any]],
     sessions: int,
+    misses: Iterable[Sequence[Any]] = (),
 ) -> dict[str, Any]:
     """The summary document. ``sums``: ``(key, *SUMMARY_FIELDS)`` rows, a key repeated or not; ``hist``:
-    ``(key, metric, bucket, n)`` rows. Hour and day keys are unix seconds, shown as ISO 8601."""
+    ``(key, metric, bucket, n)`` rows; ``misses``: ``(reason, misses, cost)`` rows of the window's cache
+    misses (the totals' ``cache_misses_by_reason``). Hour and day keys are unix seconds, shown as ISO
+    8601."""
     by_key: dict[Any, dict[str, Any]] = {}
     for row in sums:
         acc = by_key.setdefault(row[0], {})
@@ -158,6 +161,8 @@ def summary_doc(
         rows.append(group)
     total = _group(totals, {m: merge_counts(pairs) for m, pairs in all_hist.items()})
     total["sessions"] = sessions
+    by_reason = {str(r): {"misses": int(n), "cost_usd": float(cost or 0.0)} for r, n, cost in misses}
+    total["cache_misses_by_reason"] = dict(sorted(by_reason.items()))
     since, until = window
     return {
         "since": iso_utc(since),

@@ -43,7 +43,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS spool_batch ON spool (batch) WHERE batch IS NOT NULL",
 )
-_EVENT_FIELDS = frozenset(f.name for f in fields(CallEvent))
+_EVENT_FIELDS = frozenset(f.name for f in fields(CallEvent) if f.compare)  # not the rate-limit headers
 _USAGE_FIELDS = frozenset(f.name for f in fields(Usage))
 _log = logging.getLogger("sidecar.store.spool")
 
@@ -57,8 +57,14 @@ def _create(conn: sqlite3.Connection) -> tuple[int, int]:
 
 
 def encode_event(event: CallEvent) -> bytes:
-    """JSON of every field; floats round-trip exactly."""
-    return orjson.dumps(event)
+    """JSON of every stored field; floats round-trip exactly."""
+    raw = orjson.dumps(event)
+    if event.ratelimits is None:
+        return raw
+    # The answer's rate limits are for the metrics only, and CallEvent's last field: cut them off here
+    # rather than copy the event without them (a copy costs twice the encoding).
+    cut = raw.rfind(b',"ratelimits":{')
+    return raw[:cut] + b"}" if cut > 0 else raw
 
 
 def decode_event(raw: bytes) -> CallEvent:

@@ -45,6 +45,11 @@ _ROLLUP_COLUMNS = (
     "session_id", "app", "session_source", "first_seen", "last_seen", "duration_s",
     *SESSION_COUNTS, *SESSION_AMOUNTS, "models", "agent_ids",
 )  # fmt: skip
+# A session's cache misses by reason (SPEC R-CD-3), through the (session_id, started_at) index.
+_MISSES_OF_SESSION = (
+    "SELECT cache_miss_reason, count(*) FROM events WHERE session_id = ? AND cache_miss_reason IS NOT NULL "
+    "AND operation = 'chat' AND outcome != 'refused' GROUP BY cache_miss_reason ORDER BY cache_miss_reason"
+)
 _SELECT_ROLLUP = f"SELECT {', '.join(_ROLLUP_COLUMNS)} FROM sessions_rollup AS r"
 _IN_JSON = "(SELECT value FROM json_each(?))"
 # The models set's JSON text with its brackets turned into commas: ,"a","b", (see sqlite_rollup).
@@ -174,6 +179,8 @@ class SQLiteReads:
         out["calls"] = calls_json(page, now=now, idle_timeout_s=idle_timeout_s)
         last = page[-1] if len(events) > calls_limit else None
         out["next_calls_after"] = encode_calls_cursor(last.started_at, last.event_id) if last else None
+        misses = self._fetch(_MISSES_OF_SESSION, (session_id,))
+        out["cache_misses_by_reason"] = {str(reason): int(n) for reason, n in misses}
         return out
 
     def summary(self, since: float, until: float, group_by: str) -> dict[str, Any]:

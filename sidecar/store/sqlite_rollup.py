@@ -14,9 +14,9 @@ SQLite (the Python thread holds no GIL meanwhile), which keeps the recorder's co
 * ``latency_hist`` and ``latency_hist_daily`` — latency histograms (:mod:`sidecar.store.sqlite_hist`).
 
 Definitions match :mod:`sidecar.core.sessions` (model calls, error calls, tool time) and
-:mod:`sidecar.core.report` (successful calls). ``cache_miss_cost_usd``, ``cache_misses`` and
-``agent_ids`` stay 0 / empty until events carry those fields: a later migration re-creates the insert
-trigger with :func:`session_insert_trigger` given the new expressions.
+:mod:`sidecar.core.report` (successful calls). ``cache_miss_cost_usd`` and ``cache_misses`` are filled
+from migration 3 on (:data:`MISS_MIGRATION` re-creates the insert triggers with their expressions);
+``agent_ids`` stays empty until events carry agent ids.
 """
 
 from __future__ import annotations
@@ -71,8 +71,11 @@ HOURLY_SUMS: tuple[tuple[str, str], ...] = (
     ("error_calls", f"({MODEL_CALL} AND NOT {OK_CALL})"),
 )
 _REAL = {"cost_usd", "cache_savings_usd", "model_time_s", "tool_time_s", "cache_miss_cost_usd"}
-# Filled by a later migration, when events carry the cache-miss fields (SPEC R-CD).
+# Created at 0 by migration 2; migration 3 (MISS_MIGRATION) fills them from the cache-miss fields (R-CD).
 _LATER = (("cache_miss_cost_usd", "0.0"), ("cache_misses", "0"))
+MISS_COST = "coalesce({e}cache_miss_cost_usd, 0.0)"
+MISSED = "({e}cache_miss_reason IS NOT NULL)"
+MISS_SUMS = (("cache_miss_cost_usd", _m(MISS_COST)), ("cache_misses", _m(MISSED)))
 
 
 def _columns(sums: tuple[tuple[str, str], ...]) -> str:
@@ -175,16 +178,18 @@ BEGIN
 END"""
 
 
-def _hourly_triggers() -> tuple[str, ...]:
+def _hourly_triggers(misses: bool = False) -> tuple[str, ...]:
+    """The hourly rollup's triggers; ``misses`` adds the cache-miss sums (migration 3 on)."""
     n, o = "NEW.", "OLD."
+    sums = (*HOURLY_SUMS, *MISS_SUMS) if misses else HOURLY_SUMS
     key_new = f"{HOUR.format(e=n)}, NEW.app, {MODEL_KEY.format(e=n)}"
     where_old = f"hour = {HOUR.format(e=o)} AND app = OLD.app AND model = {MODEL_KEY.format(e=o)}"
-    add = ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in HOURLY_SUMS)
-    sub = ", ".join(f"{c} = {c} - {expr.format(e=o)}" for c, expr in HOURLY_SUMS)
+    add = ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums)
+    sub = ", ".join(f"{c} = {c} - {expr.format(e=o)}" for c, expr in sums)
     out = [
         f"""CREATE TRIGGER events_hourly_rollup AFTER INSERT ON events BEGIN
-    INSERT INTO hourly_rollup (hour, app, model, {_names(HOURLY_SUMS)})
-    VALUES ({key_new}, {_values(HOURLY_SUMS, n)})
+    INSERT INTO hourly_rollup (hour, app, model, {_names(sums)})
+    VALUES ({key_new}, {_values(sums, n)})
     ON CONFLICT (hour, app, model) DO UPDATE SET {add};
 END""",
         f"""CREATE TRIGGER events_hourly_unroll AFTER DELETE ON events BEGIN
@@ -194,18 +199,20 @@ END""",
     return tuple(out)
 
 
-def recompute_sessions_sql(where: str) -> str:
+def recompute_sessions_sql(where: str, misses: bool = True) -> str:
     """``INSERT`` rebuilding the rollup rows of the sessions whose events match ``where`` (SQL on
-    ``events AS e``); delete those rows first. Used by the migration (``where`` true) and by purge."""
+    ``events AS e``); delete those rows first. Used by the migration (``where`` true) and by purge.
+    ``misses``: also the cache-miss sums, from columns events have from migration 3 on."""
+    sums = (*SESSION_SUMS, *MISS_SUMS) if misses else SESSION_SUMS
     model = MODEL_USED.format(e="e.")
     first = (
         "(SELECT f.event_id FROM events AS f WHERE f.session_id = g.session_id "
         "ORDER BY f.started_at, f.event_id LIMIT 1)"
     )
-    aggs = ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in SESSION_SUMS)
-    cast = ", ".join(f"g.{c}" if c in _REAL else f"CAST(g.{c} AS INTEGER)" for c, _ in SESSION_SUMS)
+    aggs = ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
+    cast = ", ".join(f"g.{c}" if c in _REAL else f"CAST(g.{c} AS INTEGER)" for c, _ in sums)
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
-    last_seen, duration_s, {_names(SESSION_SUMS)}, models)
+    last_seen, duration_s, {_names(sums)}, models)
 SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,
     g.last_seen - g.first_seen, {cast}, g.models
 FROM (
@@ -221,7 +228,7 @@ def _backfill() -> tuple[str, ...]:
     e = "e."
     hourly_aggs = ", ".join(f"total({expr.format(e=e)})" for _, expr in HOURLY_SUMS)
     return (
-        recompute_sessions_sql("1"),
+        recompute_sessions_sql("1", misses=False),
         f"""INSERT INTO hourly_rollup (hour, app, model, {_names(HOURLY_SUMS)})
 SELECT {HOUR.format(e=e)} AS h, e.app, {MODEL_KEY.format(e=e)} AS m, {hourly_aggs}
 FROM events AS e GROUP BY h, e.app, m""",
@@ -237,4 +244,16 @@ MIGRATION_2: tuple[str, ...] = (
     session_insert_trigger(),
     *_hourly_triggers(),
     *hist.TRIGGERS,
+)
+
+# Migration 3's part here: the rollups' cache-miss cost and count from the events' new columns (the
+# columns themselves are added by sqlite_schema), and an index for misses by reason over a window.
+MISS_MIGRATION: tuple[str, ...] = (
+    "DROP TRIGGER events_sessions_rollup",
+    session_insert_trigger(MISS_COST, MISSED),
+    "DROP TRIGGER events_hourly_rollup",
+    "DROP TRIGGER events_hourly_unroll",
+    *_hourly_triggers(misses=True),
+    "CREATE INDEX events_cache_misses ON events (started_at, cache_miss_reason, cache_miss_cost_usd, app) "
+    "WHERE cache_miss_reason IS NOT NULL",
 )

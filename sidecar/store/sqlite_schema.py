@@ -16,7 +16,7 @@ import orjson
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
-from sidecar.store.sqlite_rollup import MIGRATION_2
+from sidecar.store.sqlite_rollup import MIGRATION_2, MISS_MIGRATION
 
 _MIGRATION_1 = (
     """
@@ -84,16 +84,36 @@ _MIGRATION_RESPONSE_CACHE = (
     "ALTER TABLE events ADD COLUMN response_cache_savings_usd REAL NOT NULL DEFAULT 0",
 )
 
+# Why the prompt cache missed (SPEC R-CD): the verdict on each messages call, and the API's own reason.
+_MIGRATION_CACHE_DIAGNOSIS = (
+    "ALTER TABLE events ADD COLUMN cache_outcome TEXT",
+    "ALTER TABLE events ADD COLUMN cache_miss_reason TEXT",
+    "ALTER TABLE events ADD COLUMN cache_miss_detail TEXT",
+    "ALTER TABLE events ADD COLUMN cache_missed_tokens INTEGER",
+    "ALTER TABLE events ADD COLUMN cache_miss_cost_usd REAL",
+    "ALTER TABLE events ADD COLUMN api_cache_miss_reason TEXT",
+)
+
 # (version, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
     (2, MIGRATION_2),  # rollups for the read side (sqlite_rollup)
     (3, _MIGRATION_PROVIDER),
     (4, _MIGRATION_RESPONSE_CACHE),
+    (5, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
+# CallEvent fields stored as they are, in this order (nullable: older rows and other calls have none).
+CACHE_DIAGNOSIS_COLUMNS = (
+    "cache_outcome",
+    "cache_miss_reason",
+    "cache_miss_detail",
+    "cache_missed_tokens",
+    "cache_miss_cost_usd",
+    "api_cache_miss_reason",
+)
 # Column order used by both INSERT and SELECT; must match ``event_to_row`` / ``row_to_event``.
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -144,6 +164,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "provider",
     "cloud_region",
     "response_cache_savings_usd",
+    *CACHE_DIAGNOSIS_COLUMNS,
 )
 
 INSERT_SQL = (
@@ -251,6 +272,7 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.provider,
         event.cloud_region,
         event.response_cache_savings_usd,
+        *(getattr(event, name) for name in CACHE_DIAGNOSIS_COLUMNS),
     )
 
 
@@ -278,7 +300,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
             "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
-            "response_cache_savings_usd",
+            "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS,
         )
     }  # fmt: skip
     return CallEvent(

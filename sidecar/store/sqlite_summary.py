@@ -17,9 +17,15 @@ from sidecar.store.queries import check_window
 from sidecar.store.session_view import SUMMARY_FIELDS, summary_doc, tool_summary_doc
 from sidecar.store.sqlite_hist import BUCKET, HOUR, MODEL_CALL, MODEL_KEY, OK_CALL
 from sidecar.store.sqlite_purge import hour_of
-from sidecar.store.sqlite_rollup import HOURLY_SUMS
+from sidecar.store.sqlite_rollup import HOURLY_SUMS, MISS_SUMS
 
-_EVENT_SUMS = dict(HOURLY_SUMS) | {"cache_miss_cost_usd": "0.0", "cache_misses": "0"}
+_EVENT_SUMS = dict(HOURLY_SUMS) | dict(MISS_SUMS)
+# The window's cache misses by reason, through the partial index of the calls that missed (migration 3).
+_MISSES = (
+    "SELECT cache_miss_reason, count(*), total(cache_miss_cost_usd) FROM events "
+    "WHERE started_at >= ? AND started_at < ? AND cache_miss_reason IS NOT NULL "
+    f"AND {MODEL_CALL.format(e='')} GROUP BY cache_miss_reason"
+)
 _HOURLY_KEYS = {"app": "app", "model": "model", "hour": "hour", "day": "hour / 86400 * 86400"}
 _DAILY_KEYS = {"app": "app", "model": "model", "day": "day"}
 _EVENT_KEYS = {
@@ -107,7 +113,8 @@ def summary(conn: sqlite3.Connection, since: float, until: float, group_by: str)
     (sessions,) = conn.execute(
         "SELECT count(*) FROM sessions_rollup WHERE last_seen >= ? AND first_seen < ?", (since, until)
     ).fetchone()
-    return summary_doc((since, until), group_by, sums, hist, int(sessions))
+    misses = conn.execute(_MISSES, (since, until)).fetchall()
+    return summary_doc((since, until), group_by, sums, hist, int(sessions), misses)
 
 
 _TOOL_WINDOW = "e.started_at >= ? AND e.started_at < ? AND (e.tool_uses != '[]' OR e.tool_results != '[]')"

@@ -16,7 +16,6 @@ GEN_AI_PROVIDERS = {"anthropic": "anthropic", "bedrock": "aws.bedrock", "vertex"
 PROVIDERS = tuple(GEN_AI_PROVIDERS)
 OTHER = "other"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
-RATELIMIT_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
 BUDGET_LIMITS = (
     "session_usd",
     "session_tokens",

@@ -228,7 +228,23 @@ def event_log_fields(event: CallEvent) -> dict[str, object]:
         "duration_s": event.duration_s,
         "overhead_s": event.overhead_s,
         "tool_uses": list(event.tool_uses),
+        **_cache_fields(event),
     }
+
+
+def _cache_fields(event: CallEvent) -> dict[str, object]:
+    """The cache diagnosis of a messages call, when it has one (the detail holds no prompt text)."""
+    out: dict[str, object] = {}
+    if event.cache_outcome is not None:
+        out["cache_outcome"] = event.cache_outcome
+    if event.cache_miss_reason is not None:
+        out["cache_miss_reason"] = event.cache_miss_reason
+        out["cache_miss_detail"] = event.cache_miss_detail
+        out["cache_missed_tokens"] = event.cache_missed_tokens
+        out["cache_miss_cost_usd"] = event.cache_miss_cost_usd
+    if event.api_cache_miss_reason is not None:
+        out["api_cache_miss_reason"] = event.api_cache_miss_reason
+    return out
 
 
 def _request_message(event: CallEvent) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sidecar.core.ratelimits import UNIFIED_STATUSES
 from sidecar.telemetry.labels import (
     BUDGET_LIMITS,
     OUTCOMES,
-    RATELIMIT_TYPES,
     RECEIVERS,
     RESPONSE_CACHE_RESULTS,
     LabelCap,
@@ -34,9 +34,6 @@ SESSION_COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5
 SESSION_TIME_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 COUNT_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_RATELIMIT_HEADERS = {
-    f"anthropic-ratelimit-{t.replace('_', '-')}-remaining".encode(): t for t in RATELIMIT_TYPES
-}
 _GEN_AI = "gen_ai_request_model gen_ai_operation_name gen_ai_provider_name"
 # Per-session histograms (label ``app``), observed once when a session closes, in Metrics' attribute order.
 _PER_SESSION = (
@@ -140,11 +137,20 @@ class Metrics:
     """Holds the metric objects on one registry (a fresh registry per app keeps tests isolated)."""
 
     def __init__(
-        self, registry: CollectorRegistry, *, max_apps: int = 50, max_tools: int = 100, max_fleets: int = 50
+        self,
+        registry: CollectorRegistry,
+        *,
+        max_apps: int = 50,
+        max_tools: int = 100,
+        max_fleets: int = 50,
+        max_keys: int = 50,
     ) -> None:
         self.registry = registry
         self.app_label = LabelCap(max_apps, ("default",))
         self.tool_label = LabelCap(max_tools)
+        self.key_label = LabelCap(max_keys)
+        self.window_label = LabelCap(16)
+        self.status_label = LabelCap(16, UNIFIED_STATUSES)
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         on = _On(registry)
         self._declare_call_metrics(on)
@@ -192,6 +198,19 @@ class Metrics:
         self.ratelimit_remaining = on.gauge(
             "sidecar_ratelimit_remaining", "Remaining quota from Anthropic's rate-limit headers.", "app type"
         )
+        self.ratelimit_limit = on.gauge(
+            "sidecar_ratelimit_limit", "The quota from Anthropic's rate-limit headers.", "app type"
+        )
+        self.ratelimit_utilization = on.gauge(
+            "sidecar_ratelimit_unified_utilization",
+            "Share (0-1) of a subscription rate-limit window used, per API key fingerprint.",
+            "app key window",
+        )
+        self.ratelimit_status = on.gauge(
+            "sidecar_ratelimit_unified_status",
+            "1 for the current subscription rate-limit status of an API key fingerprint, else 0.",
+            "app key status",
+        )
         self.cache_savings = on.counter(
             "sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.", "model app"
         )
@@ -218,6 +237,16 @@ class Metrics:
         )
         self.cache_plans = on.counter(
             "sidecar_cache_plans", "Prompt-cache planner decisions on /v1/messages.", "reason"
+        )
+        self.cache_misses = on.counter(
+            "sidecar_cache_misses",
+            "Calls that paid again for a prefix their session had cached, by the sidecar's reason.",
+            "app model reason",
+        )
+        self.cache_miss_cost = on.counter(
+            "sidecar_cache_miss_cost_usd",
+            "Dollars cache misses cost above reading the prefix from the cache.",
+            "app model reason",
         )
         self.response_cache_requests = on.counter(
             "sidecar_response_cache_requests",
@@ -331,19 +360,6 @@ class Metrics:
 
     def on_queue_depth(self, depth: int) -> None:
         self.queue_depth.set(depth)
-
-    def observe_ratelimit(self, app: str, headers: Sequence[tuple[bytes, bytes]]) -> None:
-        """``anthropic-ratelimit-<type>-remaining`` headers → ``sidecar_ratelimit_remaining{app,type}``."""
-        for name, value in headers:
-            if len(name) < 30 or not name.endswith((b"-remaining", b"-Remaining")):
-                continue
-            kind = _RATELIMIT_HEADERS.get(name.lower())
-            if kind is None:
-                continue
-            try:
-                self.child(self.ratelimit_remaining, self.app_label(app), kind).set(float(value))
-            except ValueError:
-                continue
 
     def on_cache_busting(self, app: str, busting: bool) -> None:
         self.cache_busting.labels(app=self.app_label(app)).set(1.0 if busting else 0.0)

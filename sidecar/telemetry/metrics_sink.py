@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.core.events import CACHE_HIT, SIDECAR_ERROR, CallEvent
+from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
 from sidecar.telemetry.labels import OTHER, gen_ai_provider, provider_label, status_class
 from sidecar.telemetry.metrics import Metrics
+from sidecar.telemetry.ratelimits import RateLimitBoard
 
 log = logging.getLogger("sidecar.metrics")
 
@@ -23,18 +25,28 @@ log = logging.getLogger("sidecar.metrics")
 class MetricsSink:
     name = "metrics"
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, ratelimits: RateLimitBoard | None = None) -> None:
         self.m = metrics
         self._warned_models: set[str] = set()
+        self._board = ratelimits
 
     def write(self, events: Sequence[CallEvent]) -> None:
         sums: defaultdict[Any, float] = defaultdict(float)
+        # Rate-limit gauges take the batch's latest answer per (app, key): set once, not per event.
+        latest: dict[tuple[str, str | None], tuple[RateLimits, float]] = {}
         try:
             for event in events:
                 self._observe(event, sums)
+                if event.ratelimits is not None:
+                    source = (self.m.app_label(event.app), event.key_fingerprint)
+                    latest[source] = (event.ratelimits, event.ended_at)
         finally:  # what was counted before a failure still counts
             for child, amount in sums.items():
                 child.inc(amount)
+            for (app, key), (limits, at) in latest.items():
+                self._ratelimits(app, key, limits)
+                if self._board is not None:
+                    self._board.observe(app, key, limits, at)
 
     def close(self) -> None:
         return None
@@ -60,6 +72,10 @@ class MetricsSink:
             return
         if e.operation != "chat" or e.outcome == "refused":
             return
+        if e.cache_miss_reason is not None:
+            sums[child(m.cache_misses, app, model, e.cache_miss_reason)] += 1
+            if e.cache_miss_cost_usd:
+                sums[child(m.cache_miss_cost, app, model, e.cache_miss_reason)] += e.cache_miss_cost_usd
         if e.cache_breakpoint_injected:
             sums[child(m.cache_injected, model, app)] += 1
         u = e.usage
@@ -96,3 +112,24 @@ class MetricsSink:
                     "no price for model %r: its calls are counted in sidecar_unpriced_requests_total",
                     e.model[:100],
                 )
+
+    def _ratelimits(self, app: str, key: str | None, limits: RateLimits) -> None:
+        """The latest headroom an answer reported: gauges set, never summed."""
+        m, child = self.m, self.m.child
+        for limit in limits.standard:
+            if limit.remaining is not None:
+                child(m.ratelimit_remaining, app, limit.kind).set(limit.remaining)
+            if limit.limit is not None:
+                child(m.ratelimit_limit, app, limit.kind).set(limit.limit)
+        if not limits.unified:
+            return
+        key_label = m.key_label(key or "none")
+        for window in limits.windows:
+            if window.utilization is not None:
+                child(m.ratelimit_utilization, app, key_label, m.window_label(window.name)).set(
+                    window.utilization
+                )
+        if limits.status is not None:
+            current = m.status_label(limits.status)
+            for status in {*UNIFIED_STATUSES, current}:
+                child(m.ratelimit_status, app, key_label, status).set(1.0 if status == current else 0.0)

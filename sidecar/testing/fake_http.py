@@ -9,6 +9,8 @@ Canned failures: ``x-fake-scenario: error-<status>`` answers that status (400, 4
 client goes away; ``x-fake-fail-times: N`` with ``x-fake-fail-key: K`` fails the first N requests carrying
 K with a 529 (the key defaults to a hash of path and body, so SDK retries share it). ``x-fake-retry-after-ms``
 adds a ``retry-after-ms`` header to these canned errors, which keeps SDK retry tests fast.
+``x-fake-unified-ratelimit: 5h=0.93,7d=0.41`` adds the subscription ``anthropic-ratelimit-unified-*``
+headers (see :func:`unified_headers`).
 """
 
 from __future__ import annotations
@@ -201,3 +203,35 @@ async def add_common_headers(request: web.Request, response: web.StreamResponse)
         response.headers.setdefault(f"{prefix}-limit", str(limit))
         response.headers.setdefault(f"{prefix}-remaining", str(remaining))
         response.headers.setdefault(f"{prefix}-reset", reset)
+    unified = request.headers.get("x-fake-unified-ratelimit")
+    if unified:
+        for name, value in unified_headers(unified, time.time()).items():
+            response.headers.setdefault(name, value)
+
+
+_CLAIMS = {"5h": "five_hour", "7d": "seven_day"}
+
+
+def unified_headers(spec: str, now: float) -> dict[str, str]:
+    """Subscription rate-limit headers for ``x-fake-unified-ratelimit: 5h=0.93,7d=0.41`` (window =
+    utilization): the status is ``allowed_warning`` from 0.9 on and ``rejected`` at 1; the window with the
+    highest utilization is the representative claim. Resets are unix seconds, as Claude Code sees them."""
+    windows: dict[str, float] = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        try:
+            windows[name.strip()] = float(value)
+        except ValueError:
+            continue
+    if not windows:
+        return {}
+    top = max(windows, key=lambda w: windows[w])
+    status = "rejected" if windows[top] >= 1 else "allowed_warning" if windows[top] >= 0.9 else "allowed"
+    prefix = "anthropic-ratelimit-unified"
+    out = {f"{prefix}-status": status, f"{prefix}-representative-claim": _CLAIMS.get(top, top)}
+    out[f"{prefix}-reset"] = str(int(now) + 3600)
+    out[f"{prefix}-overage-status"] = "rejected"
+    for name, used in windows.items():
+        out[f"{prefix}-{name}-utilization"] = f"{used:g}"
+        out[f"{prefix}-{name}-reset"] = str(int(now) + (18_000 if name == "5h" else 604_800))
+    return out

@@ -5,7 +5,8 @@ Per-request controls (headers): ``x-fake-usage`` (JSON usage overrides), ``x-fak
 and the stream scenarios of ``x-fake-scenario``: ``error-in-stream`` (an ``overloaded_error`` event after
 ``message_start``; a 529 when not streaming), ``reset-mid-stream`` (a TCP reset halfway; before any byte
 when not streaming), ``malformed-sse`` (a garbage line after the first ping), ``slow`` (default delays
-0.3 s / 0.05 s unless the delay headers say otherwise).
+0.3 s / 0.05 s unless the delay headers say otherwise). Cache diagnostics (``x-fake-diagnostics*``) are
+described in ``fake_diagnostics``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar.testing.fake_cache import InvalidRequest, canonical_json, estimate_tokens, prompt_blocks
+from sidecar.testing.fake_cache import (
+    InvalidRequest,
+    PromptBlock,
+    canonical_json,
+    estimate_tokens,
+    prompt_blocks,
+)
 from sidecar.testing.fake_content import build_answer, digest
+from sidecar.testing.fake_diagnostics import opted_in, request_print
 from sidecar.testing.fake_events import (
     encode_event,
     error_json,
@@ -96,7 +104,36 @@ def answer_message(
         int(final.get("output_tokens") or 0),
     )
     model = str(body["model"])
-    return message_json(msg_id, model, answer, final), stream_events(msg_id, model, answer, plan)
+    message = message_json(msg_id, model, answer, final)
+    events = stream_events(msg_id, model, answer, plan)
+    if opted_in(body, headers):
+        _add_diagnostics(state, body, blocks, msg_id, headers, message, events)
+    return message, events
+
+
+def _add_diagnostics(
+    state: FakeState,
+    body: Mapping[str, Any],
+    blocks: list[PromptBlock],
+    msg_id: str,
+    headers: Mapping[str, str],
+    message: dict[str, Any],
+    events: list[dict[str, Any]],
+) -> None:
+    """Put the API's ``diagnostics`` where the request's ``x-fake-diagnostics*`` headers say."""
+    previous = body["diagnostics"].get("previous_message_id")
+    value = state.diagnose(msg_id, previous, request_print(body, blocks))
+    if headers.get("x-fake-diagnostics") == "pending":
+        value = {"cache_miss_reason": None}
+    message["diagnostics"] = value
+    where = headers.get("x-fake-diagnostics-in", "start")
+    delta = next(e for e in events if e["type"] == "message_delta")
+    if where == "delta":
+        delta["diagnostics"] = value
+    elif where == "delta-inner":
+        delta["delta"]["diagnostics"] = value
+    else:
+        events[0]["message"]["diagnostics"] = value
 
 
 def _timing(request: web.Request, state: FakeState) -> _Timing:

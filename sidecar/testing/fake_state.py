@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.testing.fake_cache import CacheOutcome, PromptBlock, PromptCache
+from sidecar.testing.fake_diagnostics import DiagnosticsMemory, RequestPrint
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,14 @@ class FakeConfig:
     (so every notion of "first token" — first body byte or first content delta — sees it);
     ``chunk_delay_s`` is waited before each later SSE event. A non-streamed answer waits as long as its
     stream would have taken. ``deltas`` is the number of ``text_delta`` events of a text block.
+    ``clock`` (seconds) ages cache entries: a test can move it past a TTL instead of waiting.
     """
 
     first_token_delay_s: float = 0.0
     chunk_delay_s: float = 0.0
     deltas: int = 3
     require_auth: bool = True
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ class FakeState:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._cache = PromptCache()
+        self._diagnostics = DiagnosticsMemory()
         self._failures: dict[str, int] = {}
         self._usage = _Usage()
         self.files: dict[str, StoredFile] = {}
@@ -112,6 +117,7 @@ class FakeState:
         with self._lock:
             self._requests.clear()
             self._cache.clear()
+            self._diagnostics.clear()
             self._failures.clear()
             self._usage = _Usage()
             self.files.clear()
@@ -119,7 +125,16 @@ class FakeState:
 
     def apply_cache(self, model: str, blocks: list[PromptBlock]) -> CacheOutcome:
         with self._lock:
-            return self._cache.apply(model, blocks, time.monotonic())
+            return self._cache.apply(model, blocks, self.config.clock())
+
+    def evict_cache(self) -> None:
+        """Drop every cache entry, as the API may before a TTL runs out."""
+        with self._lock:
+            self._cache.clear()
+
+    def diagnose(self, msg_id: str, previous_id: object, cur: RequestPrint) -> dict[str, Any] | None:
+        with self._lock:
+            return self._diagnostics.answer(msg_id, previous_id, cur)
 
     def take_failure(self, key: str, times: int) -> bool:
         """True while fewer than ``times`` requests with ``key`` have been failed."""

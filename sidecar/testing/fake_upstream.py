@@ -109,6 +109,10 @@ class FakeUpstream:
         """Forget recorded requests, cache entries, failure counters, files and batches."""
         self._state.reset()
 
+    def evict_cache(self) -> None:
+        """Drop every prompt-cache entry now (the API evicting before a TTL runs out)."""
+        self._state.evict_cache()
+
     def start(self, timeout_s: float = 10.0) -> None:
         """Bind, start serving in the background thread, and return once requests are accepted."""
         sock = socket.create_server((self._host, self._port))

@@ -75,6 +75,9 @@ def test_duration_bounds_the_whole_demo_and_8788_taken_is_no_problem(tmp_path: P
     # The eval loop pays once: later rounds are answered from the response cache.
     assert "eval loop: 3 rounds of 4 prompts, 12 calls: 4 went to the model, 8 were answered" in proc.stdout
     assert "response cache: 8 calls answered without a model call" in proc.stdout
+    # The session with the time in its system prompt: the sidecar's diagnosis beside the API's.
+    assert "(digit run, timestamp-like)" in proc.stdout and "the API says: system_changed" in proc.stdout
+    assert "Cache misses by reason" in proc.stdout
     assert "demo data removed" in proc.stdout and list((tmp_path / "tmp").iterdir()) == []
 
 

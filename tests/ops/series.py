@@ -1,6 +1,7 @@
 """The series that dashboards and alert rules may use, and a PromQL series-name extractor.
 
-``ALLOWED`` is SPEC §13's list (histograms as ``_bucket``/``_sum``/``_count``, counters as ``_total``)
+``ALLOWED`` is SPEC §13's list with the series §15 and §17 add to it (histograms as
+``_bucket``/``_sum``/``_count``, counters as ``_total``)
 plus the few series the exporter declares beyond it, plus what Prometheus itself synthesizes (``up``).
 """
 
@@ -37,6 +38,8 @@ COUNTERS = frozenset(
         "sidecar_cache_breakpoints_injected",
         "sidecar_cache_savings_usd",
         "sidecar_cache_wasted_write_tokens",
+        "sidecar_cache_misses",
+        "sidecar_cache_miss_cost_usd",
         "sidecar_fleet_pongs_missed",
         "sidecar_fleet_disconnects",
         "sidecar_fleet_connects",
@@ -61,6 +64,9 @@ GAUGES = frozenset(
         "sidecar_spool_pending_events",
         "sidecar_build_info",
         "sidecar_ratelimit_remaining",
+        "sidecar_ratelimit_limit",
+        "sidecar_ratelimit_unified_utilization",
+        "sidecar_ratelimit_unified_status",
         "sidecar_ship_lag_seconds",
         "sidecar_response_cache_bytes",  # §19
     }

@@ -385,3 +385,19 @@ def test_client_tokens_guard_the_cloud_routes(
     allowed = httpx.post(url, json=bedrock_body(), headers={"authorization": "Bearer team-a"})
     assert allowed.status_code == 200
     assert "team-a" not in json.dumps(fake_bedrock.requests[-1].headers)
+
+
+def test_api_mode_never_asks_bedrock_for_the_apis_cache_diagnosis(
+    aws_env: FakeAwsCredentials, fake_bedrock: FakeBedrock, make_sidecar: Callable[..., RunningSidecar]
+) -> None:
+    cloud = {"bedrock_url": fake_bedrock.url, "bedrock_region": "us-east-1"}
+    sidecar = make_sidecar("http://127.0.0.1:9", **cloud, cache_diagnostics="api")
+    body = json.dumps(bedrock_body("Tell me about tides")).encode()
+    path = f"/model/{SONNET_US.replace(':', '%3A')}/invoke"
+    headers = {"content-type": "application/json", "x-session-id": "tides"}
+    for _ in range(2):
+        assert httpx.post(gateway(sidecar) + path, content=body, headers=headers).status_code == 200
+    for seen in fake_bedrock.requests:  # the client's bytes, no beta header: diagnostics are the API's only
+        assert seen.body == body and seen.header("anthropic-beta") is None
+    _, second = sidecar.wait_events(2, session_id="tides")
+    assert second.cache_outcome is not None  # the sidecar's own diagnosis still runs

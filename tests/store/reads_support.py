@@ -77,7 +77,23 @@ def events(draw: st.DrawFn, index: int) -> CallEvent:
         tool_use_ids=tuple(f"toolu_{index}_u{k}" for k in range(len(uses))),
         tool_results=results,
         retry_count=draw(st.sampled_from([0, 0, 1])),
+        **with_miss(index, write),
     )
+
+
+_MISS_REASONS = ("system_changed", "ttl_expired", "evicted")
+
+
+def with_miss(index: int, write: int) -> dict[str, Any]:
+    """The cache diagnosis of every fourth event: a miss (reasons in turn, a dyadic cost); none else."""
+    if index % 4 != 1:
+        return {}
+    return {
+        "cache_outcome": "miss",
+        "cache_miss_reason": _MISS_REASONS[index // 4 % len(_MISS_REASONS)],
+        "cache_missed_tokens": write,
+        "cache_miss_cost_usd": write / 1024,
+    }
 
 
 def event_pool(max_size: int = 40) -> st.SearchStrategy[list[CallEvent]]:
@@ -129,6 +145,7 @@ def sample_events(
                 tool_uses=uses,
                 tool_results=results,
                 retry_count=rng.choice([0, 0, 1]),
+                **with_miss(i, write),
             )
         )
     return out
@@ -168,9 +185,8 @@ def expected_sessions(evs: Iterable[CallEvent], *, now: float, idle_timeout_s: f
             measured_tool_results=sum(len(e.tool_results) for e in group),
             models=sorted({m for e in model if (m := e.model_canonical or e.model) is not None}),
             agent_ids=[],
-            cache_miss_cost_usd=0.0,
-            cache_misses=0,
         )
+        s.pop("cache_misses_by_reason")  # the session detail's, not the list's
         out[sid] = s
     return out
 
@@ -200,6 +216,8 @@ def expected_hourly(evs: Iterable[CallEvent]) -> dict[tuple[int, str, str], dict
         r["cost_usd"] += e.cost_usd or 0.0
         r["cache_savings_usd"] += e.cache_savings_usd
         r["model_time_s"] += e.duration_s
+        r["cache_miss_cost_usd"] += e.cache_miss_cost_usd or 0.0
+        r["cache_misses"] += e.cache_miss_reason is not None
     return {k: dict(v) for k, v in rows.items()}
 
 

@@ -18,6 +18,7 @@ from sidecar.store.clickhouse_schema import SchemaOptions, migrate
 from sidecar.store.queries import ORDERS, SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_reads import SQLiteReads
+from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS as CACHE_COLUMNS
 from tests.conftest import require_service
 from tests.store.reads_support import SPAN_S, T0, sample_events
 
@@ -151,11 +152,11 @@ def test_sessions_written_before_migration_3_still_list(engine: ChdbClient) -> N
     assert migrate(engine, o, T0, upto=2) == [1, 2]
     old = sample_events(5, 40, sessions=["s-old"])
     # Rows as a version-2 writer sent them: without the columns migrations 4 and 5 add.
-    later = ("provider", "cloud_region", "response_cache_savings_usd")
+    later = ("provider", "cloud_region", "response_cache_savings_usd", *CACHE_COLUMNS)
     keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in later]
     rows = [tuple(event_to_row(e)[i] for i in keep) for e in old]
     engine.insert("legacy.events", rows, tuple(EVENT_COLUMNS[i] for i in keep))
-    assert migrate(engine, o, T0) == [3, 4, 5]
+    assert migrate(engine, o, T0) == [3, 4, 5, 6]
     new = [dataclasses.replace(e, event_id=f"new-{i}") for i, e in enumerate(sample_events(6, 10))]
     engine.insert("legacy.events", [event_to_row(e) for e in new], EVENT_COLUMNS)
     reads = ClickHouseReads(engine, o)

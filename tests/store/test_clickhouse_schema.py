@@ -57,8 +57,9 @@ def test_single_node_schema_text() -> None:
 def test_cluster_schema_text_is_on_cluster_and_replicated() -> None:
     o = SchemaOptions(database="sidecar", cluster="prod-1", ttl_days=7)
     ddl = statements(o)
-    # bootstrap (db, migrations) + v1 (3 tables, 2 views) + v2 + v3 (2 alters) + v4 (alter) + v5 (alter)
-    assert len(ddl) == 2 + 5 + 1 + 2 + 1 + 1
+    # bootstrap (db, migrations) + v1 (3 tables, 2 views) + v2 + v3 (2 alters) + v4, v5 (alters)
+    # + v6 (alter, view)
+    assert len(ddl) == 2 + 5 + 1 + 2 + 1 + 1 + 2
     for s in ddl:
         first_line = s.strip().splitlines()[0]
         assert "ON CLUSTER `prod-1`" in first_line, first_line
@@ -113,9 +114,9 @@ def tables(client: ChdbClient, db: str) -> list[tuple[str, str]]:
 
 def test_migrate_twice_applies_once(chdb_client: ChdbClient) -> None:
     o = SchemaOptions(database="sidecar")
-    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5]
+    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5, 6]
     assert migrate(chdb_client, o, NOW + 1) == []
-    assert schema_version(chdb_client, o) == LATEST_VERSION == 5
+    assert schema_version(chdb_client, o) == LATEST_VERSION == 6
     assert tables(chdb_client, "sidecar") == [
         ("events", "ReplacingMergeTree"),
         ("sessions_rollup", "AggregatingMergeTree"),
@@ -137,20 +138,17 @@ def test_every_statement_can_run_again_after_a_crash_mid_migration(chdb_client: 
     for statement in statements(o):
         chdb_client.command(statement)
     assert schema_version(chdb_client, o) == 0  # the statements ran, the versions were never recorded
-    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5]  # ...so all of it runs again, without error
+    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5, 6]  # ...so all of it runs again, without error
 
 
 def test_migrating_from_version_1_keeps_old_rows(chdb_client: ChdbClient) -> None:
     o = SchemaOptions(database="sidecar", ttl_days=0)
     assert migrate(chdb_client, o, NOW, upto=1) == [1]
-    old = dataclasses.replace(
-        full_event(), event_id="old", trace_id=None, span_id=None, parent_span_id=None, provider="anthropic",
-        cloud_region=None, response_cache_savings_usd=0.0,
-    )  # fmt: skip
-    later = (
-        "trace_id", "span_id", "parent_span_id", "provider", "cloud_region", "response_cache_savings_usd",
-    )  # fmt: skip
-    v1_columns = [c for c in EVENT_COLUMNS if c not in later]
+    later = EVENT_COLUMNS[EVENT_COLUMNS.index("trace_id") :]  # columns of migrations 2 and on
+    # What older rows read back as.
+    unset = {**dict.fromkeys(later), "provider": "anthropic", "response_cache_savings_usd": 0.0}
+    old = dataclasses.replace(full_event(), event_id="old", **unset)
+    v1_columns = list(EVENT_COLUMNS[: EVENT_COLUMNS.index("trace_id")])  # later migrations append columns
     chdb_client.insert("sidecar.events", [event_to_row(old)[: len(v1_columns)]], v1_columns)
     # A release on schema 1 could still read it...
     store = ClickHouseStore(chdb_client.borrow, o, migrate=False)

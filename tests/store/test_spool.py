@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from sidecar.core.events import CallEvent
+from sidecar.core.ratelimits import RateLimits, StandardLimit, UnifiedWindow
 from sidecar.store.chdb_client import ChdbClient
 from sidecar.store.clickhouse import ClickHouseStore
 from sidecar.store.clickhouse_schema import SchemaOptions
@@ -43,6 +44,20 @@ def spool(tmp_path: Path) -> Iterator[Spool]:
 def test_codec_round_trips_every_field_exactly() -> None:
     for event in (full_event(), minimal_event()):
         assert decode_event(encode_event(event)) == event
+
+
+def test_the_answers_rate_limits_are_not_spooled() -> None:
+    assert dataclasses.fields(CallEvent)[-1].name == "ratelimits"  # the encoder cuts it off the end
+    limits = RateLimits(
+        standard=(StandardLimit("requests", 4000, 3999),), windows=(UnifiedWindow("5h", 0.5),)
+    )
+    event = dataclasses.replace(full_event(), ratelimits=limits)
+    raw = encode_event(event)
+    assert (
+        b"ratelimits" not in raw and raw == encode_event(full_event())[: -len(b',"ratelimits":null}')] + b"}"
+    )
+    decoded = decode_event(raw)
+    assert decoded == full_event() and decoded.ratelimits is None
 
 
 def test_codec_tolerates_fields_of_another_release() -> None:

@@ -45,6 +45,7 @@ def expected_list(order: str, f: SessionFilters) -> list[dict[str, Any]]:
         model = [e for e in evs if is_model_call(e)]
         s["tokens"] = sum(e.usage.total_input + e.usage.output_tokens for e in model)
         s["models"] = sorted({m for e in model if (m := e.model_canonical or e.model)})
+        s.pop("cache_misses_by_reason")  # in the session detail only
         checks = (
             f.since is None or s["last_seen_at_ts"] >= f.since,
             f.until is None or s["started_at_ts"] < f.until,

@@ -19,7 +19,7 @@ from sidecar.store.queries import SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
-from sidecar.store.sqlite_schema import EVENT_COLUMNS, MIGRATIONS, migrate
+from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS, EVENT_COLUMNS, MIGRATIONS, migrate
 from sidecar.store.sqlite_schema import event_to_row as sqlite_row
 from tests.store.reads_support import (
     SPAN_S,
@@ -114,7 +114,8 @@ def test_rollups_equal_the_aggregate_of_the_stored_events(
 
 
 def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
-    pool = sample_events(1, 200)
+    # Events of the previous release carry no cache diagnosis (migration 3 adds its columns).
+    pool = [replace(e, **dict.fromkeys(CACHE_DIAGNOSIS_COLUMNS)) for e in sample_events(1, 200)]
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
     # A file written by the previous release: schema 1 only, events already in it.
@@ -123,19 +124,20 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
     for statement in MIGRATIONS[0][1]:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
-    # Its rows lack the columns migration 3 adds (provider, cloud_region): they read as Anthropic calls.
-    added = ("provider", "cloud_region", "response_cache_savings_usd")  # columns of migrations 3 and 4
+    # Its rows lack the columns later migrations add: they read as Anthropic calls, undiagnosed.
+    added = ("provider", "cloud_region", "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS)
     keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in added]
     names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
     conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2, 3, 4]
+    assert migrate(conn, T0) == [2, 3, 4, 5]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)
     store.open()
-    later = replace(pool[0], event_id="later", started_at=T0 + 10.0)
+    later = replace(sample_events(1, 2)[1], event_id="later", started_at=T0 + 10.0)  # a miss, rolled up
+    assert later.cache_miss_cost_usd
     store.write_events([later])
     store.close()
     assert_rollups_match(path, [*pool, later])
