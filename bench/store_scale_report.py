@@ -152,8 +152,8 @@ def _wiring_and_writes(f: dict[str, Any]) -> list[str]:
         "",
         f"* Write cost, recorder-sized batches of 64 into a 100,000-event file: "
         f"{_num(f, 'write_cpu_us_per_event_with_rollup')} µs CPU per event with the rollups, "
-        f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the rollup triggers and the "
-        "read side's partial indexes on `events` dropped: schema 1).",
+        f"{_num(f, 'write_cpu_us_per_event_without_rollup')} µs without (the writer's per-batch rollup "
+        "statements skipped and the read side's partial indexes on `events` dropped).",
         f"* Retention purge of the oldest day ({_num(f, 'purge_day_events', '{:,.0f}')} events) in "
         f"{_num(f, 'purge_day_s')} s of paced chunks (each sized to ~50 ms, at most 2,000 events), "
         "while a writer recorded 32-event batches: "

@@ -19,6 +19,7 @@ from sidecar.core.events import CallEvent, PartialWrite
 from sidecar.infra.sched import yield_cpu
 from sidecar.infra.sqlite import connect, open_wal, parse_sqlite_url, write_transaction
 from sidecar.store.sqlite_purge import CHUNK_ROWS, PurgePacer, purge_chunk
+from sidecar.store.sqlite_rollup_batch import last_rowid, roll_up
 from sidecar.store.sqlite_schema import INSERT_SQL, SELECT_COLUMNS, event_to_row, migrate, row_to_event
 
 _PURGE_EVERY_S = 3600.0
@@ -90,12 +91,16 @@ class SQLiteStore:
             conn = self._writer()
             conn.execute("BEGIN IMMEDIATE")
             try:
+                after = last_rowid(conn)
                 try:
                     self._insert_chunks(conn, events)
                 except _ROW_ERRORS:
                     conn.execute("ROLLBACK")
                     conn.execute("BEGIN IMMEDIATE")
+                    after = last_rowid(conn)
                     failed = self._insert_one_by_one(conn, events)
+                yield_cpu()
+                roll_up(conn, after)  # the rollups change in the events' transaction (R-RS-1)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

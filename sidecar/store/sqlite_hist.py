@@ -1,6 +1,6 @@
 """SQLite latency histograms (SPEC R-RS-3): counts of successful model calls per latency bucket.
 
-Two levels, kept by triggers on ``events`` like the other rollups (:mod:`sidecar.store.sqlite_rollup`):
+Two levels, kept like the other rollups (:mod:`sidecar.store.sqlite_rollup`, ``sqlite_rollup_batch``):
 ``latency_hist`` per UTC hour, app and model, and ``latency_hist_daily`` per UTC day, app and model, so
 that a week's percentiles read 7 sets of the buckets of each series instead of 168. Each counts
 :data:`~sidecar.store.latency_buckets.DURATION` (total duration) and ``TTFT``; delete triggers take
@@ -22,7 +22,7 @@ BUCKET = (
 )
 # (table, time column, its expression over an event)
 LEVELS = (("latency_hist", "hour", HOUR), ("latency_hist_daily", "day", DAY))
-_METRICS = ((DURATION, "duration_s", ""), (TTFT, "ttft_s", " AND {e}ttft_s IS NOT NULL"))
+METRICS = ((DURATION, "duration_s", ""), (TTFT, "ttft_s", " AND {e}ttft_s IS NOT NULL"))
 
 
 def _table(table: str, period: str) -> str:
@@ -40,7 +40,7 @@ def _table(table: str, period: str) -> str:
 def _triggers(table: str, period: str, expr: str) -> list[str]:
     out = []
     success = f"{MODEL_CALL} AND {OK_CALL}"
-    for metric, column, extra in _METRICS:
+    for metric, column, extra in METRICS:
         when, when_old = (success + extra).format(e="NEW."), (success + extra).format(e="OLD.")
         key = f"{expr.format(e='NEW.')}, NEW.app, {MODEL_KEY.format(e='NEW.')}"
         old = f"{period} = {expr.format(e='OLD.')} AND app = OLD.app AND model = {MODEL_KEY.format(e='OLD.')}"
@@ -68,7 +68,7 @@ def _backfill(table: str, period: str, expr: str) -> list[str]:
 SELECT {expr.format(e=e)} AS p, e.app, {MODEL_KEY.format(e=e)} AS m, {metric},
     {BUCKET.format(x="e." + column)} AS b, count(*)
 FROM events AS e WHERE {success} AND e.{column} IS NOT NULL GROUP BY p, e.app, m, b"""
-        for metric, column, _ in _METRICS
+        for metric, column, _ in METRICS
     ]
 
 

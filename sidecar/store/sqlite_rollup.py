@@ -1,9 +1,10 @@
 """SQLite rollups (SPEC R-RS-1): one row per session, one per (hour, app, model), latency histograms.
 
-They are kept by triggers on ``events``, so they change in the same statement — hence the same
-transaction — as the events insert, and only for rows really inserted: an event id already stored is
-ignored by ``INSERT OR IGNORE`` and fires nothing, so a duplicate never counts twice. Triggers run inside
-SQLite (the Python thread holds no GIL meanwhile), which keeps the recorder's cost per event low.
+They change in the same transaction as the events insert, and only for rows really inserted: an
+event id already stored is ignored by ``INSERT OR IGNORE`` and counts nowhere, so a duplicate never counts
+twice. Migrations 2 and 5 kept them with insert triggers; from migration 6 the writer adds each batch
+with a few set statements (:mod:`sidecar.store.sqlite_rollup_batch`, from the same per-event expressions
+as here), which costs the recorder a quarter of what the triggers did. Delete triggers remain.
 
 * ``sessions_rollup`` — what the sessions API lists: first/last seen, counts, tokens by bucket, cost,
   savings, cache-miss cost, model and tool time, errors, models used, agent ids; its first event's app
@@ -70,7 +71,7 @@ HOURLY_SUMS: tuple[tuple[str, str], ...] = (
     ("ok_calls", f"({MODEL_CALL} AND {OK_CALL})"),
     ("error_calls", f"({MODEL_CALL} AND NOT {OK_CALL})"),
 )
-_REAL = {"cost_usd", "cache_savings_usd", "model_time_s", "tool_time_s", "cache_miss_cost_usd"}
+REAL_COLUMNS = {"cost_usd", "cache_savings_usd", "model_time_s", "tool_time_s", "cache_miss_cost_usd"}
 # Created at 0 by migration 2; migration 3 (MISS_MIGRATION) fills them from the cache-miss fields (R-CD).
 _LATER = (("cache_miss_cost_usd", "0.0"), ("cache_misses", "0"))
 MISS_COST = "coalesce({e}cache_miss_cost_usd, 0.0)"
@@ -80,7 +81,8 @@ MISS_SUMS = (("cache_miss_cost_usd", _m(MISS_COST)), ("cache_misses", _m(MISSED)
 
 def _columns(sums: tuple[tuple[str, str], ...]) -> str:
     return ",\n    ".join(
-        f"{name} {'REAL' if name in _REAL else 'INTEGER'} NOT NULL DEFAULT 0" for name, _ in (*sums, *_LATER)
+        f"{name} {'REAL' if name in REAL_COLUMNS else 'INTEGER'} NOT NULL DEFAULT 0"
+        for name, _ in (*sums, *_LATER)
     )
 
 
@@ -210,7 +212,7 @@ def recompute_sessions_sql(where: str, misses: bool = True) -> str:
         "ORDER BY f.started_at, f.event_id LIMIT 1)"
     )
     aggs = ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
-    cast = ", ".join(f"g.{c}" if c in _REAL else f"CAST(g.{c} AS INTEGER)" for c, _ in sums)
+    cast = ", ".join(f"g.{c}" if c in REAL_COLUMNS else f"CAST(g.{c} AS INTEGER)" for c, _ in sums)
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
     last_seen, duration_s, {_names(sums)}, models)
 SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,

@@ -17,6 +17,7 @@ from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
 from sidecar.store.sqlite_rollup import MIGRATION_2, MISS_MIGRATION
+from sidecar.store.sqlite_rollup_batch import INSERT_TRIGGERS
 
 _MIGRATION_1 = (
     """
@@ -101,6 +102,8 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (3, _MIGRATION_PROVIDER),
     (4, _MIGRATION_RESPONSE_CACHE),
     (5, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
+    # The writer keeps the rollups per batch from here on (sqlite_rollup_batch): insert triggers dropped.
+    (6, tuple(f"DROP TRIGGER {name}" for name in INSERT_TRIGGERS)),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

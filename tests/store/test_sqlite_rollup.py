@@ -3,6 +3,7 @@ restarts, every rollup row equals the aggregate of the events still stored."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import tempfile
 from dataclasses import replace
@@ -19,6 +20,7 @@ from sidecar.store.queries import SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
+from sidecar.store.sqlite_rollup_batch import INSERT_TRIGGERS, STATEMENTS
 from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS, EVENT_COLUMNS, MIGRATIONS, migrate
 from sidecar.store.sqlite_schema import event_to_row as sqlite_row
 from tests.store.reads_support import (
@@ -131,7 +133,7 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
     conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2, 3, 4, 5]
+    assert migrate(conn, T0) == [v for v, _ in MIGRATIONS[1:]]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)
@@ -214,3 +216,26 @@ def test_every_purge_chunk_commits_exact_rollups(tmp_path: Path) -> None:
         assert_rollups_match(path, remaining)  # after every chunk, not only at the end
     conn.close()
     assert chunks > 3 and all(e.started_at >= cutoff for e in remaining)
+
+
+def test_the_batch_statements_read_only_the_batch_rows(tmp_path: Path) -> None:
+    """Each rollup statement reaches the batch's events by rowid range, never by walking an index of the
+    whole history (which would make every write cost what the history costs)."""
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    store.write_events(sample_events(3, 20))
+    store.close()
+    conn = sqlite3.connect(tmp_path / "events.db")
+    try:
+        triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert not triggers & set(INSERT_TRIGGERS)
+        for sql in STATEMENTS:
+            plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", {"after": 0})]
+            reads = [step for step in plan if re.match(r"(SCAN|SEARCH) [ef]\b", step)]
+            assert reads, plan
+            for step in reads:
+                by_rowid = "INTEGER PRIMARY KEY (rowid>?)" in step
+                by_id = "INDEX sqlite_autoindex_events_1 (event_id=?)" in step
+                assert by_rowid or by_id, (sql[:40], step)
+    finally:
+        conn.close()

@@ -1,0 +1,132 @@
+"""The rollups' insert side, one batch at a time (SPEC R-RS-1, §12 write path).
+
+Migration 2 kept the rollups with ``AFTER INSERT`` triggers: eleven trigger programs ran for every event
+(~80 µs of the recorder's ~105 µs per event, bench/store_scale.py), on the core the event loop shares.
+From migration 6 the writer runs these statements instead, once per batch, in the batch's transaction:
+each aggregates the rows the batch really inserted (``rowid > :after``, the largest rowid before the
+batch: ``INSERT OR IGNORE`` gives an ignored duplicate no rowid, so it counts nowhere; ``NOT INDEXED``
+because an index that suits the ``GROUP BY`` would walk the whole history instead) and upserts one
+row per session, per (hour, app, model) and per histogram bucket. The per-event expressions are the
+triggers' (:mod:`sidecar.store.sqlite_rollup`, :mod:`sidecar.store.sqlite_hist`), so the definitions
+cannot drift. Deletes (retention purge) keep their triggers: purges are rare and chunked.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sidecar.store import sqlite_hist as hist
+from sidecar.store.sqlite_hist import HOUR, MODEL_CALL, MODEL_KEY, OK_CALL
+from sidecar.store.sqlite_rollup import HOURLY_SUMS, MISS_SUMS, MODEL_USED, REAL_COLUMNS, SESSION_SUMS
+
+_NEW = "e.rowid > :after"
+# The insert triggers this replaces (migration 6 drops them; the delete triggers stay).
+INSERT_TRIGGERS: tuple[str, ...] = (
+    "events_sessions_rollup",
+    "events_hourly_rollup",
+    *(f"events_{table}_{column}" for table, _, _ in hist.LEVELS for _, column, _ in hist.METRICS),
+)
+
+
+def _totals(sums: tuple[tuple[str, str], ...]) -> str:
+    return ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
+
+
+def _cast(sums: tuple[tuple[str, str], ...], alias: str) -> str:
+    return ", ".join(
+        f"{alias}.{c}" if c in REAL_COLUMNS else f"CAST({alias}.{c} AS INTEGER)" for c, _ in sums
+    )
+
+
+def _merge_set(column: str) -> str:
+    """``column`` (a JSON array used as a set) united with the batch's array ``excluded.column``."""
+    union = (
+        f"(SELECT json_group_array(value) FROM (SELECT value FROM json_each({column}) "
+        f"UNION SELECT value FROM json_each(excluded.{column})))"
+    )
+    return (
+        f"{column} = CASE WHEN excluded.{column} = '[]' OR excluded.{column} = {column} THEN {column} "
+        f"WHEN {column} = '[]' THEN excluded.{column} ELSE {union} END"
+    )
+
+
+def _sessions_sql() -> str:
+    sums = (*SESSION_SUMS, *MISS_SUMS)
+    names = ", ".join(c for c, _ in sums)
+    model = MODEL_USED.format(e="e.")
+    # The batch's first event of each session, among the batch's rows only.
+    first_of_batch = (
+        "(SELECT f.event_id FROM events AS f NOT INDEXED "
+        "WHERE f.rowid > :after AND f.session_id = g.session_id "
+        "ORDER BY f.started_at, f.event_id LIMIT 1)"
+    )
+    first = "(excluded.first_seen, excluded.first_event_id) < (first_seen, first_event_id)"
+    added = ",\n    ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums)
+    return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
+    last_seen, duration_s, {names}, models)
+SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,
+    g.last_seen - g.first_seen, {_cast(sums, "g")}, g.models
+FROM (
+    SELECT e.session_id, min(e.started_at) AS first_seen, max(e.started_at + e.duration_s) AS last_seen,
+        {_totals(sums)},
+        json_group_array(DISTINCT {model}) FILTER (WHERE {MODEL_CALL.format(e="e.")} AND {model} IS NOT NULL)
+            AS models
+    FROM events AS e NOT INDEXED WHERE {_NEW} AND e.session_id != '' GROUP BY e.session_id
+) AS g JOIN events AS f ON f.event_id = {first_of_batch}
+WHERE true
+ON CONFLICT (session_id) DO UPDATE SET
+    app = CASE WHEN {first} THEN excluded.app ELSE app END,
+    session_source = CASE WHEN {first} THEN excluded.session_source ELSE session_source END,
+    first_event_id = CASE WHEN {first} THEN excluded.first_event_id ELSE first_event_id END,
+    first_seen = min(first_seen, excluded.first_seen),
+    last_seen = max(last_seen, excluded.last_seen),
+    duration_s = max(last_seen, excluded.last_seen) - min(first_seen, excluded.first_seen),
+    {added},
+    {_merge_set("models")}"""
+
+
+def _hourly_sql() -> str:
+    sums = (*HOURLY_SUMS, *MISS_SUMS)
+    names = ", ".join(c for c, _ in sums)
+    added = ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums)
+    return f"""INSERT INTO hourly_rollup (hour, app, model, {names})
+SELECT g.h, g.app, g.m, {_cast(sums, "g")}
+FROM (
+    SELECT {HOUR.format(e="e.")} AS h, e.app AS app, {MODEL_KEY.format(e="e.")} AS m, {_totals(sums)}
+    FROM events AS e NOT INDEXED WHERE {_NEW} GROUP BY h, e.app, m
+) AS g
+WHERE true
+ON CONFLICT (hour, app, model) DO UPDATE SET {added}"""
+
+
+def _hist_sql(table: str, period: str, expr: str, metric: int, column: str) -> str:
+    success = f"{MODEL_CALL} AND {OK_CALL}".format(e="e.")
+    return f"""INSERT INTO {table} ({period}, app, model, metric, bucket, n)
+SELECT {expr.format(e="e.")} AS p, e.app, {MODEL_KEY.format(e="e.")} AS m, {metric},
+    {hist.BUCKET.format(x="e." + column)} AS b, count(*)
+FROM events AS e NOT INDEXED WHERE {_NEW} AND {success} AND e.{column} IS NOT NULL GROUP BY p, e.app, m, b
+ON CONFLICT ({period}, app, model, metric, bucket) DO UPDATE SET n = n + excluded.n"""
+
+
+STATEMENTS: tuple[str, ...] = (
+    _sessions_sql(),
+    _hourly_sql(),
+    *(
+        _hist_sql(table, period, expr, metric, column)
+        for table, period, expr in hist.LEVELS
+        for metric, column, _ in hist.METRICS
+    ),
+)
+
+
+def last_rowid(conn: sqlite3.Connection) -> int:
+    """The largest rowid in ``events`` (0 when empty): the batch about to be inserted lies above it."""
+    (rowid,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()
+    return int(rowid)
+
+
+def roll_up(conn: sqlite3.Connection, after: int) -> None:
+    """Add the events inserted above rowid ``after`` to every rollup; inside the batch's transaction."""
+    params = {"after": after}
+    for sql in STATEMENTS:
+        conn.execute(sql, params)
