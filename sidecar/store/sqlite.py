@@ -99,7 +99,6 @@ class SQLiteStore:
                     conn.execute("BEGIN IMMEDIATE")
                     after = last_rowid(conn)
                     failed = self._insert_one_by_one(conn, events)
-                yield_cpu()
                 roll_up(conn, after)  # the rollups change in the events' transaction (R-RS-1)
                 conn.execute("COMMIT")
             except BaseException:
