@@ -19,7 +19,13 @@ from sidecar.store.queries import SessionFilters, SessionQuery
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
-from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS, EVENT_COLUMNS, MIGRATIONS, migrate
+from sidecar.store.sqlite_schema import (
+    AGENT_COLUMNS,
+    CACHE_DIAGNOSIS_COLUMNS,
+    EVENT_COLUMNS,
+    MIGRATIONS,
+    migrate,
+)
 from sidecar.store.sqlite_schema import event_to_row as sqlite_row
 from tests.store.reads_support import (
     SPAN_S,
@@ -125,13 +131,19 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
     # Its rows lack the columns later migrations add: they read as Anthropic calls, undiagnosed.
-    added = ("provider", "cloud_region", "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS)
+    added = (
+        "provider",
+        "cloud_region",
+        "response_cache_savings_usd",
+        *CACHE_DIAGNOSIS_COLUMNS,
+        *AGENT_COLUMNS,
+    )
     keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in added]
     names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
     conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2, 3, 4, 5]
+    assert migrate(conn, T0) == [2, 3, 4, 5, 6]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)
