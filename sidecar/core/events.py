@@ -116,6 +116,9 @@ class CallEvent:
     cache_missed_tokens: int | None = None
     cache_miss_cost_usd: float | None = None
     api_cache_miss_reason: str | None = None
+    # Claude Code's subagents (``x-claude-code-agent-id`` / ``x-claude-code-parent-agent-id``), when sent.
+    agent_id: str | None = None
+    parent_agent_id: str | None = None
     # Anthropic's rate-limit headers of the answer, for the metrics (not stored).
     ratelimits: RateLimits | None = field(default=None, compare=False, repr=False)
 

@@ -135,6 +135,8 @@ class Caller:
     session_source: str = "none"
     key_fingerprint: str | None = None
     retry_count: int = 0
+    agent_id: str | None = None  # Claude Code's subagent headers
+    parent_agent_id: str | None = None
 
 
 UNPARSED = RequestInfo()  # frozen: shared by every call whose body is not inspected
@@ -256,6 +258,8 @@ class CallContext:
             duration_s=timings.end() - timings.t0,
             retry_count=caller.retry_count,
             key_fingerprint=caller.key_fingerprint,
+            agent_id=caller.agent_id,
+            parent_agent_id=caller.parent_agent_id,
             request_bytes=self.request_bytes,
             response_bytes=response.body_bytes,
             cache_breakpoint_injected=self.policy.cache_breakpoint_injected,

@@ -26,7 +26,7 @@ from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps,
 from sidecar.proxy.relay import relay
 from sidecar.proxy.replay import send_cached
 from sidecar.sansio import headers as hdr
-from sidecar.sansio.identity import resolve_app, resolve_session
+from sidecar.sansio.identity import resolve_agents, resolve_app, resolve_session
 from sidecar.sansio.request import (
     BATCHES,
     CHAT,
@@ -191,6 +191,7 @@ class ProxyHandler:
         ctx.doc = doc if op == CHAT else None  # parsed once; the prompt-cache planner reads it too
         caller = ctx.caller
         caller.session_id, caller.session_source = resolve_session(headers, info, self._session_header)
+        caller.agent_id, caller.parent_agent_id = resolve_agents(headers)
         retry = hdr.get(headers, b"x-stainless-retry-count")
         # SDKs send small numbers; anything else is not a retry count (and must not overflow a column).
         caller.retry_count = int(retry) if retry is not None and retry.isdigit() and len(retry) <= 4 else 0

@@ -16,6 +16,9 @@ NONE = "none"
 
 # Session headers that popular agent harnesses send on their own.
 HARNESS_HEADERS = (b"x-claude-code-session-id",)
+# Claude Code names the agent making a call, and for a subagent the agent that spawned it.
+AGENT_HEADER = b"x-claude-code-agent-id"
+PARENT_AGENT_HEADER = b"x-claude-code-parent-agent-id"
 DEFAULT_APP = "default"
 _MAX_ID = 200
 # Older Claude Code builds: "user_<hash>_account_<uuid>_session_<uuid>".
@@ -76,6 +79,11 @@ def resolve_session(
     if info.fingerprint:
         return "fp_" + info.fingerprint, FINGERPRINT
     return "", NONE
+
+
+def resolve_agents(headers: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """``(agent_id, parent_agent_id)`` from Claude Code's subagent headers; ``None`` for one not sent."""
+    return _clean(_header(headers, AGENT_HEADER)), _clean(_header(headers, PARENT_AGENT_HEADER))
 
 
 def resolve_app(headers: Sequence[tuple[bytes, bytes]], app_header: bytes) -> str:

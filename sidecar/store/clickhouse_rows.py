@@ -21,7 +21,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "retry_count", "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id",
     "parent_span_id", "provider", "cloud_region", "response_cache_savings_usd", "cache_outcome",
     "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens", "cache_miss_cost_usd",
-    "api_cache_miss_reason",
+    "api_cache_miss_reason", "agent_id", "parent_agent_id",
 )  # fmt: skip
 _PLAIN = (
     "event_id", "app", "session_id", "session_source", "method", "path", "operation",
@@ -30,7 +30,7 @@ _PLAIN = (
     "key_fingerprint", "request_bytes", "response_bytes", "trace_id", "span_id", "parent_span_id",
     "provider", "cloud_region",
     "cache_outcome", "cache_miss_reason", "cache_miss_detail", "cache_missed_tokens", "cache_miss_cost_usd",
-    "api_cache_miss_reason",
+    "api_cache_miss_reason", "agent_id", "parent_agent_id",
 )  # fmt: skip
 _USAGE = (
     "input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",

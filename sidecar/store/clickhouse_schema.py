@@ -270,6 +270,15 @@ def _v6(o: SchemaOptions) -> tuple[str, ...]:
     )
 
 
+def _v7_agents(o: SchemaOptions) -> tuple[str, ...]:
+    # Claude Code's subagents (SPEC R-RS-4): the agent making each call and the agent that spawned it.
+    return (
+        f"""ALTER TABLE {o.table("events")}{o.on_cluster}
+    ADD COLUMN IF NOT EXISTS agent_id Nullable(String) AFTER api_cache_miss_reason,
+    ADD COLUMN IF NOT EXISTS parent_agent_id Nullable(String) AFTER agent_id""",
+    )
+
+
 # (version, description, renderer). Append only.
 MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], ...] = (
     (1, "events, tool_calls and sessions_rollup with their materialized views", _v1),
@@ -278,6 +287,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], .
     (4, "events: provider and cloud_region", _v4_provider),
     (5, "events: response cache savings", _v5_response_cache),
     (6, "events: cache diagnosis columns; sessions_rollup fed from them", _v6),
+    (7, "events: agent_id and parent_agent_id", _v7_agents),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

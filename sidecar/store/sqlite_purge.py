@@ -17,12 +17,14 @@ from typing import Any
 
 import orjson
 
-from sidecar.store.sqlite_rollup import recompute_sessions_sql
+from sidecar.store.sqlite_rollup import SESSION_SETS, recompute_sessions_sql
+
+ALL_SETS = tuple(column for column, _, _ in SESSION_SETS)
 
 CHUNK_ROWS = 2000
 CHUNK_TARGET_S = 0.05
 _IN_JSON = "(SELECT value FROM json_each(?))"
-_RECOMPUTE = recompute_sessions_sql(f"e.session_id IN {_IN_JSON}")
+_RECOMPUTE = recompute_sessions_sql(f"e.session_id IN {_IN_JSON}", sets=ALL_SETS)
 
 
 def hour_of(ts: float) -> int:

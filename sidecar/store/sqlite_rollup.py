@@ -201,12 +201,30 @@ END""",
     return tuple(out)
 
 
-def recompute_sessions_sql(where: str, misses: bool = True) -> str:
+# The sets a session row keeps as JSON arrays: (column, per-event value, when the event adds it).
+SESSION_SETS: tuple[tuple[str, str, str], ...] = (
+    ("models", MODEL_USED, f"{MODEL_CALL} AND {MODEL_USED} IS NOT NULL"),
+    ("agent_ids", "{e}agent_id", "{e}agent_id IS NOT NULL"),
+    ("providers", "{e}provider", "{e}outcome != 'refused'"),  # where the session's calls went (R-CP-5)
+)
+
+
+def set_aggregates(names: tuple[str, ...]) -> str:
+    """``json_group_array`` of each named set over ``events AS e``, aliased by its column name."""
+    return ",\n        ".join(
+        f"json_group_array(DISTINCT {value.format(e='e.')}) FILTER (WHERE {when.format(e='e.')})\n"
+        f"            AS {column}"
+        for column, value, when in SESSION_SETS
+        if column in names
+    )
+
+
+def recompute_sessions_sql(where: str, misses: bool = True, sets: tuple[str, ...] = ("models",)) -> str:
     """``INSERT`` rebuilding the rollup rows of the sessions whose events match ``where`` (SQL on
     ``events AS e``); delete those rows first. Used by the migration (``where`` true) and by purge.
-    ``misses``: also the cache-miss sums, from columns events have from migration 3 on."""
+    ``misses``: also the cache-miss sums, from columns events have from migration 3 on; ``sets``: the
+    :data:`SESSION_SETS` to rebuild (agent ids and providers from migration 6 on)."""
     sums = (*SESSION_SUMS, *MISS_SUMS) if misses else SESSION_SUMS
-    model = MODEL_USED.format(e="e.")
     first = (
         "(SELECT f.event_id FROM events AS f WHERE f.session_id = g.session_id "
         "ORDER BY f.started_at, f.event_id LIMIT 1)"
@@ -214,14 +232,13 @@ def recompute_sessions_sql(where: str, misses: bool = True) -> str:
     aggs = ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
     cast = ", ".join(f"g.{c}" if c in REAL_COLUMNS else f"CAST(g.{c} AS INTEGER)" for c, _ in sums)
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
-    last_seen, duration_s, {_names(sums)}, models)
+    last_seen, duration_s, {_names(sums)}, {", ".join(sets)})
 SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,
-    g.last_seen - g.first_seen, {cast}, g.models
+    g.last_seen - g.first_seen, {cast}, {", ".join("g." + c for c in sets)}
 FROM (
     SELECT e.session_id, min(e.started_at) AS first_seen, max(e.started_at + e.duration_s) AS last_seen,
         {aggs},
-        json_group_array(DISTINCT {model}) FILTER (WHERE {MODEL_CALL.format(e="e.")} AND {model} IS NOT NULL)
-            AS models
+        {set_aggregates(sets)}
     FROM events AS e WHERE e.session_id != '' AND ({where}) GROUP BY e.session_id
 ) AS g JOIN events AS f ON f.event_id = {first}"""
 

@@ -2,7 +2,7 @@
 
 Migration 2 kept the rollups with ``AFTER INSERT`` triggers: eleven trigger programs ran for every event
 (~80 µs of the recorder's ~105 µs per event, bench/store_scale.py), on the core the event loop shares.
-From migration 6 the writer runs these statements instead, once per batch, in the batch's transaction:
+From migration 7 the writer runs these statements instead, once per batch, in the batch's transaction:
 each aggregates the rows the batch really inserted (``rowid > :after``, the largest rowid before the
 batch: ``INSERT OR IGNORE`` gives an ignored duplicate no rowid, so it counts nowhere; ``NOT INDEXED``
 because an index that suits the ``GROUP BY`` would walk the whole history instead) and upserts one
@@ -18,12 +18,19 @@ import sqlite3
 from sidecar.infra.sched import yield_cpu
 from sidecar.store import sqlite_hist as hist
 from sidecar.store.sqlite_hist import HOUR, MODEL_CALL, MODEL_KEY, OK_CALL
-from sidecar.store.sqlite_rollup import HOURLY_SUMS, MISS_SUMS, MODEL_USED, REAL_COLUMNS, SESSION_SUMS
+from sidecar.store.sqlite_rollup import (
+    HOURLY_SUMS,
+    MISS_SUMS,
+    REAL_COLUMNS,
+    SESSION_SETS,
+    SESSION_SUMS,
+    set_aggregates,
+)
 
 _NEW = "e.rowid > :after AND e.rowid <= :upto"
 # Rows per statement: each runs uninterrupted on the core the event loop shares (~10 µs a row at most).
 SLICE_ROWS = 32
-# The insert triggers this replaces (migration 6 drops them; the delete triggers stay).
+# The insert triggers this replaces (migration 7 drops them; the delete triggers stay).
 INSERT_TRIGGERS: tuple[str, ...] = (
     "events_sessions_rollup",
     "events_hourly_rollup",
@@ -56,7 +63,7 @@ def _merge_set(column: str) -> str:
 def _sessions_sql() -> str:
     sums = (*SESSION_SUMS, *MISS_SUMS)
     names = ", ".join(c for c, _ in sums)
-    model = MODEL_USED.format(e="e.")
+    sets = tuple(column for column, _, _ in SESSION_SETS)
     # The batch's first event of each session, among the batch's rows only.
     first_of_batch = (
         "(SELECT f.event_id FROM events AS f NOT INDEXED "
@@ -66,14 +73,13 @@ def _sessions_sql() -> str:
     first = "(excluded.first_seen, excluded.first_event_id) < (first_seen, first_event_id)"
     added = ",\n    ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums)
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
-    last_seen, duration_s, {names}, models)
+    last_seen, duration_s, {names}, {", ".join(sets)})
 SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,
-    g.last_seen - g.first_seen, {_cast(sums, "g")}, g.models
+    g.last_seen - g.first_seen, {_cast(sums, "g")}, {", ".join("g." + c for c in sets)}
 FROM (
     SELECT e.session_id, min(e.started_at) AS first_seen, max(e.started_at + e.duration_s) AS last_seen,
         {_totals(sums)},
-        json_group_array(DISTINCT {model}) FILTER (WHERE {MODEL_CALL.format(e="e.")} AND {model} IS NOT NULL)
-            AS models
+        {set_aggregates(sets)}
     FROM events AS e NOT INDEXED WHERE {_NEW} AND e.session_id != '' GROUP BY e.session_id
 ) AS g JOIN events AS f ON f.event_id = {first_of_batch}
 WHERE true
@@ -85,7 +91,7 @@ ON CONFLICT (session_id) DO UPDATE SET
     last_seen = max(last_seen, excluded.last_seen),
     duration_s = max(last_seen, excluded.last_seen) - min(first_seen, excluded.first_seen),
     {added},
-    {_merge_set("models")}"""
+    {", ".join(_merge_set(c) for c in sets)}"""
 
 
 def _hourly_sql() -> str:
@@ -119,6 +125,15 @@ STATEMENTS: tuple[str, ...] = (
         for table, period, expr in hist.LEVELS
         for metric, column, _ in hist.METRICS
     ),
+)
+
+
+# Migration 7: the insert triggers go, and the sessions rolled up before get the providers they used
+# (migration 6 added the column empty; no earlier event has an agent id).
+MIGRATION: tuple[str, ...] = (
+    *(f"DROP TRIGGER {name}" for name in INSERT_TRIGGERS),
+    f"""UPDATE sessions_rollup SET providers = (SELECT {set_aggregates(("providers",))}
+    FROM events AS e WHERE e.session_id = sessions_rollup.session_id)""",
 )
 
 

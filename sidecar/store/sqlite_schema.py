@@ -17,7 +17,7 @@ from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
 from sidecar.store.sqlite_rollup import MIGRATION_2, MISS_MIGRATION
-from sidecar.store.sqlite_rollup_batch import INSERT_TRIGGERS
+from sidecar.store.sqlite_rollup_batch import MIGRATION as ROLLUP_BY_BATCH
 
 _MIGRATION_1 = (
     """
@@ -95,6 +95,14 @@ _MIGRATION_CACHE_DIAGNOSIS = (
     "ALTER TABLE events ADD COLUMN api_cache_miss_reason TEXT",
 )
 
+# Claude Code's subagents (SPEC R-RS-4): the agent making each call and its parent; and the providers a
+# session used (SPEC R-CP-5), a JSON array like ``agent_ids``.
+_MIGRATION_AGENTS = (
+    "ALTER TABLE events ADD COLUMN agent_id TEXT",
+    "ALTER TABLE events ADD COLUMN parent_agent_id TEXT",
+    "ALTER TABLE sessions_rollup ADD COLUMN providers TEXT NOT NULL DEFAULT '[]'",
+)
+
 # (version, statements). Append only.
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, _MIGRATION_1),
@@ -102,8 +110,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (3, _MIGRATION_PROVIDER),
     (4, _MIGRATION_RESPONSE_CACHE),
     (5, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
+    (6, _MIGRATION_AGENTS),
     # The writer keeps the rollups per batch from here on (sqlite_rollup_batch): insert triggers dropped.
-    (6, tuple(f"DROP TRIGGER {name}" for name in INSERT_TRIGGERS)),
+    (7, ROLLUP_BY_BATCH),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -117,6 +126,7 @@ CACHE_DIAGNOSIS_COLUMNS = (
     "cache_miss_cost_usd",
     "api_cache_miss_reason",
 )
+AGENT_COLUMNS = ("agent_id", "parent_agent_id")
 # Column order used by both INSERT and SELECT; must match ``event_to_row`` / ``row_to_event``.
 EVENT_COLUMNS: tuple[str, ...] = (
     "event_id",
@@ -168,6 +178,7 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "cloud_region",
     "response_cache_savings_usd",
     *CACHE_DIAGNOSIS_COLUMNS,
+    *AGENT_COLUMNS,
 )
 
 INSERT_SQL = (
@@ -276,6 +287,8 @@ def event_to_row(event: CallEvent) -> tuple[Any, ...]:
         event.cloud_region,
         event.response_cache_savings_usd,
         *(getattr(event, name) for name in CACHE_DIAGNOSIS_COLUMNS),
+        event.agent_id,
+        event.parent_agent_id,
     )
 
 
@@ -303,7 +316,7 @@ def row_to_event(row: tuple[Any, ...]) -> CallEvent:
             "stop_reason", "cost_usd", "cache_savings_usd", "ttfb_s", "ttft_s", "duration_s",
             "overhead_s", "system_hash", "retry_count", "key_fingerprint", "request_bytes",
             "response_bytes", "trace_id", "span_id", "parent_span_id", "provider", "cloud_region",
-            "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS,
+            "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS, *AGENT_COLUMNS,
         )
     }  # fmt: skip
     return CallEvent(

@@ -77,6 +77,8 @@ def events(draw: st.DrawFn, index: int) -> CallEvent:
         tool_use_ids=tuple(f"toolu_{index}_u{k}" for k in range(len(uses))),
         tool_results=results,
         retry_count=draw(st.sampled_from([0, 0, 1])),
+        provider=draw(st.sampled_from(["anthropic", "anthropic", "bedrock", "vertex"])),
+        agent_id=draw(st.sampled_from([None, None, "agent-main", "agent-sub"])),
         **with_miss(index, write),
     )
 
@@ -184,7 +186,7 @@ def expected_sessions(evs: Iterable[CallEvent], *, now: float, idle_timeout_s: f
             cache_write_1h=sum(b for _, b in splits),
             measured_tool_results=sum(len(e.tool_results) for e in group),
             models=sorted({m for e in model if (m := e.model_canonical or e.model) is not None}),
-            agent_ids=[],
+            agent_ids=sorted({e.agent_id for e in group if e.agent_id}),
         )
         s.pop("cache_misses_by_reason")  # the session detail's, not the list's
         out[sid] = s

@@ -152,11 +152,18 @@ def test_sessions_written_before_migration_3_still_list(engine: ChdbClient) -> N
     assert migrate(engine, o, T0, upto=2) == [1, 2]
     old = sample_events(5, 40, sessions=["s-old"])
     # Rows as a version-2 writer sent them: without the columns migrations 4 and 5 add.
-    later = ("provider", "cloud_region", "response_cache_savings_usd", *CACHE_COLUMNS)
+    later = (
+        "provider",
+        "cloud_region",
+        "response_cache_savings_usd",
+        *CACHE_COLUMNS,
+        "agent_id",
+        "parent_agent_id",
+    )
     keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in later]
     rows = [tuple(event_to_row(e)[i] for i in keep) for e in old]
     engine.insert("legacy.events", rows, tuple(EVENT_COLUMNS[i] for i in keep))
-    assert migrate(engine, o, T0) == [3, 4, 5, 6]
+    assert migrate(engine, o, T0) == [3, 4, 5, 6, 7]
     new = [dataclasses.replace(e, event_id=f"new-{i}") for i, e in enumerate(sample_events(6, 10))]
     engine.insert("legacy.events", [event_to_row(e) for e in new], EVENT_COLUMNS)
     reads = ClickHouseReads(engine, o)

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,13 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_purge import purge_chunk
 from sidecar.store.sqlite_reads import SQLiteReads
 from sidecar.store.sqlite_rollup_batch import INSERT_TRIGGERS, STATEMENTS
-from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS, EVENT_COLUMNS, MIGRATIONS, migrate
+from sidecar.store.sqlite_schema import (
+    AGENT_COLUMNS,
+    CACHE_DIAGNOSIS_COLUMNS,
+    EVENT_COLUMNS,
+    MIGRATIONS,
+    migrate,
+)
 from sidecar.store.sqlite_schema import event_to_row as sqlite_row
 from tests.store.reads_support import (
     SPAN_S,
@@ -83,6 +90,12 @@ def assert_rollups_match(path: Path, kept: list[CallEvent]) -> None:
         for r in rollup_rows(path, "latency_hist_daily")
     }
     assert daily == expected_hist(kept, 86400)
+    sets = {r["session_id"]: r for r in rollup_rows(path, "sessions_rollup")}
+    for sid, row in sets.items():
+        mine = [e for e in kept if e.session_id == sid]
+        assert sorted(orjson.loads(row["agent_ids"])) == sorted({e.agent_id for e in mine if e.agent_id}), sid
+        providers = {e.provider for e in mine if e.outcome != "refused"}
+        assert sorted(orjson.loads(row["providers"])) == sorted(providers), sid
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -127,7 +140,13 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
         conn.execute(statement)
     conn.execute("INSERT INTO schema_migrations VALUES (1, 0)")
     # Its rows lack the columns later migrations add: they read as Anthropic calls, undiagnosed.
-    added = ("provider", "cloud_region", "response_cache_savings_usd", *CACHE_DIAGNOSIS_COLUMNS)
+    added = (
+        "provider",
+        "cloud_region",
+        "response_cache_savings_usd",
+        *CACHE_DIAGNOSIS_COLUMNS,
+        *AGENT_COLUMNS,
+    )
     keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in added]
     names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
