@@ -207,6 +207,7 @@ def main() -> None:
     p.add_argument("--db", type=Path, help="the store file (default: a temporary one)")
     p.add_argument("--reuse", action="store_true", help="use --db as it is if it exists")
     p.add_argument("--no-serve", action="store_true", help="skip the current-wiring serve and report runs")
+    p.add_argument("--fill-only", action="store_true", help="fill --db (kept for --reuse) and stop")
     p.add_argument("--out", type=Path, default=HERE / "results" / "store_scale.md")
     p.add_argument("--reader", help=argparse.SUPPRESS)
     p.add_argument("--now", type=float, help=argparse.SUPPRESS)
@@ -227,6 +228,8 @@ def main() -> None:
             figures.update(fill(path, args.events, now))
             now_file.write_text(repr(now))
         print(json.dumps(figures), flush=True)
+        if args.fill_only:
+            return
         figures.update(reads(path, now))
         print(json.dumps(figures), flush=True)
         if not args.no_serve:
