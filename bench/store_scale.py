@@ -7,8 +7,9 @@
 Fills a SQLite store through the product's own ``SQLiteStore.write_events`` (batches of 2,000), then
 measures, each in a fresh process as a server would be: the sessions list for every order (p95 of 30),
 a 500-call session, ``summary``, the start-up reads and a ``report``-sized read through the query layer
-(:mod:`sidecar.store.sqlite_reads`), and that process's RSS after them. It also times what the current
-wiring does (``claude-sidecar report``, ``serve`` until ready), the rollup's write cost per event (CPU µs
+(:mod:`sidecar.store.sqlite_reads`), and that process's RSS after them. It also times the product's own
+entry points (``claude-sidecar report``, wall and CPU time; ``serve`` until ready with budgets on, and its
+RSS then), the rollup's write cost per event (CPU µs
 with and without the read side), a day's retention purge against a concurrent writer, and the migration
 that rolls up an existing file. Writes
 ``bench/results/store_scale.md`` (``--out``) and prints the figures as JSON.
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -114,8 +116,10 @@ def reads(path: Path, now: float) -> dict[str, Any]:
 
 
 def current_report(path: Path) -> dict[str, float | None]:
-    """``claude-sidecar report`` as wired today (it still reads the window's events into Python)."""
+    """``claude-sidecar report`` (24 h) as a person runs it, in a fresh process: wall-clock seconds, and
+    the CPU seconds of that process (user + system), which a loaded machine does not inflate."""
     code = "import sys; from sidecar.cli import main; sys.exit(main(sys.argv[1:]))"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         subprocess.run(
@@ -126,8 +130,11 @@ def current_report(path: Path) -> dict[str, float | None]:
             env={**os.environ, "PYTHONPATH": str(HERE.parent)},
         )
     except subprocess.TimeoutExpired:
-        return {"report_current_s": None}
-    return {"report_current_s": time.perf_counter() - start}
+        return {"report_current_s": None, "report_current_cpu_s": None}
+    took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"report_current_s": took, "report_current_cpu_s": cpu}
 
 
 def purge_day(path: Path, now: float) -> dict[str, float]:
@@ -206,7 +213,7 @@ def main() -> None:
     p.add_argument("--events", type=int, default=2_000_000)
     p.add_argument("--db", type=Path, help="the store file (default: a temporary one)")
     p.add_argument("--reuse", action="store_true", help="use --db as it is if it exists")
-    p.add_argument("--no-serve", action="store_true", help="skip the current-wiring serve and report runs")
+    p.add_argument("--no-serve", action="store_true", help="skip the serve and report command runs")
     p.add_argument("--fill-only", action="store_true", help="fill --db (kept for --reuse) and stop")
     p.add_argument("--out", type=Path, default=HERE / "results" / "store_scale.md")
     p.add_argument("--reader", help=argparse.SUPPRESS)

@@ -12,6 +12,7 @@ from typing import Any
 
 from store_scale_data import DAY, long_session_id
 
+from sidecar.report.reading import report_parts
 from sidecar.store.queries import ORDERS, SessionFilters, SessionQuery
 from sidecar.store.sqlite_reads import SQLiteReads
 
@@ -74,20 +75,18 @@ def run_reads(path: Path, now: float) -> dict[str, Any]:
     out["summary_7d_day"] = _timed(lambda: reads.summary(now - 7 * DAY, now, "day"), 5)
     out["summary_7d_model"] = _timed(lambda: reads.summary(now - 7 * DAY, now, "model"), 5)
 
-    def report() -> None:  # what ``report`` needs for 24 h, through the query layer
-        reads.summary(now - DAY, now, "model")
-        reads.list_sessions(SessionQuery(now, IDLE, SessionFilters(since=now - DAY), "cost", 10))
-        reads.tool_summary(now - DAY, now)
+    def report() -> None:  # what ``claude-sidecar report`` reads for 24 h
+        report_parts(reads, now=now, window_s=DAY, idle_timeout_s=IDLE, limit=10)
 
     out["report_query_layer"] = _timed(report, 5)
     out["tool_summary_24h"] = _timed(lambda: reads.tool_summary(now - DAY, now), 5)
     day = now - now % DAY
 
-    def start_up() -> None:  # budget counters and the session tracker at start
-        reads.summary(day, now, "app")
-        reads.unpriced_calls(day)
+    def start_up() -> None:  # what ``serve`` reads at start: budget counters, then the session tracker
+        sessions = reads.session_counters(now - 7 * DAY)
+        reads.unpriced_calls(min([s.first_seen for s in sessions], default=day))
+        reads.summary(day, now + 1, "app")
         reads.session_counters(now - IDLE)
-        reads.session_counters(now - 7 * DAY)
 
     out["start_up_reads"] = _timed(start_up, 3)
     out["open_sessions"] = len(reads.session_counters(now - IDLE))

@@ -1,4 +1,4 @@
-"""``store_scale.py``'s current-wiring ``serve`` run and its Markdown report."""
+"""``store_scale.py``'s ``serve`` run (the product's start-up, budgets on) and its Markdown report."""
 
 from __future__ import annotations
 
@@ -108,8 +108,8 @@ def _reads_table(f: dict[str, Any]) -> list[str]:
         f"{_num(f, 'db_mb', '{:,.0f}')} MB. Filled through "
         f"`SQLiteStore.write_events` in {_num(f, 'fill_s', '{:.0f}')} s "
         f"({_num(f, 'fill_cpu_us_per_event')} µs CPU per event, generation included). "
-        "Reads run in a fresh process through `sidecar.store.sqlite_reads` (the query layer, not yet "
-        "wired into the admin API, `report` or start-up).",
+        "Reads run in a fresh process through `sidecar.store.sqlite_reads`, the query layer the admin API, "
+        "`report` / `check` and start-up read through.",
         "",
         "Times are wall-clock milliseconds p50 / p95, and in brackets the reading process's CPU time "
         "p50 / p95: on a shared machine the wall clock also counts the time other processes held the "
@@ -126,9 +126,9 @@ def _reads_table(f: dict[str, Any]) -> list[str]:
         f"| summary 7 days by day | {_ms(f, 'summary_7d_day')} | | ≤ 300 ms |",
         f"| summary 7 days by model | {_ms(f, 'summary_7d_model')} | | ≤ 300 ms |",
         f"| per-tool statistics 24 h | {_ms(f, 'tool_summary_24h')} | | |",
-        "| report's reads (24 h summary by model, top 10 sessions, tools) | "
+        "| report's reads (24 h: summary by model, top 10 sessions, tools, cache misses, response cache) | "
         f"{_ms(f, 'report_query_layer')} | | ≤ 3 s |",
-        f"| start-up reads (today's spend, unpriced calls, open and 7-day sessions) | "
+        f"| start-up reads (7-day sessions, their unpriced calls, today's spend, open sessions) | "
         f"{_ms(f, 'start_up_reads')} | | (serve ready ≤ 5 s) |",
         "",
         f"Reading process RSS: {_num(f, 'rss_before_reads_mb')} MB with the app imported, "
@@ -141,12 +141,14 @@ def _reads_table(f: dict[str, Any]) -> list[str]:
 
 def _wiring_and_writes(f: dict[str, Any]) -> list[str]:
     return [
-        "## What the current wiring does (before the switch to the query layer)",
+        "## The product's entry points on this file",
         "",
-        f"* `serve` until ready, budgets on: {_num(f, 'serve_filled_ready_s')} s, RSS "
+        f"* `claude-sidecar serve` until `/readyz` answers, budgets on (start-up restores the budget "
+        f"counters and the open sessions): {_num(f, 'serve_filled_ready_s')} s, RSS then "
         f"{_num(f, 'serve_filled_rss_mb')} MB (empty store: {_num(f, 'serve_empty_ready_s')} s, "
-        f"{_num(f, 'serve_empty_rss_mb')} MB).",
-        f"* `claude-sidecar report` (24 h): {_num(f, 'report_current_s')} s.",
+        f"{_num(f, 'serve_empty_rss_mb')} MB); targets ≤ 5 s, ≤ 150 MB.",
+        f"* `claude-sidecar report` (24 h), a fresh process: {_num(f, 'report_current_s')} s wall, "
+        f"{_num(f, 'report_current_cpu_s')} s CPU (imports included); target ≤ 3 s.",
         "",
         "## Write side",
         "",

@@ -34,7 +34,7 @@ from sidecar.core.budget_config import BudgetConfig
 from sidecar.core.budget_estimate import charge_usd
 from sidecar.core.events import CallEvent, Sink
 from sidecar.core.pricing import PriceTable
-from sidecar.core.session_lifecycle import SessionLifecycle
+from sidecar.core.session_lifecycle import SessionLifecycle, StoredSession
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.errors import ConfigError, bedrock_error_parts
 from sidecar.fleet.service import FleetAndAlerts
@@ -212,6 +212,25 @@ async def restore_local_counters(sidecar: Sidecar, budgets: BudgetService) -> No
         limits_for=budgets.limits_for,
     )
     budgets.replace_counters(counters)
+
+
+async def restore_open_sessions(sidecar: Sidecar, sink: SessionsSink) -> None:
+    """The session tracker follows again the sessions open at start (last seen within the idle timeout),
+    from their per-session rollup rows, so each still closes whole and once (SPEC R-RS-1)."""
+    reads = sidecar.reads
+    if reads is None:
+        return
+    since = time.time() - sidecar.settings.session_idle_timeout
+    rows = await asyncio.to_thread(reads.session_counters, since)
+    sink.restore(
+        [
+            StoredSession(
+                r.session_id, r.app, r.first_seen, r.last_seen, r.cost_usd, r.tokens, r.model_calls,
+                r.tool_calls, r.model_time_s, r.tool_time_s,
+            )
+            for r in rows
+        ]
+    )  # fmt: skip
 
 
 def _span_exporter(settings: Settings, given: SpanExporter | None) -> SpanExporter | None:
@@ -413,6 +432,7 @@ def build_sidecar(
     if response_cache is not None:
         _attach_response_cache(sidecar, response_cache)
     sidecar.startup_hooks.append(fleet.start)
+    sidecar.startup_hooks.append(lambda: restore_open_sessions(sidecar, sessions_sink))
     if not settings.redis_url:
         sidecar.startup_hooks.append(lambda: restore_local_counters(sidecar, budgets))
 

@@ -1,51 +1,74 @@
 """The ``report`` section on cache misses (SPEC R-CD-3): misses by reason, dollars lost, worst sessions.
 
-Pure over events: each call the cache diagnosis named a miss counts once under its reason, with its missed
-tokens and ``cache_miss_cost_usd`` (what was paid above reading the prefix from the cache).
+Pure over the window's misses grouped by session and reason (:class:`MissGroup`, as the stores' query
+layer aggregates them): each call the cache diagnosis named a miss counts once under its reason, with its
+missed tokens and ``cache_miss_cost_usd`` (what was paid above reading the prefix from the cache).
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from sidecar.core.events import CallEvent
+
+@dataclass(frozen=True, slots=True)
+class MissGroup:
+    """The cache misses of one session (``""``: calls of no session) and reason over a window.
+    ``first_at``: when the first of them started; ``app``: that first call's app."""
+
+    session_id: str
+    reason: str
+    misses: int
+    missed_tokens: int
+    cost_usd: float
+    first_at: float
+    app: str
 
 
-def cache_miss_section(events: Iterable[CallEvent], *, limit: int) -> dict[str, Any]:
-    """``{"misses", "cost_usd", "by_reason": {reason: {misses, missed_tokens, cost_usd}}, "worst_sessions":
-    [{session_id, app, misses, cost_usd, top_reason}]}`` — sessions by dollars lost, at most ``limit``."""
-    by_reason: dict[str, dict[str, Any]] = {}
-    per_session: dict[str, list[CallEvent]] = defaultdict(list)
-    for e in events:
-        if e.cache_miss_reason is None:
-            continue
-        row = by_reason.setdefault(e.cache_miss_reason, {"misses": 0, "missed_tokens": 0, "cost": []})
-        row["misses"] += 1
-        row["missed_tokens"] += e.cache_missed_tokens or 0
-        row["cost"].append(e.cache_miss_cost_usd or 0.0)
-        if e.session_id:
-            per_session[e.session_id].append(e)
-    reasons = {
-        reason: {"misses": r["misses"], "missed_tokens": r["missed_tokens"], "cost_usd": math.fsum(r["cost"])}
-        for reason, r in sorted(by_reason.items(), key=lambda item: -math.fsum(item[1]["cost"]))
+def _worst(groups: list[MissGroup]) -> dict[str, Any]:
+    first = min(groups, key=lambda g: (g.first_at, g.reason))
+    # The most frequent reason; a tie goes to the reason seen first.
+    top = min(groups, key=lambda g: (-g.misses, g.first_at, g.reason))
+    return {
+        "session_id": first.session_id,
+        "app": first.app,
+        "misses": sum(g.misses for g in groups),
+        "cost_usd": math.fsum(g.cost_usd for g in groups),
+        "top_reason": top.reason,
     }
-    lost = {s: math.fsum(e.cache_miss_cost_usd or 0.0 for e in calls) for s, calls in per_session.items()}
-    worst = [
-        {
-            "session_id": session,
-            "app": per_session[session][0].app,
-            "misses": len(per_session[session]),
-            "cost_usd": lost[session],
-            "top_reason": Counter(e.cache_miss_reason for e in per_session[session]).most_common(1)[0][0],
-        }
-        for session in sorted(lost, key=lambda s: (-lost[s], s))[: max(0, limit)]
-    ]
+
+
+def cache_miss_section(groups: Iterable[MissGroup], *, limit: int) -> dict[str, Any]:
+    """``{"misses", "cost_usd", "by_reason": {reason: {misses, missed_tokens, cost_usd}}, "worst_sessions":
+    [{session_id, app, misses, cost_usd, top_reason}]}`` — reasons and sessions by dollars lost (ties:
+    the one seen first), at most ``limit`` sessions."""
+    by_reason: dict[str, list[MissGroup]] = defaultdict(list)
+    per_session: dict[str, list[MissGroup]] = defaultdict(list)
+    for g in groups:
+        by_reason[g.reason].append(g)
+        if g.session_id:
+            per_session[g.session_id].append(g)
+    rows = {
+        reason: (
+            min(g.first_at for g in gs),
+            {
+                "misses": sum(g.misses for g in gs),
+                "missed_tokens": sum(g.missed_tokens for g in gs),
+                "cost_usd": math.fsum(g.cost_usd for g in gs),
+            },
+        )
+        for reason, gs in by_reason.items()
+    }
+    order = sorted(rows, key=lambda r: (-rows[r][1]["cost_usd"], rows[r][0], r))
+    reasons = {reason: rows[reason][1] for reason in order}
+    sessions = [_worst(gs) for gs in per_session.values()]
+    sessions.sort(key=lambda s: (-s["cost_usd"], s["session_id"]))
     return {
         "misses": sum(r["misses"] for r in reasons.values()),
         "cost_usd": math.fsum(r["cost_usd"] for r in reasons.values()),
         "by_reason": reasons,
-        "worst_sessions": worst,
+        "worst_sessions": sessions[: max(0, limit)],
     }

@@ -1,13 +1,19 @@
-"""What ``claude-sidecar report`` and ``check`` compute (SPEC R-AC-6), pure over a list of events.
+"""What ``claude-sidecar report`` and ``check`` compute (SPEC R-AC-6), pure over the store's aggregates.
 
-Definitions (shared with :mod:`sidecar.core.sessions`: model calls, nearest-rank percentiles):
+The numbers come from the stores' query layer (:mod:`sidecar.store.queries`): a ``summary`` of the window
+grouped by model, the top sessions by cost, per-tool statistics, the cache misses and per-session totals.
+This module shapes them into the report document and decides ``check``. Definitions (shared with
+:mod:`sidecar.core.sessions`: model calls, nearest-rank percentiles):
 
 * The window is ``now - window_s <= started_at <= now``.
 * Latency (``duration_s``, ``ttft_s``) percentiles per model use *successful* model calls only: HTTP 2xx
-  relayed in full (outcome ``ok``); errors and broken streams would mix two distributions.
-* The ``check`` session-cost p95 is taken over *closed* sessions whose last call ended inside the window
-  (closed = idle for more than ``idle_timeout_s`` at ``now``). A session's cost sums every event given for
-  it, so callers pass events from a little before the window to catch sessions that straddle its start.
+  relayed in full (outcome ``ok``); errors and broken streams would mix two distributions. They are read
+  from the stores' latency histograms (:mod:`sidecar.store.latency_buckets`): each percentile is the upper
+  edge of the 1/16-octave bucket holding the nearest-rank value, never below it and at most 4.4 % above.
+  Tool latency percentiles likewise.
+* Top sessions are whole sessions (their totals since their first call) seen in the window.
+* The ``check`` session-cost p95 is exact, over *closed* sessions whose last call ended inside the window
+  (closed = idle for more than ``idle_timeout_s`` at ``now``); a session's cost is the whole session's.
 * No successful model call in the window is *not* a failure (a quiet hour is healthy): ``ok`` stays true
   and a finding says there was nothing to check, unless ``require_data`` asks for data.
 * A baseline regression is a measured value more than ``tolerance`` (0.10 = 10 %) above the baseline's
@@ -17,149 +23,92 @@ Definitions (shared with :mod:`sidecar.core.sessions`: model calls, nearest-rank
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.core.cache_report import cache_miss_section
 from sidecar.core.durations import format_duration
-from sidecar.core.events import CACHE_HIT, OK, CallEvent
+from sidecar.core.events import OK, CallEvent
 from sidecar.core.money import format_usd
-from sidecar.core.sessions import (
-    cache_hit_ratio,
-    group_sessions,
-    is_model_call,
-    list_sessions,
-    model_name,
-    percentile,
-    session_summary,
-    tool_stats,
-)
+from sidecar.core.sessions import is_model_call, percentile
 from sidecar.core.timestamps import iso_utc
 
 BASELINE_FORMAT = "claude-sidecar-baseline/1"
 DEFAULT_TOLERANCE = 0.10
-
-
-def in_window(events: Sequence[CallEvent], now: float, window_s: float) -> list[CallEvent]:
-    since = now - window_s
-    return [e for e in events if since <= e.started_at <= now]
+# What the report keeps of a summary's totals and of its rows per model (the stores' answers say more).
+_SUMS = (
+    "model_calls", "error_calls", "input_tokens", "output_tokens", "cache_read_input_tokens",
+    "cache_creation_input_tokens", "cost_usd", "unpriced_calls", "cache_hit_ratio", "cache_savings_usd",
+)  # fmt: skip
+TOTAL_KEYS = (*_SUMS, "sessions", "tool_calls", "model_time_s", "tool_time_s")
+MODEL_KEYS = (*_SUMS, "ok_calls", "duration_p50_s", "duration_p95_s", "ttft_p50_s", "ttft_p95_s")
 
 
 def is_success(event: CallEvent) -> bool:
     return is_model_call(event) and 200 <= event.status < 300 and event.outcome == OK
 
 
-def _token_sums(model_calls: Sequence[CallEvent]) -> dict[str, Any]:
-    inp = sum(e.usage.input_tokens for e in model_calls)
-    read = sum(e.usage.cache_read_input_tokens for e in model_calls)
-    write = sum(e.usage.cache_creation_input_tokens for e in model_calls)
-    return {
-        "model_calls": len(model_calls),
-        "error_calls": sum(1 for e in model_calls if not is_success(e)),
-        "input_tokens": inp,
-        "output_tokens": sum(e.usage.output_tokens for e in model_calls),
-        "cache_read_input_tokens": read,
-        "cache_creation_input_tokens": write,
-        "cost_usd": math.fsum(e.cost_usd for e in model_calls if e.cost_usd is not None),
-        "unpriced_calls": sum(1 for e in model_calls if e.cost_usd is None),
-        "cache_hit_ratio": cache_hit_ratio(inp, read, write),
-        "cache_savings_usd": math.fsum(e.cache_savings_usd for e in model_calls),
-    }
+def model_table(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per model with model calls (canonical id, else requested, else ``unknown``), from the rows of a
+    summary grouped by model: token/cost sums, cache hit ratio, latency percentiles, ``ok_calls``."""
+    picked = {str(r["key"]): {k: r[k] for k in MODEL_KEYS} for r in rows if r["model_calls"]}
+    return dict(sorted(picked.items()))
 
 
-def model_table(events: Sequence[CallEvent]) -> dict[str, dict[str, Any]]:
-    """Per model (canonical id, else requested): token/cost sums, cache hit ratio, and p50/p95 of
-    ``duration_s`` and ``ttft_s`` over successful calls (``ok_calls`` of them)."""
-    by_model: dict[str, list[CallEvent]] = defaultdict(list)
-    for e in events:
-        if is_model_call(e):
-            by_model[model_name(e)].append(e)
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(by_model):
-        calls = by_model[name]
-        ok = [e for e in calls if is_success(e)]
-        durations = [e.duration_s for e in ok]
-        ttfts = [e.ttft_s for e in ok if e.ttft_s is not None]
-        row = _token_sums(calls)
-        row.update(
-            ok_calls=len(ok),
-            duration_p50_s=percentile(durations, 50),
-            duration_p95_s=percentile(durations, 95),
-            ttft_p50_s=percentile(ttfts, 50),
-            ttft_p95_s=percentile(ttfts, 95),
-        )
-        out[name] = row
-    return out
+@dataclass(frozen=True, slots=True)
+class ReportParts:
+    """What the store answered for a ``report`` window: ``summary`` grouped by model; ``top_sessions``
+    (session objects, most expensive first); ``tools`` (per-tool statistics); ``response_cache`` (hits
+    and what their answers had cost); ``cache_misses`` (see :mod:`sidecar.core.cache_report`)."""
+
+    summary: Mapping[str, Any]
+    top_sessions: Sequence[Mapping[str, Any]]
+    tools: Mapping[str, Mapping[str, Any]]
+    response_cache: tuple[int, float]
+    cache_misses: Mapping[str, Any]
 
 
-def response_cache_totals(events: Sequence[CallEvent]) -> dict[str, Any]:
-    """Calls answered from the response cache (no model call) and what their answers had cost."""
-    hits = [e for e in events if e.outcome == CACHE_HIT]
-    return {"hits": len(hits), "savings_usd": math.fsum(e.response_cache_savings_usd for e in hits)}
-
-
-def build_report(
-    events: Sequence[CallEvent], *, now: float, window_s: float, idle_timeout_s: float, limit: int
-) -> dict[str, Any]:
-    """The ``report`` document for the window: totals, top sessions by cost, models, tools, cache misses.
-
-    Sessions are aggregated from the window's events only (a session that began earlier shows its
-    in-window part).
-    """
-    events = in_window(events, now, window_s)
-    model_calls = [e for e in events if is_model_call(e)]
-    totals = _token_sums(model_calls)
-    totals.update(
-        sessions=len(group_sessions(events)),
-        tool_calls=sum(len(e.tool_uses) for e in model_calls),
-        model_time_s=math.fsum(e.duration_s for e in model_calls),
-        tool_time_s=math.fsum(r.latency_s for e in events for r in e.tool_results),
-    )
+def build_report(parts: ReportParts, *, now: float, window_s: float) -> dict[str, Any]:
+    """The ``report`` document for the window: totals, top sessions by cost, models, tools, cache misses."""
+    totals = {k: parts.summary["totals"][k] for k in TOTAL_KEYS}
+    hits, saved = parts.response_cache
     return {
         "window": {"since": iso_utc(now - window_s), "until": iso_utc(now), "window_s": window_s},
         "totals": totals,
-        "response_cache": response_cache_totals(events),
-        "top_sessions": list_sessions(
-            events, now=now, idle_timeout_s=idle_timeout_s, limit=limit, order="cost"
-        ),
-        "models": model_table(events),
-        "tools": tool_stats(events),
-        "cache_misses": cache_miss_section(events, limit=limit),
+        "response_cache": {"hits": hits, "savings_usd": saved},
+        "top_sessions": list(parts.top_sessions),
+        "models": model_table(parts.summary["rows"]),
+        "tools": dict(parts.tools),
+        "cache_misses": dict(parts.cache_misses),
     }
 
 
-def closed_session_costs(
-    events: Sequence[CallEvent], *, now: float, window_s: float, idle_timeout_s: float
-) -> tuple[list[float], int]:
-    """Costs of the closed sessions whose last call ended in the window, and how many are still open."""
-    costs: list[float] = []
-    still_open = 0
-    for evs in group_sessions(events).values():
-        s = session_summary(evs, now=now, idle_timeout_s=idle_timeout_s, with_calls=False)
-        if not now - window_s <= s["last_seen_at_ts"] <= now:
-            continue
-        if s["open"]:
-            still_open += 1
-        else:
-            costs.append(s["cost_usd"])
-    return costs, still_open
-
-
 def measure(
-    events: Sequence[CallEvent], *, now: float, window_s: float, idle_timeout_s: float
+    models: Mapping[str, Mapping[str, Any]],
+    sessions: Iterable[tuple[float, float]],
+    *,
+    now: float,
+    window_s: float,
+    idle_timeout_s: float,
 ) -> dict[str, Any]:
-    """What ``check`` compares, in the shape saved as a baseline JSON file."""
+    """What ``check`` compares, in the shape saved as a baseline JSON file. ``models``: the window's
+    :func:`model_table`; ``sessions``: ``(last_seen, cost_usd)`` of the sessions last seen since the
+    window's start (those last seen after ``now`` are left out)."""
     latency: dict[str, float] = {}
     samples: dict[str, int] = {}
-    for name, row in model_table(in_window(events, now, window_s)).items():
+    for name, row in models.items():
         if row["duration_p95_s"] is not None:
             latency[name] = row["duration_p95_s"] * 1000.0
             samples[name] = row["ok_calls"]
-    costs, still_open = closed_session_costs(
-        events, now=now, window_s=window_s, idle_timeout_s=idle_timeout_s
-    )
+    costs: list[float] = []
+    still_open = 0
+    for last_seen, cost in sessions:
+        if not now - window_s <= last_seen <= now:
+            continue
+        if now - last_seen <= idle_timeout_s:
+            still_open += 1
+        else:
+            costs.append(cost)
     return {
         "format": BASELINE_FORMAT,
         "measured_at": iso_utc(now),
@@ -237,10 +186,8 @@ def _regressions(
 
 
 def evaluate(
-    events: Sequence[CallEvent],
+    m: Mapping[str, Any],
     *,
-    now: float,
-    window_s: float,
     p95_latency_ms: float | None,
     p95_session_cost_usd: float | None,
     baseline: Baseline | None,
@@ -248,9 +195,9 @@ def evaluate(
     idle_timeout_s: float = 900.0,
     require_data: bool = False,
 ) -> CheckResult:
-    """The ``check`` gate over the window (see the module docstring for the exact semantics)."""
-    m = measure(events, now=now, window_s=window_s, idle_timeout_s=idle_timeout_s)
-    span = format_duration(window_s)
+    """The ``check`` gate over the window of the measurements ``m`` (as :func:`measure` made them; see
+    the module docstring for the exact semantics)."""
+    span = format_duration(m["window_s"])
     failures: list[str] = []
     notes: list[str] = []
     if p95_latency_ms is not None:
@@ -280,4 +227,4 @@ def evaluate(
         findings.append(f"no successful model calls recorded over the last {span}: nothing to check")
         if require_data:
             failures.append("no data")
-    return CheckResult(ok=not failures, findings=findings, notes=notes, measurements=m)
+    return CheckResult(ok=not failures, findings=findings, notes=notes, measurements=dict(m))

@@ -8,6 +8,7 @@ A session closes when it has been idle past the timeout. Model calls, tokens and
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sidecar.core.events import CallEvent
@@ -27,6 +28,23 @@ class ClosedSession:
     model_calls: int
     tool_calls: int
     duration_s: float  # first call start to last call end
+    model_time_s: float
+    tool_time_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A session's totals as the store keeps them (its per-session rollup), to follow it again after a
+    restart: first call start, last call end, and the sums :class:`ClosedSession` reports."""
+
+    session_id: str
+    app: str
+    first_start: float
+    last_end: float
+    cost_usd: float
+    tokens: int
+    model_calls: int
+    tool_calls: int
     model_time_s: float
     tool_time_s: float
 
@@ -109,6 +127,25 @@ class SessionLifecycle:
             old_id, old = self._open.popitem(last=False)
             evicted.append(old.close(old_id))
         return evicted
+
+    def restore(self, sessions: Iterable[StoredSession]) -> int:
+        """Follow again sessions that were open when the process stopped, with their stored totals, so
+        each closes whole and once; each is idle since its ``last_end``. Sessions already followed are
+        left as they are, and the cap is kept (the most recently active win). Returns how many were added.
+        """
+        merged = dict(self._open)
+        added: list[str] = []
+        for s in sessions:
+            if s.session_id and s.session_id not in merged:
+                merged[s.session_id] = _Open(
+                    s.app, s.first_start, s.last_end, s.last_end, s.cost_usd, s.tokens, s.model_calls,
+                    s.tool_calls, s.model_time_s, s.tool_time_s,
+                )  # fmt: skip
+                added.append(s.session_id)
+        # Expiry and eviction rely on the order by last activity.
+        ordered = sorted(merged.items(), key=lambda item: item[1].last_activity)[-self.max_open :]
+        self._open = OrderedDict(ordered)
+        return sum(1 for sid in added if sid in self._open)
 
     def expire(self, now: float) -> list[ClosedSession]:
         """Close and return the sessions idle for more than ``idle_timeout_s`` at ``now``."""

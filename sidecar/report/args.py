@@ -58,9 +58,18 @@ def _common(parser: argparse.ArgumentParser, window: str) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
+# Both commands read the store's rollups and latency histograms, not its events (SPEC R-RS-1).
+_PERCENTILES = (
+    "Latency percentiles come from the store's latency histograms: each is the upper edge of the "
+    "1/16-octave bucket that holds the exact nearest-rank value, so at most 4.4 % above it, never below."
+)
+
+
 def report_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="claude-sidecar report", description="Per-session spend and latency tables from the store."
+        prog="claude-sidecar report",
+        description="Per-session spend and latency tables from the store. Top sessions are whole sessions "
+        "(totals since their first call) seen in the window. " + _PERCENTILES,
     )
     _common(p, "24h")
     p.add_argument("--limit", type=int, default=10, help="top sessions to show (default 10)")
@@ -71,7 +80,7 @@ def check_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="claude-sidecar check",
         description="Exit 1 when recorded traffic is over a ceiling or regressed against a baseline, "
-        "0 when healthy, 2 on a usage error.",
+        "0 when healthy, 2 on a usage error. " + _PERCENTILES + " The p95 session cost is exact.",
     )
     _common(p, "1h")
     p.add_argument("--p95-latency-ms", type=_nonneg, help="ceiling for each model's p95 total duration")

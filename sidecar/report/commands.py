@@ -1,7 +1,8 @@
 """``claude-sidecar report`` and ``claude-sidecar check``: each command's steps, in order.
 
 The numbers come from :mod:`sidecar.core.report`; arguments and environment are read by ``args``, the
-store by ``source``, the baseline file by ``baseline``, and ``formatting`` writes the text.
+store's query layer by ``source`` and ``reading``, the baseline file by ``baseline``, and ``formatting``
+writes the text. ``connect`` replaces the ClickHouse client factory (tests pass an in-process engine).
 Exit codes: 0 done / healthy, 1 ``check`` found traffic over a ceiling or regressed, 2 usage error
 (bad flag, unreadable baseline, missing or unsupported store), always with a one-line message.
 """
@@ -12,17 +13,18 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sidecar.core.durations import format_duration
 from sidecar.core.report import DEFAULT_TOLERANCE, build_report, evaluate
 from sidecar.report.args import UsageError, check_parser, parse_args, report_parser, store_and_idle
 from sidecar.report.baseline import load_baseline, save_baseline
 from sidecar.report.formatting import format_check, format_report
-from sidecar.report.source import open_store, read_events
+from sidecar.report.reading import check_measurements, report_parts
+from sidecar.report.source import opened_reads
+from sidecar.store.clickhouse import ClickHouseClient
 
-# ``check`` reads this much before its window so that sessions straddling the window start are costed whole.
-SESSION_LOOKBACK_S = 86400.0
+Connect = Callable[[], ClickHouseClient]
 
 
 def _fail(command: str, message: str) -> int:
@@ -31,7 +33,11 @@ def _fail(command: str, message: str) -> int:
 
 
 def report_main(
-    argv: Sequence[str], *, now: float | None = None, env: Mapping[str, str] | None = None
+    argv: Sequence[str],
+    *,
+    now: float | None = None,
+    env: Mapping[str, str] | None = None,
+    connect: Connect | None = None,
 ) -> int:
     """Run ``claude-sidecar report``; returns the exit code (0, or 2 on a usage error)."""
     env = os.environ if env is None else env
@@ -43,15 +49,22 @@ def report_main(
             raise UsageError("--limit must be >= 0")
         url, idle = store_and_idle(args, env)
         now = time.time() if now is None else now
-        events = read_events(open_store(url), now - args.window)
+        with opened_reads(url, connect) as reads:
+            parts = report_parts(reads, now=now, window_s=args.window, idle_timeout_s=idle, limit=args.limit)
     except UsageError as exc:
         return _fail("report", str(exc))
-    doc = build_report(events, now=now, window_s=args.window, idle_timeout_s=idle, limit=args.limit)
+    doc = build_report(parts, now=now, window_s=args.window)
     print(json.dumps(doc, indent=2) if args.json else format_report(doc, store=url))
     return 0
 
 
-def check_main(argv: Sequence[str], *, now: float | None = None, env: Mapping[str, str] | None = None) -> int:
+def check_main(
+    argv: Sequence[str],
+    *,
+    now: float | None = None,
+    env: Mapping[str, str] | None = None,
+    connect: Connect | None = None,
+) -> int:
     """Run ``claude-sidecar check``; returns 0 healthy, 1 over a ceiling or regressed, 2 usage error."""
     env = os.environ if env is None else env
     try:
@@ -63,11 +76,10 @@ def check_main(argv: Sequence[str], *, now: float | None = None, env: Mapping[st
         baseline = load_baseline(args.baseline) if args.baseline else None
         url, idle = store_and_idle(args, env)
         now = time.time() if now is None else now
-        events = read_events(open_store(url), now - args.window - SESSION_LOOKBACK_S)
+        with opened_reads(url, connect) as reads:
+            m = check_measurements(reads, now=now, window_s=args.window, idle_timeout_s=idle)
         result = evaluate(
-            events,
-            now=now,
-            window_s=args.window,
+            m,
             p95_latency_ms=args.p95_latency_ms,
             p95_session_cost_usd=args.p95_session_cost_usd,
             baseline=baseline,

@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 
+from sidecar.core.cache_report import MissGroup
 from sidecar.core.events import CallEvent
+from sidecar.store import clickhouse_report
 from sidecar.store.clickhouse import ClickHouseClient
 from sidecar.store.clickhouse_rows import EVENT_COLUMNS, row_to_event
 from sidecar.store.clickhouse_schema import SchemaOptions
@@ -169,6 +171,12 @@ class ClickHouseReads:
 
     def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
         return _tool_summary(self._client, self._o, (since, until))
+
+    def cache_miss_groups(self, since: float, until: float) -> list[MissGroup]:
+        return clickhouse_report.cache_miss_groups(self._client, self._o, (since, until))
+
+    def response_cache_hits(self, since: float, until: float) -> tuple[int, float]:
+        return clickhouse_report.response_cache_hits(self._client, self._o, (since, until))
 
     def session_counters(self, active_since: float) -> list[SessionCounters]:
         sql = (

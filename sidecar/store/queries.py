@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from sidecar.core.cache_report import MissGroup
 from sidecar.core.events import CallEvent
 
 ORDERS = ("recent", "cost", "tokens", "calls", "duration", "tool_time")
@@ -133,6 +134,15 @@ class ReadStore(Protocol):
     def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
         """Per tool name, over calls started in ``[since, until)``: ``count`` (tool_use blocks in model
         calls), ``measured``, ``errors``, ``p50_s`` / ``p95_s`` (bucket edges), ``total_s``."""
+        ...
+
+    def cache_miss_groups(self, since: float, until: float) -> list[MissGroup]:
+        """The cache misses of the calls started in ``[since, until)``, per session and reason."""
+        ...
+
+    def response_cache_hits(self, since: float, until: float) -> tuple[int, float]:
+        """Calls started in ``[since, until)`` answered from the response cache, and the sum of what
+        their answers had cost (``response_cache_savings_usd``)."""
         ...
 
     def session_counters(self, active_since: float) -> list[SessionCounters]:

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
+from sidecar.core.cache_report import MissGroup
 from sidecar.core.events import CallEvent
+from sidecar.store import sqlite_report
 from sidecar.store.queries import (
     DEFAULT_CALLS_LIMIT,
     ORDER_FIELDS,
@@ -188,6 +190,12 @@ class SQLiteReads:
 
     def tool_summary(self, since: float, until: float) -> dict[str, dict[str, Any]]:
         return _tool_summary(self._connection(), since, until)
+
+    def cache_miss_groups(self, since: float, until: float) -> list[MissGroup]:
+        return sqlite_report.cache_miss_groups(self._connection(), since, until)
+
+    def response_cache_hits(self, since: float, until: float) -> tuple[int, float]:
+        return sqlite_report.response_cache_hits(self._connection(), since, until)
 
     def session_counters(self, active_since: float) -> list[SessionCounters]:
         rows = self._fetch(

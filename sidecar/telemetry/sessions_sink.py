@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 
 from sidecar.core.events import CallEvent
-from sidecar.core.session_lifecycle import ClosedSession, SessionLifecycle
+from sidecar.core.session_lifecycle import ClosedSession, SessionLifecycle, StoredSession
 from sidecar.telemetry.metrics import Metrics
 
 
@@ -31,6 +31,14 @@ class SessionsSink:
                 closed.extend(self.lifecycle.observe(event, event.ended_at))
             self.m.active_sessions.set(self.lifecycle.open_count)
         self._observe_closed(closed)
+
+    def restore(self, sessions: Sequence[StoredSession]) -> int:
+        """At start-up: follow again the sessions open when the process last stopped (see
+        :meth:`SessionLifecycle.restore`)."""
+        with self._lock:
+            added = self.lifecycle.restore(sessions)
+            self.m.active_sessions.set(self.lifecycle.open_count)
+        return added
 
     def expire(self, now: float) -> list[ClosedSession]:
         with self._lock:

@@ -8,13 +8,17 @@ import pytest
 from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.report import (
     BASELINE_FORMAT,
+    MODEL_KEYS,
+    TOTAL_KEYS,
     Baseline,
+    ReportParts,
     build_report,
     evaluate,
     measure,
     model_table,
     parse_baseline,
 )
+from sidecar.core.sessions import list_sessions
 from sidecar.core.usage import Usage
 from tests.core.test_sessions import T0, make_event
 
@@ -48,71 +52,81 @@ def traffic() -> list[CallEvent]:
     ]  # fmt: skip
 
 
+def sessions_of(events: list[CallEvent]) -> list[tuple[float, float]]:
+    """``(last_seen, cost_usd)`` of each whole session, as the store's per-session rollup gives them."""
+    summaries = list_sessions(events, now=NOW, idle_timeout_s=900, limit=None, order="recent")
+    return [(s["last_seen_at_ts"], s["cost_usd"]) for s in summaries]
+
+
+# The window's p95 durations of successful calls per model, as the store's summary gives them (the
+# values of traffic(): sonnet 0.8 1.2 2.0 1.5 3.1 s, haiku 0.4 0.6 s).
+MODELS = {SONNET: {"duration_p95_s": 3.1, "ok_calls": 5}, HAIKU: {"duration_p95_s": 0.6, "ok_calls": 2}}
+
+
 def run(**kw: Any) -> Any:
-    args: dict[str, Any] = {
-        "now": NOW,
-        "window_s": HOUR,
-        "p95_latency_ms": None,
-        "p95_session_cost_usd": None,
-        "baseline": None,
-    }
+    args: dict[str, Any] = {"p95_latency_ms": None, "p95_session_cost_usd": None, "baseline": None}
     args.update(kw)
-    events = args.pop("events", traffic())
-    return evaluate(events, **args)
+    models = args.pop("models", MODELS)
+    sessions = sessions_of(args.pop("events", traffic()))
+    idle = args.get("idle_timeout_s", 900.0)
+    m = measure(models, sessions, now=NOW, window_s=HOUR, idle_timeout_s=idle)
+    return evaluate(m, **args)
 
 
-def test_model_table_percentiles_over_successful_calls() -> None:
-    window = [e for e in traffic() if e.started_at >= T0 + 3600]
-    table = model_table(window)
-    sonnet = table[SONNET]
-    # Successful sonnet durations: 1.2 0.8 2.0 1.5 3.1 -> sorted 0.8 1.2 1.5 2.0 3.1 (the 529 is excluded).
-    assert (sonnet["model_calls"], sonnet["ok_calls"], sonnet["error_calls"]) == (6, 5, 1)
-    assert sonnet["duration_p50_s"] == 1.5  # ceil(2.5) = 3rd
-    assert sonnet["duration_p95_s"] == 3.1  # ceil(4.75) = 5th
-    # TTFTs 0.3 0.2 0.4 0.5 (c1 has none) -> p50 ceil(2) = 2nd = 0.3, p95 ceil(3.8) = 4th = 0.5.
-    assert (sonnet["ttft_p50_s"], sonnet["ttft_p95_s"]) == (0.3, 0.5)
-    assert sonnet["cache_hit_ratio"] == pytest.approx(1000 / (150 + 1000 + 1000))
-    assert sonnet["unpriced_calls"] == 1
-    assert sonnet["cost_usd"] == pytest.approx(0.10 + 0.20 + 0.30 + 0.40 + 0.50)
-    haiku = table[HAIKU]
-    assert (haiku["duration_p50_s"], haiku["duration_p95_s"]) == (0.4, 0.6)
-    assert haiku["ttft_p50_s"] is None
-    assert haiku["cache_hit_ratio"] is None
+def summary_row(key: str, model_calls: int, **kw: Any) -> dict[str, Any]:
+    """A row of a summary grouped by model, with more fields than the report keeps."""
+    row: dict[str, Any] = {k: 0 for k in MODEL_KEYS} | {"key": key, "model_calls": model_calls}
+    return row | {"requests": model_calls + 1, "cache_write_1h": 0} | kw
 
 
-def test_build_report_window_totals_sessions_tools() -> None:
-    doc = build_report(traffic(), now=NOW, window_s=HOUR, idle_timeout_s=900, limit=2)
-    t = doc["totals"]
-    assert (t["model_calls"], t["error_calls"], t["sessions"], t["tool_calls"]) == (8, 1, 3, 3)
-    assert t["cost_usd"] == pytest.approx(1.53)
-    assert t["unpriced_calls"] == 1
-    assert t["tool_time_s"] == pytest.approx(13.0)
-    assert t["model_time_s"] == pytest.approx(1.2 + 0.8 + 0.4 + 2.0 + 30.0 + 1.5 + 3.1 + 0.6)
-    # In-window parts: s-b 0.92, s-a 0.31, s-c 0.30 (its 0.05 call is before the window).
-    assert [s["session_id"] for s in doc["top_sessions"]] == ["s-b", "s-a"]
-    assert doc["top_sessions"][0]["cost_usd"] == pytest.approx(0.92)
-    assert doc["top_sessions"][0]["open"] is True
-    assert doc["tools"]["grep"] == {
-        "count": 2, "measured": 3, "errors": 1, "p50_s": 4.0, "p95_s": 6.0, "total_s": 12.0
-    }  # fmt: skip
-    assert doc["tools"]["read"]["p95_s"] == 1.0
+def test_model_table_keeps_models_with_model_calls_and_the_report_fields() -> None:
+    rows = [
+        summary_row(SONNET, 6, ok_calls=5, duration_p95_s=3.221),
+        summary_row("claude-x", 0),  # only count_tokens or refused calls: not a row of the table
+        summary_row(HAIKU, 2, ok_calls=2, duration_p95_s=0.62093),
+    ]
+    table = model_table(rows)
+    assert list(table) == [HAIKU, SONNET]  # by name
+    assert set(table[SONNET]) == set(MODEL_KEYS)
+    assert (table[SONNET]["ok_calls"], table[SONNET]["duration_p95_s"]) == (5, 3.221)
+
+
+def test_build_report_shapes_the_store_answers() -> None:
+    totals: dict[str, Any] = {k: 1 for k in TOTAL_KEYS} | {"sessions": 3, "requests": 9}
+    parts = ReportParts(
+        summary={"totals": totals, "rows": [summary_row(SONNET, 6)]},
+        top_sessions=[{"session_id": "s-b", "cost_usd": 0.92}],
+        tools={"grep": {"count": 2}},
+        response_cache=(3, 0.75),
+        cache_misses={"misses": 0},
+    )
+    doc = build_report(parts, now=NOW, window_s=HOUR)
+    assert doc["totals"] == {k: 1 for k in TOTAL_KEYS} | {"sessions": 3}  # requests is not a report field
+    assert doc["response_cache"] == {"hits": 3, "savings_usd": 0.75}
+    assert list(doc["models"]) == [SONNET]
+    assert doc["top_sessions"] == [{"session_id": "s-b", "cost_usd": 0.92}]
     assert doc["window"] == {"since": "2026-01-01T01:00:00.000Z", "until": "2026-01-01T02:00:00.000Z",
                              "window_s": HOUR}  # fmt: skip
     json.dumps(doc)  # the --json output must serialise
 
 
 def test_measure_closed_sessions_only() -> None:
-    m = measure(traffic(), now=NOW, window_s=HOUR, idle_timeout_s=900)
+    m = measure(MODELS, sessions_of(traffic()), now=NOW, window_s=HOUR, idle_timeout_s=900)
     assert m["format"] == BASELINE_FORMAT
     assert m["duration_p95_ms"] == {SONNET: pytest.approx(3100.0), HAIKU: pytest.approx(600.0)}
     assert m["duration_samples"] == {SONNET: 5, HAIKU: 2}
-    # Closed and last seen in the window: s-a (0.31) and s-c (0.05 + 0.30, costed whole). s-b is open,
+    # Closed and last seen in the window: s-a (0.31) and s-c (0.05 + 0.30, a whole session). s-b is open,
     # s-d ended before the window. Nearest-rank p95 of [0.31, 0.35] is the 2nd.
     assert (m["closed_sessions"], m["open_sessions"]) == (2, 1)
     assert m["session_cost_p95_usd"] == pytest.approx(0.35)
     # With no idle wait, s-b (0.92) closes too: p95 of [0.31, 0.35, 0.92] = 3rd.
-    m0 = measure(traffic(), now=NOW, window_s=HOUR, idle_timeout_s=0)
+    m0 = measure(MODELS, sessions_of(traffic()), now=NOW, window_s=HOUR, idle_timeout_s=0)
     assert (m0["closed_sessions"], m0["session_cost_p95_usd"]) == (3, pytest.approx(0.92))
+    # A session last seen after ``now`` is not in the window; a model without successful calls is not
+    # measured.
+    later = measure({"m": {"duration_p95_s": None, "ok_calls": 0}}, [(NOW + 1, 9.0)], now=NOW,
+                    window_s=HOUR, idle_timeout_s=0)  # fmt: skip
+    assert (later["closed_sessions"], later["open_sessions"], later["duration_p95_ms"]) == (0, 0, {})
 
 
 def test_latency_ceiling() -> None:
@@ -150,11 +164,11 @@ def test_no_closed_session_is_a_note_not_a_failure() -> None:
 
 def test_no_data_is_ok_unless_required() -> None:
     quiet = [e for e in traffic() if e.started_at < T0 + 3600]
-    result = run(events=quiet, p95_latency_ms=1000)
+    result = run(events=quiet, models={}, p95_latency_ms=1000)
     assert result.ok is True
     assert result.findings == ["no successful model calls recorded over the last 1h: nothing to check"]
-    assert run(events=quiet, p95_latency_ms=1000, require_data=True).ok is False
-    assert run(events=[], require_data=True).ok is False
+    assert run(events=quiet, models={}, p95_latency_ms=1000, require_data=True).ok is False
+    assert run(events=[], models={}, require_data=True).ok is False
 
 
 def test_baseline_regression_with_tolerance() -> None:

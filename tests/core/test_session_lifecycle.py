@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sidecar.core.session_lifecycle import ClosedSession, SessionLifecycle
+from sidecar.core.session_lifecycle import ClosedSession, SessionLifecycle, StoredSession
 from tests.core.test_sessions import T0, make_event, session_events
 
 
@@ -49,3 +49,30 @@ def test_lifecycle_is_bounded() -> None:
     evicted = life.observe(make_event("c", T0 + 2, session_id="c"), now=T0 + 2)
     assert [(c.session_id, c.cost_usd) for c in evicted] == [("a", 0.5)]
     assert life.open_count == 2
+
+
+def stored(sid: str, last_end: float, cost: float = 1.0) -> StoredSession:
+    return StoredSession(sid, "app", last_end - 100, last_end, cost, 500, 2, 1, 3.0, 4.0)
+
+
+def test_restored_sessions_close_whole_in_order_of_last_activity() -> None:
+    life = SessionLifecycle(idle_timeout_s=10, max_open=3)
+    life.observe(make_event("live", T0 + 50, session_id="live", cost_usd=0.5), now=T0 + 51)
+    # "live" is followed already: its stored row does not replace what this process counted.
+    added = life.restore([stored("late", T0 + 40), stored("early", T0 + 20), stored("live", T0 + 45, 9.0)])
+    assert (added, life.open_count) == (2, 3)
+    # Expiry walks them by last activity: early (T0+20), then late (T0+40), then live (T0+51).
+    assert [c.session_id for c in life.expire(T0 + 30.5)] == ["early"]
+    (late,) = life.expire(T0 + 50.5)
+    assert late == ClosedSession("late", "app", 1.0, 500, 2, 1, 100.0, 3.0, 4.0)  # the stored totals
+    # A call of a restored session adds to its stored totals, and restarts its idle clock.
+    life.restore([stored("back", T0 + 55)])
+    life.observe(make_event("b2", T0 + 60, session_id="back", cost_usd=0.25, duration_s=1.0), now=T0 + 61)
+    closed = [(c.session_id, c.cost_usd, c.model_calls) for c in life.expire(T0 + 80)]
+    assert closed == [("live", 0.5, 1), ("back", 1.25, 3)]
+
+
+def test_restore_keeps_the_cap_with_the_most_recent_sessions() -> None:
+    life = SessionLifecycle(idle_timeout_s=10, max_open=2)
+    assert life.restore([stored(f"s{i}", T0 + i) for i in range(5)] + [stored("", T0 + 9)]) == 2
+    assert [c.session_id for c in life.expire(T0 + 100)] == ["s3", "s4"]

@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import math
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import Any
 
 import pytest
@@ -145,6 +146,30 @@ def test_start_up_reads_are_the_same(both: tuple[SQLiteReads, ClickHouseReads]) 
         [dataclasses.asdict(c) for c in ch.session_counters(since)],
     )
     assert lite.unpriced_calls(T0, T0 + 3600) == ch.unpriced_calls(T0, T0 + 3600)
+
+
+@pytest.mark.parametrize("window", [(T0, T0 + SPAN_S), (T0 + 1234.5, T0 + 9000.25)])
+def test_report_reads_are_the_same(
+    both: tuple[SQLiteReads, ClickHouseReads], window: tuple[float, float]
+) -> None:
+    lite, ch = both
+    key = attrgetter("session_id", "reason")
+    groups = sorted(lite.cache_miss_groups(*window), key=key)
+    same(
+        [dataclasses.asdict(g) for g in groups],
+        [dataclasses.asdict(g) for g in sorted(ch.cache_miss_groups(*window), key=key)],
+    )
+    # The reference, from the events: every miss in the window once, under its session and reason.
+    since, until = window
+    missed = [e for e in EVENTS if since <= e.started_at < until and e.cache_miss_reason is not None]
+    assert sum(g.misses for g in groups) == len(missed) > 10
+    assert sum(g.missed_tokens for g in groups) == sum(e.cache_missed_tokens or 0 for e in missed)
+    first = min(missed, key=lambda e: e.started_at)
+    (g0,) = [g for g in groups if (g.session_id, g.reason) == (first.session_id, first.cache_miss_reason)]
+    assert (g0.first_at, g0.app) == (first.started_at, first.app)
+    hits = [e for e in EVENTS if since <= e.started_at < until and e.outcome == "cache_hit"]
+    expected = (len(hits), math.fsum(e.response_cache_savings_usd for e in hits))
+    assert lite.response_cache_hits(*window) == ch.response_cache_hits(*window) == expected
 
 
 def test_sessions_written_before_migration_3_still_list(engine: ChdbClient) -> None:

@@ -13,17 +13,21 @@ import anthropic
 import pytest
 
 from sidecar.core.events import CallEvent, ToolResult
-from sidecar.core.report import Baseline, CheckResult, build_report, evaluate, measure
+from sidecar.core.report import Baseline, CheckResult, build_report, evaluate
 from sidecar.core.sessions import group_sessions, list_sessions, session_summary
 from sidecar.core.usage import Usage
+from sidecar.report.reading import check_measurements, report_parts
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.store.base import EventStore
 from sidecar.store.chdb_client import ChdbClient
 from sidecar.store.clickhouse import ClickHouseStore
+from sidecar.store.clickhouse_reads import ClickHouseReads
 from sidecar.store.clickhouse_schema import SchemaOptions
+from sidecar.store.queries import ReadStore
 from sidecar.store.shipper import Shipper, ShipperOptions
 from sidecar.store.spool import Spool
 from sidecar.store.sqlite import SQLiteStore
+from sidecar.store.sqlite_reads import SQLiteReads
 from tests.conftest import API_KEY, require_service
 from tests.core.test_report import NOW, traffic
 
@@ -138,8 +142,41 @@ def both_stores(
     return sqlite, clickhouse
 
 
+def both_reads(tmp_path: Path, chdb_client: ChdbClient) -> tuple[ReadStore, ReadStore]:
+    """The query layer ``report`` and ``check`` read, on each store of :func:`both_stores`."""
+    return SQLiteReads(tmp_path / "parity.db"), ClickHouseReads(
+        chdb_client.borrow(), SchemaOptions(database="parity", ttl_days=0)
+    )
+
+
+def approx_tree(doc: Any) -> Any:
+    """``doc`` with every float compared approximately: the stores add floats in different orders."""
+    if isinstance(doc, dict):
+        return {k: approx_tree(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [approx_tree(v) for v in doc]
+    if isinstance(doc, float):
+        return pytest.approx(doc, rel=1e-9, abs=1e-12)
+    return doc
+
+
+def report_and_check(reads: ReadStore, now: float, idle: float) -> tuple[dict[str, Any], CheckResult]:
+    """``report --window 2h`` and a ``check`` of the same window that fails in several ways."""
+    doc = build_report(
+        report_parts(reads, now=now, window_s=2 * HOUR, idle_timeout_s=idle, limit=10),
+        now=now,
+        window_s=2 * HOUR,
+    )
+    baseline = Baseline({"claude-sonnet-4-5": 500.0, "claude-haiku-4-5": 99_000.0}, 0.5)
+    m = check_measurements(reads, now=now, window_s=2 * HOUR, idle_timeout_s=idle)
+    result = evaluate(
+        m, p95_latency_ms=2000.0, p95_session_cost_usd=1.0, baseline=baseline, idle_timeout_s=idle
+    )
+    return doc, result
+
+
 def assert_same_answers(
-    a: EventStore, b: EventStore, now: float, idle: float = 900.0
+    a: EventStore, b: EventStore, reads: tuple[ReadStore, ReadStore], now: float, idle: float = 900.0
 ) -> tuple[dict[str, Any], CheckResult]:
     evs_a, evs_b = a.events(), b.events()
     assert evs_a == evs_b
@@ -152,14 +189,9 @@ def assert_same_answers(
         {"since": now - 2 * HOUR, "limit": 3},
     ):
         assert a.events(**kw) == b.events(**kw), kw
-    since = now - 2 * HOUR - 86400  # what `check` reads: its window plus a day of session lookback
-    rep_a = build_report(
-        a.events(since=now - 2 * HOUR), now=now, window_s=2 * HOUR, idle_timeout_s=idle, limit=10
-    )
-    rep_b = build_report(
-        b.events(since=now - 2 * HOUR), now=now, window_s=2 * HOUR, idle_timeout_s=idle, limit=10
-    )
-    assert rep_a == rep_b
+    rep_a, check_a = report_and_check(reads[0], now, idle)
+    rep_b, check_b = report_and_check(reads[1], now, idle)
+    assert rep_a == approx_tree(rep_b)
     for sid, sess in group_sessions(evs_a).items():
         one_b = b.events(session_id=sid)
         assert session_summary(sess, now=now, idle_timeout_s=idle, with_calls=True) == session_summary(
@@ -168,22 +200,16 @@ def assert_same_answers(
     assert list_sessions(evs_a, now=now, idle_timeout_s=idle, limit=None, order="recent") == list_sessions(
         evs_b, now=now, idle_timeout_s=idle, limit=None, order="recent"
     )
-    baseline = Baseline({"claude-sonnet-4-5": 500.0, "claude-haiku-4-5": 99_000.0}, 0.5)
-    checks = [
-        evaluate(
-            s.events(since=since), now=now, window_s=2 * HOUR, p95_latency_ms=2000.0,
-            p95_session_cost_usd=1.0, baseline=baseline, idle_timeout_s=idle,
-        )
-        for s in (a, b)
-    ]  # fmt: skip
-    assert checks[0] == checks[1]
-    return rep_a, checks[0]
+    assert (check_a.ok, check_a.findings, check_a.notes) == (check_b.ok, check_b.findings, check_b.notes)
+    assert check_a.measurements == approx_tree(check_b.measurements)
+    return rep_a, check_a
 
 
 def test_random_traffic_gives_identical_reports(tmp_path: Path, chdb_client: ChdbClient) -> None:
     events = random_traffic(seed=20260101, n=600)
     sqlite, clickhouse = both_stores(tmp_path, chdb_client, events)
-    doc, check = assert_same_answers(sqlite, clickhouse, now=T0 + 3 * HOUR)
+    reads = both_reads(tmp_path, chdb_client)
+    doc, check = assert_same_answers(sqlite, clickhouse, reads, now=T0 + 3 * HOUR)
     # The comparison had something to compare: many sessions and tools, unpriced calls, failed checks.
     assert not check.ok and len(check.findings) >= 3 and check.measurements["closed_sessions"] >= 1
     assert doc["totals"]["sessions"] >= 10 and doc["totals"]["tool_calls"] > 50
@@ -193,9 +219,10 @@ def test_random_traffic_gives_identical_reports(tmp_path: Path, chdb_client: Chd
 
 def test_hand_checked_traffic_reports_the_same_numbers(tmp_path: Path, chdb_client: ChdbClient) -> None:
     sqlite, clickhouse = both_stores(tmp_path, chdb_client, traffic())
-    assert_same_answers(sqlite, clickhouse, now=NOW)
+    reads = both_reads(tmp_path, chdb_client)
+    assert_same_answers(sqlite, clickhouse, reads, now=NOW)
     doc = build_report(
-        clickhouse.events(since=NOW - HOUR), now=NOW, window_s=HOUR, idle_timeout_s=900, limit=10
+        report_parts(reads[1], now=NOW, window_s=HOUR, idle_timeout_s=900, limit=10), now=NOW, window_s=HOUR
     )
     t = doc["totals"]
     # In the last hour: a1 a2 a3 c1 c2 b1 b2 b3 are model calls; c2 (529) failed and is unpriced.
@@ -206,10 +233,12 @@ def test_hand_checked_traffic_reports_the_same_numbers(tmp_path: Path, chdb_clie
         3,
         1,
     )
-    assert t["cost_usd"] == math.fsum([0.10, 0.20, 0.01, 0.30, 0.40, 0.50, 0.02])
-    assert [s["session_id"] for s in doc["top_sessions"]] == ["s-b", "s-a", "s-c"]
-    m = measure(clickhouse.events(since=NOW - HOUR - 86400), now=NOW, window_s=HOUR, idle_timeout_s=900)
-    assert m["duration_p95_ms"]["claude-sonnet-4-5"] == 3100.0  # nearest rank over 5 ok calls: 0.8..3.1 s
+    assert t["cost_usd"] == pytest.approx(math.fsum([0.10, 0.20, 0.01, 0.30, 0.40, 0.50, 0.02]))
+    # Whole sessions: s-b $0.92, s-c $0.35 (a call before the window), s-a $0.31.
+    assert [s["session_id"] for s in doc["top_sessions"]] == ["s-b", "s-c", "s-a"]
+    m = check_measurements(reads[1], now=NOW, window_s=HOUR, idle_timeout_s=900)
+    # Nearest rank over 5 ok calls: 0.8..3.1 s; 3.1 s is in the bucket whose upper edge is 2**1.6875 s.
+    assert m["duration_p95_ms"]["claude-sonnet-4-5"] == 3221.0
 
 
 def agent_loop(client: anthropic.Anthropic, session: str, turns: int) -> None:
@@ -256,5 +285,5 @@ def test_recorded_traffic_from_a_real_sidecar(
     assert len(recorded) == 5 and sum(len(e.tool_results) for e in recorded) == 3
     sqlite, clickhouse = both_stores(tmp_path, chdb_client, recorded)
     now = max(e.ended_at for e in recorded) + 1.0
-    doc, _ = assert_same_answers(sqlite, clickhouse, now=now)
+    doc, _ = assert_same_answers(sqlite, clickhouse, both_reads(tmp_path, chdb_client), now=now)
     assert doc["totals"]["model_calls"] == 4 and doc["totals"]["tool_calls"] == 3
