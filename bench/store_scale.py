@@ -195,7 +195,7 @@ def migration(path: Path) -> dict[str, float]:
     for version, statements in MIGRATIONS:  # columns later migrations added go too, to be added again
         for statement in statements if version > 1 else ():
             added = _ADD_COLUMN.search(statement)
-            if added is not None:
+            if added is not None and added[1] in keep:  # the dropped tables' columns went with them
                 conn.execute(f"ALTER TABLE {added[1]} DROP COLUMN {added[2]}")
     conn.execute("DELETE FROM schema_migrations WHERE version > 1")
     (events,) = conn.execute("SELECT count(*) FROM events").fetchone()

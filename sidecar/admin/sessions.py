@@ -132,7 +132,10 @@ class Session(_Closed):
     tool_time_s: float
     measured_tool_results: int
     models: list[str]
-    agent_ids: list[str]
+    agent_ids: list[str] = Field(description="Claude Code agent ids seen in the session (R-RS-4)")
+    providers: list[str] = Field(
+        description="Where the session's calls went: anthropic | bedrock | vertex (SPEC R-CP-5)"
+    )
     tools: dict[str, ToolStats]
     calls: list[Call] | None = None
     next_calls_after: str | None = None

@@ -107,6 +107,8 @@ def _call(e: CallEvent) -> dict[str, Any]:
         "duration_s": e.duration_s,
         "tool_uses": list(e.tool_uses),
         "provider": e.provider,
+        "agent_id": e.agent_id,
+        "parent_agent_id": e.parent_agent_id,
         "tool_results": [
             {"tool_use_id": r.tool_use_id, "name": r.name, "latency_s": r.latency_s, "is_error": r.is_error}
             for r in e.tool_results

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sidecar.demo import cache_story
+from sidecar.demo import cache_story, subagents
 from sidecar.demo.bedrock import DEMO_BEDROCK_KEY, bedrock_session
 from sidecar.demo.evals import run_eval_loop
 from sidecar.demo.fleet import alert_printer, demo_fleet_config, run_demo_fleet
@@ -105,12 +105,14 @@ async def _traffic(url: str, duration_s: float, seed: int = 7) -> int:
     n = 0
     async with aiohttp.ClientSession() as http:
         story = asyncio.ensure_future(cache_story.clock_session(http, url, DEMO_KEY))
+        agents = asyncio.ensure_future(subagents.subagent_session(http, url, DEMO_KEY))
         while time.monotonic() < deadline:
             batch = [_agent_session(http, url, n + i, rng, deadline) for i in range(3)]
             batch.append(bedrock_session(http, url, n + 3, rng, TOOLS, deadline))  # through /bedrock/
             await asyncio.gather(*batch)
             n += len(batch)
         await story
+        await agents
     return n
 
 

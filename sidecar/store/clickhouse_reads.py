@@ -50,6 +50,7 @@ _ROLLUP = (
     "r_last_seen - r_first_seen AS r_duration_s, "
     + ", ".join(f"sum({name}) AS r_{name}" for name in _SUMS)
     + ", groupUniqArrayArray(models) AS r_models, groupUniqArrayArray(agent_ids) AS r_agent_ids"
+    + ", groupUniqArrayArray(providers) AS r_providers"
     + " FROM {table}{where} GROUP BY session_id"
 )
 _NAMES = ("session_id", "app", "session_source", "first_seen", "last_seen", "duration_s", *_SUMS)
@@ -57,8 +58,9 @@ _IDS = "JSONExtract({ids:String}, 'Array(String)')"
 
 
 def _rollup(row: Sequence[Any]) -> dict[str, Any]:
-    r = dict(zip((*_NAMES, "models", "agent_ids"), row, strict=True))
-    r["models"], r["agent_ids"] = list(r["models"]), list(r["agent_ids"])
+    r = dict(zip((*_NAMES, "models", "agent_ids", "providers"), row, strict=True))
+    for key in ("models", "agent_ids", "providers"):
+        r[key] = list(r[key])
     return r
 
 

@@ -1,4 +1,5 @@
-"""ClickHouse migrations 3 and 4: ``sessions_rollup`` holds what the SQLite session rollup holds (R-RS-1).
+"""ClickHouse migrations 3, 6 and 8: ``sessions_rollup`` holds what the SQLite session rollup holds
+(R-RS-1).
 
 Adds the exact first/last-seen floats, the first event's app and session source, retries, the 5m/1h
 cache-write split, total tokens, measured tool results, cache-miss cost and count (0 until events carry
@@ -6,7 +7,9 @@ them), and the models and agent ids seen; the materialized view is changed in pl
 so no insert falls between an old and a new view. Rows written before this migration read the new
 columns from their defaults: first/last seen from the ``DateTime64`` columns (to the microsecond), tokens
 from the four buckets, every cache write as 5-minute, and no retries, models, agent ids or tool results.
-Migration 4 (:func:`miss_view`) makes the view sum the cache-miss cost and count the events now carry.
+Migration 6 (:func:`miss_view`) makes the view sum the cache-miss cost and count the events now carry;
+migration 8 (:func:`agents_view`) has it collect the agent ids and the providers (anthropic, bedrock,
+vertex) of every event of the session.
 """
 
 from __future__ import annotations
@@ -27,10 +30,15 @@ class _Options(Protocol):
     def on_cluster(self) -> str: ...
 
 
-def _view_query(events: str, misses: bool = False) -> str:
-    """The view's query; ``misses``: sum the cache-miss fields events carry from migration 4 on (the
-    migration 3 text stays as released)."""
+def _view_query(events: str, misses: bool = False, agents: bool = False) -> str:
+    """The view's query; ``misses``: sum the cache-miss fields events carry from migration 6 on;
+    ``agents``: collect the agent ids and providers (migration 8). Released texts stay as they were."""
     m = "e_model"
+    agent_ids, providers, agent_columns = "CAST([], 'Array(String)')", "", ""
+    if agents:
+        agent_ids = "groupUniqArrayIf(assumeNotNull(e_agent), e_agent IS NOT NULL)"
+        providers = ",\n    groupUniqArray(e_provider) AS providers"
+        agent_columns = "\n        agent_id AS e_agent, provider AS e_provider,"
     miss_cost, miss_count, miss_columns = "toFloat64(0)", "toUInt64(0)", ""
     if misses:
         miss_cost = f"sum(if({m}, ifNull(e_miss_cost, 0), 0))"
@@ -69,7 +77,7 @@ def _view_query(events: str, misses: bool = False) -> str:
     {miss_cost} AS cache_miss_cost_usd,
     {miss_count} AS cache_misses,
     groupUniqArrayIf(assumeNotNull(e_model_used), {m} AND e_model_used IS NOT NULL) AS models,
-    CAST([], 'Array(String)') AS agent_ids
+    {agent_ids} AS agent_ids{providers}
 FROM (
     SELECT
         app AS e_app, session_id AS e_session, started_at AS e_started, started_at_unix AS e_start,
@@ -77,7 +85,7 @@ FROM (
         outcome AS e_outcome, tool_uses AS e_tool_uses, input_tokens AS e_input, output_tokens AS e_output,
         cache_read_input_tokens AS e_read, cache_creation_input_tokens AS e_write,
         cache_creation_1h AS e_write_1h, cost_usd AS e_cost, cache_savings_usd AS e_savings,
-        tool_result_latency_s AS e_latencies, retry_count AS e_retry,{miss_columns}
+        tool_result_latency_s AS e_latencies, retry_count AS e_retry,{miss_columns}{agent_columns}
         ifNull(model_canonical, model) AS e_model_used, {MODEL_CALL} AS {m}
     FROM {events}
     WHERE session_id != ''
@@ -112,6 +120,18 @@ def v3(o: _Options) -> tuple[str, ...]:
 
 
 def miss_view(o: _Options) -> str:
-    """Migration 4's change of the view: the cache-miss cost and count summed from the events."""
+    """Migration 6's change of the view: the cache-miss cost and count summed from the events."""
     query = _view_query(o.table("events"), misses=True)
     return f"ALTER TABLE {o.table('sessions_rollup_mv')}{o.on_cluster} MODIFY QUERY\n{query}"
+
+
+def agents_view(o: _Options) -> tuple[str, ...]:
+    """Migration 8: the providers column, and the view collecting agent ids and providers per session.
+    Sessions rolled up before it list neither (the columns' defaults) until they see a new call."""
+    rollup = o.table("sessions_rollup")
+    query = _view_query(o.table("events"), misses=True, agents=True)
+    return (
+        f"ALTER TABLE {rollup}{o.on_cluster}\n    ADD COLUMN IF NOT EXISTS providers "
+        "SimpleAggregateFunction(groupUniqArrayArray, Array(String)) DEFAULT [] AFTER agent_ids",
+        f"ALTER TABLE {o.table('sessions_rollup_mv')}{o.on_cluster} MODIFY QUERY\n{query}",
+    )

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sidecar.store.clickhouse_rollup import miss_view
+from sidecar.store.clickhouse_rollup import agents_view, miss_view
 from sidecar.store.clickhouse_rollup import v3 as _v3
 
 MIGRATIONS_TABLE = "sidecar_schema_migrations"
@@ -288,6 +288,7 @@ MIGRATIONS: tuple[tuple[int, str, Callable[[SchemaOptions], tuple[str, ...]]], .
     (5, "events: response cache savings", _v5_response_cache),
     (6, "events: cache diagnosis columns; sessions_rollup fed from them", _v6),
     (7, "events: agent_id and parent_agent_id", _v7_agents),
+    (8, "sessions_rollup: agent ids and providers of each session", agents_view),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -1,7 +1,7 @@
 """Rollup rows and histogram counts → the JSON documents of the read side, the same for every store.
 
 Session objects keep every field of :func:`sidecar.core.sessions.session_summary` (SPEC §13) and add
-``events``, ``models``, ``agent_ids``, ``cache_miss_cost_usd`` and ``cache_misses``. The only
+``events``, ``models``, ``agent_ids``, ``providers``, ``cache_miss_cost_usd`` and ``cache_misses``. The only
 difference: a session's totals are the whole session's, not the part inside a time window.
 """
 
@@ -73,8 +73,8 @@ def tools_by_session(
 def session_json(
     r: Mapping[str, Any], tools: dict[str, dict[str, Any]], *, now: float, idle_timeout_s: float
 ) -> dict[str, Any]:
-    """The §13 session object of a rollup row ``r`` (keys: the rollup's column names, ``models`` and
-    ``agent_ids`` as lists)."""
+    """The §13 session object of a rollup row ``r`` (keys: the rollup's column names, ``models``,
+    ``agent_ids`` and ``providers`` as lists)."""
     first, last = float(r["first_seen"]), float(r["last_seen"])
     inp, read = int(r["input_tokens"]), int(r["cache_read_input_tokens"])
     write = int(r["cache_creation_input_tokens"])
@@ -96,6 +96,7 @@ def session_json(
         cache_hit_ratio=cache_hit_ratio(inp, read, write),
         models=sorted(r["models"]),
         agent_ids=sorted(r["agent_ids"]),
+        providers=sorted(r["providers"]),
         tools=tools,
     )
     return out

@@ -45,7 +45,7 @@ from sidecar.store.sqlite_summary import tool_summary as _tool_summary
 
 _ROLLUP_COLUMNS = (
     "session_id", "app", "session_source", "first_seen", "last_seen", "duration_s",
-    *SESSION_COUNTS, *SESSION_AMOUNTS, "models", "agent_ids",
+    *SESSION_COUNTS, *SESSION_AMOUNTS, "models", "agent_ids", "providers",
 )  # fmt: skip
 # A session's cache misses by reason (SPEC R-CD-3), through the (session_id, started_at) index.
 _MISSES_OF_SESSION = (
@@ -66,6 +66,7 @@ def _rollup(row: Sequence[Any]) -> dict[str, Any]:
     r = dict(zip(_ROLLUP_COLUMNS, row, strict=True))
     r["models"] = orjson.loads(r["models"])
     r["agent_ids"] = orjson.loads(r["agent_ids"])
+    r["providers"] = orjson.loads(r["providers"])
     return r
 
 

@@ -205,7 +205,7 @@ END""",
 SESSION_SETS: tuple[tuple[str, str, str], ...] = (
     ("models", MODEL_USED, f"{MODEL_CALL} AND {MODEL_USED} IS NOT NULL"),
     ("agent_ids", "{e}agent_id", "{e}agent_id IS NOT NULL"),
-    ("providers", "{e}provider", "{e}outcome != 'refused'"),  # where the session's calls went (R-CP-5)
+    ("providers", "{e}provider", "{e}provider IS NOT NULL"),  # where the session's calls went (R-CP-5)
 )
 
 

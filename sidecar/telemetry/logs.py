@@ -228,6 +228,8 @@ def event_log_fields(event: CallEvent) -> dict[str, object]:
         "duration_s": event.duration_s,
         "overhead_s": event.overhead_s,
         "tool_uses": list(event.tool_uses),
+        # Claude Code's agent ids (R-RS-4), when the client sent them.
+        **{k: v for k in ("agent_id", "parent_agent_id") if (v := getattr(event, k)) is not None},
         **_cache_fields(event),
     }
 

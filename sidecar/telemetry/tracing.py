@@ -69,6 +69,10 @@ def _attributes(e: CallEvent) -> dict[str, str | int | float | bool | Sequence[s
     }
     if e.session_id:
         attrs["gen_ai.conversation.id"] = e.session_id
+    if e.agent_id:  # Claude Code's subagents (R-RS-4)
+        attrs["gen_ai.agent.id"] = e.agent_id
+    if e.parent_agent_id:
+        attrs["sidecar.parent_agent_id"] = e.parent_agent_id
     if e.request_id:
         attrs["gen_ai.response.id"] = e.request_id
     if e.stop_reason:

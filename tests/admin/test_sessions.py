@@ -146,3 +146,45 @@ def test_sessions_grouped_without_any_header(fake: FakeUpstream, sidecar: Runnin
     events = sidecar.wait_events(2)
     assert len({e.session_id for e in events}) == 1
     assert events[0].session_source == "fingerprint"
+
+
+def _main_and_subagent(sidecar: RunningSidecar) -> list[tuple[str | None, str | None]]:
+    """Claude Code's main agent calls, spawns a subagent that calls twice, calls again; the agent ids
+    each call sent, in order."""
+    main = anthropic.Anthropic(
+        base_url=sidecar.url,
+        api_key=API_KEY,
+        max_retries=0,
+        default_headers={"x-session-id": "cc-agents", "x-claude-code-agent-id": "main-1"},
+    )
+    sub = main.with_options(
+        default_headers={
+            "x-session-id": "cc-agents",
+            "x-claude-code-agent-id": "sub-7",
+            "x-claude-code-parent-agent-id": "main-1",
+        }
+    )
+    sent = [("main-1", None), ("sub-7", "main-1"), ("sub-7", "main-1"), ("main-1", None)]
+    for client in (main, sub, sub, main):
+        client.messages.create(
+            model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "q"}]
+        )
+    sidecar.wait_events(len(sent), session_id="cc-agents")
+    return sent
+
+
+def test_each_call_names_its_agent(fake: FakeUpstream, sidecar: RunningSidecar) -> None:
+    sent = _main_and_subagent(sidecar)
+    for request in fake.requests:  # the headers are Claude Code's business: forwarded as sent
+        assert request.header("x-claude-code-agent-id") in ("main-1", "sub-7")
+    doc = httpx.get(sidecar.url + "/sidecar/v1/sessions/cc-agents").json()
+    assert [(c["agent_id"], c["parent_agent_id"]) for c in doc["calls"]] == sent
+    assert [c["provider"] for c in doc["calls"]] == ["anthropic"] * 4
+
+
+def test_a_session_lists_its_agents_and_providers(fake: FakeUpstream, sidecar: RunningSidecar) -> None:
+    _main_and_subagent(sidecar)
+    (row,) = httpx.get(sidecar.url + "/sidecar/v1/sessions").json()["sessions"]
+    assert row["agent_ids"] == ["main-1", "sub-7"] and row["providers"] == ["anthropic"]
+    doc = httpx.get(sidecar.url + "/sidecar/v1/sessions/cc-agents").json()
+    assert doc["agent_ids"] == ["main-1", "sub-7"] and doc["providers"] == ["anthropic"]

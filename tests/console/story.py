@@ -222,13 +222,11 @@ MISS = {
 }
 
 
-def add_missing_fields(doc: dict[str, Any], agents: dict[str, tuple[str, str | None]]) -> dict[str, Any]:
-    """Give each call of a session the agent (R-RS-4) and cache-diagnosis (R-CD) fields when the API does
-    not send them yet: the agents the client really sent, and a cache story (write, hits, one miss on the
-    third call), so the page's rendering of those fields is exercised either way."""
+def add_missing_fields(doc: dict[str, Any]) -> dict[str, Any]:
+    """Give each call of a session the cache-diagnosis (R-CD) fields when the API does not send them:
+    a cache story (write, hits, one miss on the third call), so the page's rendering of those fields is
+    exercised either way."""
     for n, call in enumerate(doc.get("calls", [])):
-        if "agent_id" not in call:
-            call["agent_id"], call["parent_agent_id"] = agents.get(call["request_id"], (None, None))
         if "cache_outcome" not in call:
             call.update(MISS if n == 2 else {"cache_outcome": "write" if n == 0 else "hit"})
     return doc

@@ -201,11 +201,14 @@ def test_waterfall_details_on_hover_and_on_focus(story: Story, open_page: Any) -
 
 
 def test_agent_lanes_and_cache_misses(story: Story, open_page: Any) -> None:
-    def fill_in(route: Any) -> None:  # the agent and cache fields, when this API does not send them yet
+    def fill_in(route: Any) -> None:  # the cache fields, when this API does not send them
         answer = route.fetch()
-        route.fulfill(response=answer, json=add_missing_fields(answer.json(), story.agents))
+        route.fulfill(response=answer, json=add_missing_fields(answer.json()))
 
-    doc = add_missing_fields(story.get(f"/sidecar/v1/sessions/{AGENTS_SESSION}"), story.agents)
+    doc = add_missing_fields(story.get(f"/sidecar/v1/sessions/{AGENTS_SESSION}"))
+    # The API gives each call the agent ids its client sent (R-RS-4).
+    sent = [story.agents[c["request_id"]] for c in doc["calls"]]
+    assert [(c["agent_id"], c["parent_agent_id"]) for c in doc["calls"]] == sent
     page = open_page(story, "/ui/")
     page.route(f"**/sidecar/v1/sessions/{AGENTS_SESSION}", fill_in)
     page.goto(f"{story.url}/ui/sessions/{AGENTS_SESSION}")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from sidecar.sansio.identity import resolve_app, resolve_session
+from sidecar.sansio.identity import resolve_agents, resolve_app, resolve_session
 from sidecar.sansio.request import inspect_body
 
 
@@ -47,3 +47,20 @@ def test_custom_session_header_and_app() -> None:
 
 def test_no_body_no_session() -> None:
     assert resolve_session([], inspect_body(b""), b"x-session-id") == ("", "none")
+
+
+def test_claude_code_agent_headers() -> None:
+    sub = [(b"x-claude-code-agent-id", b" sub-7 "), (b"x-claude-code-parent-agent-id", b"main-1")]
+    assert resolve_agents(sub) == ("sub-7", "main-1")
+    assert resolve_agents([(b"x-claude-code-agent-id", b"main-1")]) == ("main-1", None)
+    assert resolve_agents([(b"x-session-id", b"s")]) == (None, None)
+    assert resolve_agents([(b"x-claude-code-agent-id", b"   ")]) == (None, None)  # blank is absent
+
+
+def test_agent_ids_are_bounded_and_decodable() -> None:
+    long = b"a" * 5000
+    (agent, parent) = resolve_agents(
+        [(b"x-claude-code-agent-id", long), (b"x-claude-code-parent-agent-id", b"\xff\xfeab")]
+    )
+    assert agent == "a" * 200
+    assert parent == "\ufffd\ufffdab" and parent.encode("utf-8")  # invalid bytes replaced, storable

@@ -77,10 +77,27 @@ def events(draw: st.DrawFn, index: int) -> CallEvent:
         tool_use_ids=tuple(f"toolu_{index}_u{k}" for k in range(len(uses))),
         tool_results=results,
         retry_count=draw(st.sampled_from([0, 0, 1])),
-        provider=draw(st.sampled_from(["anthropic", "anthropic", "bedrock", "vertex"])),
-        agent_id=draw(st.sampled_from([None, None, "agent-main", "agent-sub"])),
         **with_miss(index, write),
+        **draw(_agent_fields()),
     )
+
+
+AGENTS = ("main", "sub-1", "sub-2")
+PROVIDERS = ("anthropic", "bedrock", "vertex")
+
+
+@st.composite
+def _agent_fields(draw: st.DrawFn) -> dict[str, Any]:
+    agent = draw(st.none() | st.sampled_from(AGENTS))
+    parent = draw(st.none() | st.just("main")) if agent not in (None, "main") else None
+    return {"agent_id": agent, "parent_agent_id": parent, "provider": draw(st.sampled_from(PROVIDERS))}
+
+
+def with_agents(index: int) -> dict[str, Any]:
+    """Claude Code agent ids and providers, in turn by index: a main agent, two subagents, none."""
+    agent = (None, "main", "sub-1", "sub-2", "main")[index % 5]
+    parent = "main" if agent in ("sub-1", "sub-2") else None
+    return {"agent_id": agent, "parent_agent_id": parent, "provider": PROVIDERS[index // 3 % 3]}
 
 
 _MISS_REASONS = ("system_changed", "ttl_expired", "evicted")
@@ -103,9 +120,10 @@ def event_pool(max_size: int = 40) -> st.SearchStrategy[list[CallEvent]]:
 
 
 def sample_events(
-    seed: int, n: int, *, sessions: Sequence[str] = SESSIONS, span_s: int = SPAN_S
+    seed: int, n: int, *, sessions: Sequence[str] = SESSIONS, span_s: int = SPAN_S, agents: bool = False
 ) -> list[CallEvent]:
-    """``n`` varied events from a seeded generator (the strategy's values, without the search)."""
+    """``n`` varied events from a seeded generator (the strategy's values, without the search);
+    ``agents``: with agent ids and providers (:func:`with_agents`), else all first-party, no agents."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -148,6 +166,7 @@ def sample_events(
                 tool_results=results,
                 retry_count=rng.choice([0, 0, 1]),
                 **with_miss(i, write),
+                **(with_agents(i) if agents else {}),
             )
         )
     return out
@@ -186,7 +205,8 @@ def expected_sessions(evs: Iterable[CallEvent], *, now: float, idle_timeout_s: f
             cache_write_1h=sum(b for _, b in splits),
             measured_tool_results=sum(len(e.tool_results) for e in group),
             models=sorted({m for e in model if (m := e.model_canonical or e.model) is not None}),
-            agent_ids=sorted({e.agent_id for e in group if e.agent_id}),
+            agent_ids=sorted({e.agent_id for e in group if e.agent_id is not None}),
+            providers=sorted({e.provider for e in group}),
         )
         s.pop("cache_misses_by_reason")  # the session detail's, not the list's
         out[sid] = s

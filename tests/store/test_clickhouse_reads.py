@@ -21,7 +21,7 @@ from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_reads import SQLiteReads
 from sidecar.store.sqlite_schema import CACHE_DIAGNOSIS_COLUMNS as CACHE_COLUMNS
 from tests.conftest import require_service
-from tests.store.reads_support import SPAN_S, T0, sample_events
+from tests.store.reads_support import SPAN_S, T0, expected_sessions, sample_events
 
 NOW = T0 + SPAN_S + 300.0
 IDLE = 900.0
@@ -109,8 +109,8 @@ def test_session_detail_is_the_same(both: tuple[SQLiteReads, ClickHouseReads]) -
         while True:
             a = lite.session_detail(sid, now=NOW, idle_timeout_s=IDLE, calls_limit=5, calls_after=after_a)
             b = ch.session_detail(sid, now=NOW, idle_timeout_s=IDLE, calls_limit=5, calls_after=after_b)
-            same(a, b, sid)
             assert a is not None and b is not None
+            same(a, b, sid)
             after_a, after_b = a["next_calls_after"], b["next_calls_after"]
             if after_a is None:
                 break
@@ -136,6 +136,56 @@ def test_tool_summary_is_the_same(
     a = lite.tool_summary(*window)
     same(a, ch.tool_summary(*window))
     assert a and all(t["measured"] + t["count"] > 0 for t in a.values())
+
+
+def test_session_agent_ids_and_providers_are_the_same(both: tuple[SQLiteReads, ClickHouseReads]) -> None:
+    lite, ch = both
+    query = SessionQuery(NOW, IDLE, limit=1000)
+    same(lite.list_sessions(query).sessions, ch.list_sessions(query).sessions)
+
+
+def test_the_rollup_lists_the_agent_ids_and_providers_of_the_events(engine: ChdbClient) -> None:
+    o = SchemaOptions(database="agents", ttl_days=0)
+    evs = sample_events(31, 300, sessions=("", *(f"s-{k:02d}" for k in range(12))), agents=True)
+    store = ClickHouseStore(engine.borrow, o)
+    store.open()
+    store.write_events(evs[:150])
+    store.write_events(evs[150:])
+    store.write_events(evs[150:])  # a retried batch: nothing counts twice
+    store.close()
+    reads = ClickHouseReads(engine, o)
+    got = {s["session_id"]: s for s in reads.list_sessions(SessionQuery(NOW, IDLE, limit=1000)).sessions}
+    want = expected_sessions(evs, now=NOW, idle_timeout_s=IDLE)
+    same(got, want)  # every field, agent ids and providers included
+    assert any(len(s["agent_ids"]) == 3 for s in got.values())
+    assert any(len(s["providers"]) == 3 for s in got.values())
+    detail = reads.session_detail("s-03", now=NOW, idle_timeout_s=IDLE)
+    assert detail is not None and detail["calls"]
+    by_time = sorted((e for e in evs if e.session_id == "s-03"), key=lambda e: (e.started_at, e.event_id))
+    assert [(c["agent_id"], c["parent_agent_id"], c["provider"]) for c in detail["calls"]] == [
+        (e.agent_id, e.parent_agent_id, e.provider) for e in by_time
+    ]
+
+
+def test_sessions_rolled_up_before_migration_8_gain_agents_from_new_calls(engine: ChdbClient) -> None:
+    o = SchemaOptions(database="before_agents", ttl_days=0)
+    assert migrate(engine, o, T0, upto=7) == [1, 2, 3, 4, 5, 6, 7]
+    old = sample_events(32, 30, sessions=["s-x"], agents=True)
+    engine.insert("before_agents.events", [event_to_row(e) for e in old], EVENT_COLUMNS)
+    assert migrate(engine, o, T0) == [8]
+    reads = ClickHouseReads(engine, o)
+    query = SessionQuery(NOW, IDLE, SessionFilters(q="s-x"))
+    (row,) = reads.list_sessions(query).sessions
+    assert row["agent_ids"] == [] and row["providers"] == []  # not collected before the migration
+    assert row["events"] == len(old)
+    late = dataclasses.replace(old[1], event_id="late", agent_id="sub-9", provider="vertex")
+    engine.insert("before_agents.events", [event_to_row(late)], EVENT_COLUMNS)
+    (row,) = reads.list_sessions(query).sessions
+    assert row["agent_ids"] == ["sub-9"] and row["providers"] == ["vertex"]
+    assert row["events"] == len(old) + 1
+    detail = reads.session_detail("s-x", now=NOW, idle_timeout_s=IDLE)
+    assert detail is not None
+    assert {c["agent_id"] for c in detail["calls"]} == {e.agent_id for e in [*old, late]}
 
 
 def test_start_up_reads_are_the_same(both: tuple[SQLiteReads, ClickHouseReads]) -> None:
@@ -188,7 +238,7 @@ def test_sessions_written_before_migration_3_still_list(engine: ChdbClient) -> N
     keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in later]
     rows = [tuple(event_to_row(e)[i] for i in keep) for e in old]
     engine.insert("legacy.events", rows, tuple(EVENT_COLUMNS[i] for i in keep))
-    assert migrate(engine, o, T0) == [3, 4, 5, 6, 7]
+    assert migrate(engine, o, T0) == [3, 4, 5, 6, 7, 8]
     new = [dataclasses.replace(e, event_id=f"new-{i}") for i, e in enumerate(sample_events(6, 10))]
     engine.insert("legacy.events", [event_to_row(e) for e in new], EVENT_COLUMNS)
     reads = ClickHouseReads(engine, o)

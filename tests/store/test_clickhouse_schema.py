@@ -58,8 +58,8 @@ def test_cluster_schema_text_is_on_cluster_and_replicated() -> None:
     o = SchemaOptions(database="sidecar", cluster="prod-1", ttl_days=7)
     ddl = statements(o)
     # bootstrap (db, migrations) + v1 (3 tables, 2 views) + v2 + v3 (2 alters) + v4, v5 (alters)
-    # + v6 (alter, view) + v7 (alter)
-    assert len(ddl) == 2 + 5 + 1 + 2 + 1 + 1 + 2 + 1
+    # + v6 (alter, view) + v7 (alter) + v8 (alter, view)
+    assert len(ddl) == 2 + 5 + 1 + 2 + 1 + 1 + 2 + 1 + 2
     for s in ddl:
         first_line = s.strip().splitlines()[0]
         assert "ON CLUSTER `prod-1`" in first_line, first_line
@@ -114,9 +114,9 @@ def tables(client: ChdbClient, db: str) -> list[tuple[str, str]]:
 
 def test_migrate_twice_applies_once(chdb_client: ChdbClient) -> None:
     o = SchemaOptions(database="sidecar")
-    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5, 6, 7]
+    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert migrate(chdb_client, o, NOW + 1) == []
-    assert schema_version(chdb_client, o) == LATEST_VERSION == 7
+    assert schema_version(chdb_client, o) == LATEST_VERSION == 8
     assert tables(chdb_client, "sidecar") == [
         ("events", "ReplacingMergeTree"),
         ("sessions_rollup", "AggregatingMergeTree"),
@@ -138,7 +138,8 @@ def test_every_statement_can_run_again_after_a_crash_mid_migration(chdb_client: 
     for statement in statements(o):
         chdb_client.command(statement)
     assert schema_version(chdb_client, o) == 0  # the statements ran, the versions were never recorded
-    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5, 6, 7]  # ...so all of it runs again, without error
+    # ...so all of it runs again, without error
+    assert migrate(chdb_client, o, NOW) == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_migrating_from_version_1_keeps_old_rows(chdb_client: ChdbClient) -> None:

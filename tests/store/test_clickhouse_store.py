@@ -344,11 +344,11 @@ def test_store_sends_migrations_inserts_and_parameterised_queries() -> None:
     assert commands[0] == "CREATE DATABASE IF NOT EXISTS analytics"
     assert commands[1].startswith("CREATE TABLE IF NOT EXISTS analytics.sidecar_schema_migrations")
     assert commands[2].startswith("CREATE TABLE IF NOT EXISTS analytics.events")
-    # bootstrap, v1, v2, v3, v4, v5, v6, v7, each followed by its record
-    assert len(commands) == 2 + 5 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1
+    # bootstrap, v1, v2, v3, v4, v5, v6, v7, v8, each followed by its record
+    assert len(commands) == 2 + 5 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1 + 2 + 1
     recorded = [c for c in commands if c.startswith("INSERT INTO analytics.sidecar_schema_migrations")]
-    assert len(recorded) == 7
-    assert all(f"VALUES ({v}, " in c for v, c in zip((1, 2, 3, 4, 5, 6, 7), recorded, strict=True))
+    assert len(recorded) == 8
+    assert all(f"VALUES ({v}, " in c for v, c in zip((1, 2, 3, 4, 5, 6, 7, 8), recorded, strict=True))
     fake.calls.clear()
     store.write_events(stored)
     ((kind, (table, data), kw),) = fake.calls

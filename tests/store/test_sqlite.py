@@ -87,6 +87,8 @@ def full_event() -> CallEvent:
         cache_missed_tokens=12_346,
         cache_miss_cost_usd=0.042590000000000006,
         api_cache_miss_reason="system_changed",
+        agent_id="agent-sub-ü7",
+        parent_agent_id="agent-main-1",
     )
 
 

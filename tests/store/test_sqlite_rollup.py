@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,7 +71,7 @@ def assert_rollups_match(path: Path, kept: list[CallEvent]) -> None:
     finally:
         reads.close()
     expected = expected_sessions(kept, now=NOW, idle_timeout_s=IDLE)
-    assert {s["session_id"]: s for s in page.sessions} == expected
+    assert {s["session_id"]: s for s in page.sessions} == expected  # agent ids and providers included
     hourly = {(r.pop("hour"), r.pop("app"), r.pop("model")): r for r in rollup_rows(path, "hourly_rollup")}
     want = expected_hourly(kept)
     assert set(hourly) == set(want)
@@ -90,12 +89,31 @@ def assert_rollups_match(path: Path, kept: list[CallEvent]) -> None:
         for r in rollup_rows(path, "latency_hist_daily")
     }
     assert daily == expected_hist(kept, 86400)
-    sets = {r["session_id"]: r for r in rollup_rows(path, "sessions_rollup")}
-    for sid, row in sets.items():
-        mine = [e for e in kept if e.session_id == sid]
-        assert sorted(orjson.loads(row["agent_ids"])) == sorted({e.agent_id for e in mine if e.agent_id}), sid
-        providers = {e.provider for e in mine if e.outcome != "refused"}
-        assert sorted(orjson.loads(row["providers"])) == sorted(providers), sid
+
+
+def _apply(path: Path, pool: list[CallEvent], ops: list[tuple[Any, ...]], chunk: int) -> list[CallEvent]:
+    """Run ``ops`` on a new store at ``path``; return the events it keeps."""
+    store = SQLiteStore(path)
+    store.open()
+    store.purge_chunk_rows = chunk
+    kept: dict[str, CallEvent] = {}
+    for op in ops:
+        if op[0] == "write":
+            batch = [pool[i % len(pool)] for i in op[1]]
+            store.write_events(batch)
+            kept = first_wins([list(kept.values()), batch])
+        elif op[0] == "purge":
+            cutoff = T0 + op[1]
+            deleted = store.purge(cutoff)
+            assert deleted == sum(1 for e in kept.values() if e.started_at < cutoff)
+            kept = {k: e for k, e in kept.items() if e.started_at >= cutoff}
+        else:
+            store.close()
+            store = SQLiteStore(path)
+            store.open()
+            store.purge_chunk_rows = chunk
+    store.close()
+    return list(kept.values())
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,27 +123,7 @@ def test_rollups_equal_the_aggregate_of_the_stored_events(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "events.db"
-        store = SQLiteStore(path)
-        store.open()
-        store.purge_chunk_rows = chunk
-        kept: dict[str, CallEvent] = {}
-        for op in ops:
-            if op[0] == "write":
-                batch = [pool[i % len(pool)] for i in op[1]]
-                store.write_events(batch)
-                kept = first_wins([list(kept.values()), batch])
-            elif op[0] == "purge":
-                cutoff = T0 + op[1]
-                deleted = store.purge(cutoff)
-                assert deleted == sum(1 for e in kept.values() if e.started_at < cutoff)
-                kept = {k: e for k, e in kept.items() if e.started_at >= cutoff}
-            else:
-                store.close()
-                store = SQLiteStore(path)
-                store.open()
-                store.purge_chunk_rows = chunk
-        store.close()
-        assert_rollups_match(path, list(kept.values()))
+        assert_rollups_match(path, _apply(path, pool, ops, chunk))
 
 
 def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
@@ -258,3 +256,32 @@ def test_the_batch_statements_read_only_the_batch_rows(tmp_path: Path) -> None:
                 assert by_rowid or by_id, (sql[:40], step)
     finally:
         conn.close()
+
+
+def test_a_file_of_the_previous_schema_gains_agent_ids_and_providers(tmp_path: Path) -> None:
+    # A file written at schema 5 (before agent ids): its events, then migration 6 on open.
+    pool = sample_events(3, 60)
+    path = tmp_path / "v5.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+    for version, statements in MIGRATIONS[:5]:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    keep = [i for i, c in enumerate(EVENT_COLUMNS) if c not in AGENT_COLUMNS]
+    names, marks = ", ".join(EVENT_COLUMNS[i] for i in keep), ", ".join("?" * len(keep))
+    rows = [tuple(sqlite_row(e)[i] for i in keep) for e in pool]
+    conn.executemany(f"INSERT INTO events ({names}) VALUES ({marks})", rows)
+    conn.execute("COMMIT")
+    assert migrate(conn, T0) == [6, 7]  # 7 gives the sessions rolled up before their providers
+    conn.close()
+    assert_rollups_match(path, pool)  # the old sessions still list, exactly
+    store = SQLiteStore(path)
+    store.open()
+    sub = replace(pool[0], event_id="sub", agent_id="sub-1", parent_agent_id="main", provider="bedrock")
+    store.write_events([sub])
+    stored = {e.event_id: e for e in store.events()}
+    store.close()
+    assert stored["sub"] == sub and stored[pool[1].event_id] == pool[1]  # old rows: no agent ids
+    assert stored[pool[1].event_id].agent_id is None

@@ -257,3 +257,11 @@ def test_auto_format_is_text_on_a_terminal_and_json_otherwise() -> None:
     assert "hello  a=1" in written and "{" not in written
     with pytest.raises(ValueError, match="log format"):
         configure_logging("info", fmt="yaml")
+
+
+def test_a_subagents_line_names_its_agent_and_parent() -> None:
+    event = full_event()
+    assert "agent_id" not in event_log_fields(event)  # no headers, no fields
+    event.agent_id, event.parent_agent_id = "agent-sub-7", "agent-main-1"
+    fields = event_log_fields(event)
+    assert (fields["agent_id"], fields["parent_agent_id"]) == ("agent-sub-7", "agent-main-1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ import anthropic
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from sidecar.core.events import CallEvent
 from sidecar.sansio.traceparent import new_ref, parse
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.settings import Settings
+from sidecar.telemetry.tracing import TracingSink
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.conftest import API_KEY
 from tests.waiting import SLACK_S, wait_until
@@ -119,3 +122,21 @@ def test_no_exporter_no_traceparent_rewrite(fake: FakeUpstream, sidecar: Running
     assert fake.requests[-1].header("traceparent") == given
     (event,) = sidecar.wait_events(1)
     assert event.trace_id is None
+
+
+def test_a_subagents_span_names_its_agent_and_parent() -> None:
+    exporter = InMemorySpanExporter()
+    sink = TracingSink(exporter)
+    base = CallEvent(
+        event_id="e1", started_at=1_767_225_600.0, app="a", session_id="s", session_source="header",
+        method="POST", path="/v1/messages", operation="chat", stream=False, model="claude-haiku-4-5",
+        status=200, trace_id="0af7651916cd43dd8448eb211c80319c", span_id="00000000000000a1",
+    )  # fmt: skip
+    sub = replace(base, event_id="e2", span_id="00000000000000a2", agent_id="sub-7", parent_agent_id="main-1")
+    sink.write([base, sub])
+    sink.close()
+    attrs = {format(s.context.span_id, "016x"): s.attributes for s in exporter.get_finished_spans()}
+    assert "gen_ai.agent.id" not in attrs["00000000000000a1"]  # no headers, no attribute
+    assert "sidecar.parent_agent_id" not in attrs["00000000000000a1"]
+    assert attrs["00000000000000a2"]["gen_ai.agent.id"] == "sub-7"
+    assert attrs["00000000000000a2"]["sidecar.parent_agent_id"] == "main-1"
