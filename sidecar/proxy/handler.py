@@ -23,6 +23,7 @@ from sidecar.core.events import CallEvent, new_event_id
 from sidecar.errors import InternalError, RequestTooLarge, SidecarError, Unauthorized, UpstreamError
 from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
 from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
+from sidecar.proxy.provider import CloudCall
 from sidecar.proxy.relay import relay
 from sidecar.proxy.replay import send_cached
 from sidecar.sansio import headers as hdr
@@ -63,21 +64,29 @@ class ProxyHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = perf_counter()
-        path: str = scope["path"]
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        op = classify_path(scope["path"])
+        request = self._call_request(scope, op, query=scope.get("query_string", b""))
+        await self._run(scope, receive, send, CallContext(request, Timings(t0)))
+
+    def _call_request(
+        self, scope: Scope, op: str, *, query: bytes = b"", cloud: CloudCall | None = None
+    ) -> CallRequest:
         server = scope.get("server")
-        request = CallRequest(
-            op=classify_path(path),
+        return CallRequest(
+            op=op,
             method=scope["method"],
-            path=path,
-            app=resolve_app(headers, self._app_header),
+            path=scope["path"],
+            app=resolve_app(scope["headers"], self._app_header),
             started_at=time.time(),
             local_origin=f"http://{server[0]}:{server[1]}" if server else "",
-            query=scope.get("query_string", b""),
+            query=query,
+            cloud=cloud,
         )
-        ctx = CallContext(request, Timings(t0))
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, ctx: CallContext) -> None:
+        """Handle the call, then record it exactly once, whatever happened."""
         try:
-            await self._handle(scope, receive, send, ctx, headers)
+            await self._handle(scope, receive, send, ctx, scope["headers"])
         except Exception:  # a bug, not a failure the call can have: answer (or end) it, then record it
             await self._crashed(send, ctx)
         finally:
@@ -104,8 +113,11 @@ class ProxyHandler:
     # -- request side -------------------------------------------------------------------------
 
     def _check_client_auth(self, headers: list[tuple[bytes, bytes]]) -> None:
-        if not self.deps.settings.upstream_api_key:
-            return
+        if self.deps.settings.upstream_api_key:
+            self._require_client_token(headers)
+
+    def _require_client_token(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """One of the configured client tokens, as ``x-api-key`` or a bearer ``Authorization``."""
         token = hdr.get(headers, b"x-api-key")
         if token is None:
             auth = hdr.get(headers, b"authorization") or b""
