@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from time import perf_counter
 from types import MappingProxyType
@@ -20,8 +20,9 @@ from typing import Any
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
-from sidecar.errors import InternalError, RequestTooLarge, SidecarError, Unauthorized, UpstreamError
-from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
+from sidecar.errors import InternalError, SidecarError, Unauthorized, UpstreamError
+from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, send_error
+from sidecar.proxy.body import request_body
 from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
 from sidecar.proxy.provider import CloudCall
 from sidecar.proxy.relay import relay
@@ -31,7 +32,6 @@ from sidecar.sansio.identity import resolve_app, resolve_session
 from sidecar.sansio.request import (
     BATCHES,
     CHAT,
-    COMPLETE,
     COUNT_TOKENS,
     FILES,
     classify_path,
@@ -43,7 +43,6 @@ from sidecar.sansio.traceparent import new_ref
 log = logging.getLogger("sidecar.proxy")
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
-_BUFFERED_OPS = frozenset({CHAT, COUNT_TOKENS, COMPLETE})
 
 
 class ProxyHandler:
@@ -145,55 +144,8 @@ class ProxyHandler:
     async def _request_body(
         self, receive: Receive, ctx: CallContext, headers: list[tuple[bytes, bytes]]
     ) -> bytes | AsyncIterator[bytes] | None:
-        op, method = ctx.request.op, ctx.request.method
-        limit = self._limits.get(op, self.deps.settings.max_body_default)
-        declared = hdr.get(headers, b"content-length")
-        too_large = self._too_large(limit)
-        if declared is not None:
-            digits = declared.strip().lstrip(b"0") or b"0"
-            # Compare lengths first: int() of thousands of digits raises (and costs) before any limit.
-            if digits.isdigit() and (len(digits) > len(str(limit)) or int(digits) > limit):
-                raise too_large()
-        if op in _BUFFERED_OPS or method in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            body = await read_body(receive, limit, too_large)
-            ctx.request_bytes = len(body)
-            ctx.body_done = True
-            return body
-        return self._stream_body(receive, ctx, limit)
-
-    @staticmethod
-    def _too_large(limit: int) -> Callable[[], SidecarError]:
-        def make() -> SidecarError:
-            return RequestTooLarge(
-                f"Request exceeds the maximum allowed size of {limit} bytes for this route."
-            )
-
-        return make
-
-    async def _stream_body(self, receive: Receive, ctx: CallContext, limit: int) -> AsyncIterator[bytes]:
-        """Uploads (files, batches) go upstream as they arrive; the size limit is still enforced.
-
-        Once the last chunk is read, the disconnect watcher takes over ``receive`` (see ``_handle``).
-        """
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                ctx.client_gone = True
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            ctx.request_bytes += len(chunk)
-            if ctx.request_bytes > limit:
-                refusal = ctx.response.refusal = RequestTooLarge(
-                    f"Request exceeds the maximum allowed size of {limit} bytes for this route."
-                )
-                raise refusal
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                ctx.body_done = True
-                if ctx.on_body_done is not None:
-                    ctx.on_body_done()
-                return
+        limit = self._limits.get(ctx.request.op, self.deps.settings.max_body_default)
+        return await request_body(receive, ctx, headers, limit)
 
     def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         op = ctx.request.op
