@@ -15,7 +15,7 @@ from sidecar.alerting import config as alerting_config
 from sidecar.app import PRICING_KEYS, build_sidecar
 from sidecar.cache import policy as cache_policy
 from sidecar.core import budget_config as budgets
-from sidecar.core import pricing
+from sidecar.core import price_data
 from sidecar.errors import ConfigError
 from sidecar.respcache import config as response_cache
 from sidecar.settings import PARSERS, POLICY_SECTIONS, Settings, load_settings
@@ -67,7 +67,7 @@ def _known() -> set[str]:
     paths |= {f"response_cache.{k}" for k in response_cache.SECTION_KEYS} | {"response_cache.apps.*"}
     paths |= {f"response_cache.apps.*.{k}" for k in response_cache.APP_KEYS}
     paths |= {f"pricing.{k}" for k in PRICING_KEYS} | {"pricing.overrides.*"}
-    paths |= {f"pricing.overrides.*.{f}" for f in (*pricing.PRICE_FIELDS, *pricing._OVERRIDE_EXTRA)}
+    paths |= {f"pricing.overrides.*.{f}" for f in (*price_data.PRICE_FIELDS, *price_data.OVERRIDE_EXTRA)}
     paths |= {f"checks[].{k}" for k in alerting_config._CHECK_KEYS} | {"checks[].labels.*"}
     paths |= {f"notify.{k}" for k in alerting_config._NOTIFY_KEYS}
     paths |= {"notify.alertmanager.url", "notify.alertmanager.resend_interval"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Query
@@ -82,23 +83,41 @@ def duration_param(name: str, raw: str | None) -> float | None:
         raise InvalidRequest(str(exc)) from None
 
 
-def _checkin(
-    svc: CheckinAdmin,
+@dataclass(frozen=True)
+class CheckinCall:
+    """What every check-in route takes: the check's name, a new check's period and grace (raw), and
+    the ingest token from the header or the query."""
+
+    name: str
+    period: str | None
+    grace: str | None
+    token: str | None
+    authorization: str
+
+
+def checkin_call(
     name: str,
-    signal: str,
-    auth: str,
-    token: str | None,
-    period: str | None,
-    grace: str | None,
-) -> dict[str, Any]:
+    period: Period = None,
+    grace: Grace = None,
+    token: IngestQuery = None,
+    authorization: Authorization = "",
+) -> CheckinCall:
+    return CheckinCall(name, period, grace, token, authorization)
+
+
+Call = Annotated[CheckinCall, Depends(checkin_call)]
+
+
+def _checkin(svc: CheckinAdmin, call: CheckinCall, signal: str) -> dict[str, Any]:
     expected = svc.options.fleet.ingest_token
     if expected is not None:
-        given = auth[7:].strip() if auth[:7].lower() == "bearer " else (token or "")
+        auth = call.authorization
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else (call.token or "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise Unauthorized("A valid ingest token is required.")
-    p, g = duration_param("period", period), duration_param("grace", grace)
+    p, g = duration_param("period", call.period), duration_param("grace", call.grace)
     try:
-        s = svc.engine.checkin(name, signal, svc.clock(), period=p, grace=g)
+        s = svc.engine.checkin(call.name, signal, svc.clock(), period=p, grace=g)
     except CheckinRefused as exc:
         kind = _REFUSAL_TYPES.get(exc.status, "invalid_request_error")
         raise status_error(exc.status, kind, exc.message) from None
@@ -107,43 +126,22 @@ def _checkin(
 
 
 @router.post("/sidecar/v1/checkins/{name}", name="checkin", response_model=Checkin, responses=_REFUSALS)
-async def checkin(
-    svc: Checkins,
-    name: str,
-    period: Period = None,
-    grace: Grace = None,
-    token: IngestQuery = None,
-    authorization: Authorization = "",
-) -> dict[str, Any]:
+async def checkin(svc: Checkins, call: Call) -> dict[str, Any]:
     """A success ping; an unknown name creates a check (``period``, ``grace`` or the defaults)."""
-    return _checkin(svc, name, "success", authorization, token, period, grace)
+    return _checkin(svc, call, "success")
 
 
 @router.post(
     "/sidecar/v1/checkins/{name}/start", name="checkin_start", response_model=Checkin, responses=_REFUSALS
 )
-async def checkin_start(
-    svc: Checkins,
-    name: str,
-    period: Period = None,
-    grace: Grace = None,
-    token: IngestQuery = None,
-    authorization: Authorization = "",
-) -> dict[str, Any]:
+async def checkin_start(svc: Checkins, call: Call) -> dict[str, Any]:
     """The job started (its run time is measured to the next success or fail)."""
-    return _checkin(svc, name, "start", authorization, token, period, grace)
+    return _checkin(svc, call, "start")
 
 
 @router.post(
     "/sidecar/v1/checkins/{name}/fail", name="checkin_fail", response_model=Checkin, responses=_REFUSALS
 )
-async def checkin_fail(
-    svc: Checkins,
-    name: str,
-    period: Period = None,
-    grace: Grace = None,
-    token: IngestQuery = None,
-    authorization: Authorization = "",
-) -> dict[str, Any]:
+async def checkin_fail(svc: Checkins, call: Call) -> dict[str, Any]:
     """The job failed: the check goes down now."""
-    return _checkin(svc, name, "fail", authorization, token, period, grace)
+    return _checkin(svc, call, "fail")

@@ -9,6 +9,7 @@ except :meth:`observe_success`, which any thread may call.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -16,7 +17,6 @@ from typing import Any, Protocol
 from sidecar.alerting.checks import (
     DOWN,
     FIRE,
-    NEW,
     REMIND,
     RESOLVE,
     UP,
@@ -39,6 +39,7 @@ from sidecar.alerting.config import (
     CheckSpec,
 )
 from sidecar.alerting.notifiers import KEEPALIVE, Notification
+from sidecar.alerting.view import alerts_view
 from sidecar.errors import Conflict, InvalidRequest, SidecarError, TooManyRequests
 
 ALL = "*"  # snooze scope of a maintenance window over every check
@@ -332,36 +333,5 @@ class DeadmanEngine:
 
     def view(self, now: float) -> dict[str, Any]:
         """``GET /sidecar/v1/alerts``: what is firing, every check's state, and active snoozes."""
-
-        def subject_json(s: Subject) -> dict[str, Any]:
-            return {
-                "check": s.check,
-                "member": s.member,
-                "kind": s.kind,
-                "status": s.status,
-                "since": s.since,
-                "last_seen": s.last_seen,
-                "misses": s.misses,
-                "firing": s.firing,
-                "fired_at": s.fired_at,
-                "notified": s.notified,
-                "muted": self.muted(s.check, now),
-                "detail": self._details.get(s.key, "never evaluated" if s.status == NEW else ""),
-            }
-
-        subjects = sorted(self.subjects.values(), key=lambda s: s.key)
-        checks = []
-        for spec in self._specs():
-            doc: dict[str, Any] = {"check": spec.name, "kind": spec.kind, "period_s": spec.period_s}
-            doc.update(grace_s=spec.grace_s, fleet=spec.fleet, dynamic=spec.dynamic)
-            if spec.kind == FLEET_MEMBERS:
-                watched = [s for s in subjects if s.check == spec.name and s.member is not None]
-                doc.update(members_watched=len(watched), members_down=sum(s.status == DOWN for s in watched))
-            elif spec.name in self.subjects:
-                doc.update(subject_json(self.subjects[spec.name]))
-            checks.append(doc)
-        return {
-            "firing": [subject_json(s) for s in subjects if s.firing],
-            "checks": checks,
-            "snoozes": [{"scope": k, "until": u, "reason": r} for k, (u, r) in sorted(self.snoozes.items())],
-        }
+        snoozed = functools.partial(self.muted, now=now)
+        return alerts_view(self.subjects.values(), self._specs(), self.snoozes, snoozed, self._details)

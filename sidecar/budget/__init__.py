@@ -1,7 +1,7 @@
 """Budget counters: the interface the budget service calls, and the values it exchanges.
 
 Implementations: :class:`sidecar.budget.local.LocalCounters` (in-process, rebuilt from the embedded
-store) and :class:`sidecar.budget.redis_counters.RedisCounters` (shared by replicas). ``app.py`` picks
+store) and :class:`sidecar.budget.redis_counters.RedisCounters` (shared by replicas). ``sidecar.app`` picks
 one; :class:`sidecar.budget.service.BudgetService` is the facade the proxy calls.
 """
 

@@ -10,10 +10,6 @@ and refusal once); the returned warnings are for the log line, the settlement fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
-
 from sidecar.budget import (
     APP_SCOPE,
     SESSION_SCOPE,
@@ -22,129 +18,34 @@ from sidecar.budget import (
     Reservation,
     Snapshot,
 )
+from sidecar.budget.admission import (
+    BACKEND_ERROR_KINDS,
+    OVER_LIMIT,
+    REDIS_UNAVAILABLE,
+    REDIS_UNAVAILABLE_REFUSED,
+    SETTLE_LOST,
+    THRESHOLD,
+    Admission,
+    AdmitRequest,
+    BudgetHooks,
+    Budgets,
+    BudgetWarning,
+    NullBudgetService,
+    Settlement,
+)
+from sidecar.budget.messages import blocked_message, refusal_message, threshold_message
 from sidecar.core.budget_config import (
-    APP_DAILY_USD,
     BLOCKED,
     FAIL_CLOSED,
-    NANOS,
-    SESSION_USD,
     WARN,
     BudgetConfig,
     Limits,
 )
-from sidecar.core.budget_counts import Breach, remaining_usd, utc_day
+from sidecar.core.budget_counts import remaining_usd, utc_day
 from sidecar.core.budget_estimate import Estimate, Rates, actual_of, estimate_call, worst_rates
 from sidecar.core.events import CallEvent
-from sidecar.core.money import format_usd
 from sidecar.core.pricing import PriceTable
 from sidecar.errors import BudgetExceeded, ServiceUnavailable
-
-THRESHOLD, OVER_LIMIT = "threshold", "over_limit"  # BudgetWarning.kind
-# on_backend_error kinds: admitted without counters (fail open), refused (fail closed), lost updates.
-REDIS_UNAVAILABLE, REDIS_UNAVAILABLE_REFUSED, SETTLE_LOST = (
-    "redis_unavailable",
-    "redis_refused",
-    "settle_lost",
-)
-BACKEND_ERROR_KINDS = (REDIS_UNAVAILABLE, REDIS_UNAVAILABLE_REFUSED, SETTLE_LOST)
-
-
-@dataclass(frozen=True, slots=True)
-class AdmitRequest:
-    """What the budget needs from a request. ``speed`` and ``inference_geo`` are the body's fields (a
-    fast-mode call costs a multiple; an absent geo is reserved at the ``us`` price to stay an upper bound)."""
-
-    session_id: str
-    app: str
-    model: str | None
-    body_bytes: int
-    max_tokens: int | None
-    now: float  # unix seconds: picks the price period and the UTC day
-    speed: str | None = None
-    inference_geo: str | None = None
-    regional_multiplier: float = 1.0  # a cloud's regional endpoint (SPEC §18): its price premium
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetWarning:
-    app: str
-    limit: str  # a LIMIT_NAMES value: the metric label
-    kind: str  # THRESHOLD: 80 % reached (once) | OVER_LIMIT: warn mode, would have been refused
-    message: str
-
-
-@dataclass(slots=True)
-class Admission:
-    """An admitted call; hand it back to ``settle`` or ``settle_failed``."""
-
-    reservation: Reservation
-    warnings: tuple[BudgetWarning, ...] = ()
-    degraded: bool = False  # admitted without counters (fail open)
-    settled: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    warnings: tuple[BudgetWarning, ...] = ()
-    remaining_usd: float | None = None  # under the tightest USD ceiling; None when none applies
-    snapshot: Snapshot | None = None
-
-
-def _ignore(*_: str) -> None:
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetHooks:
-    """Counters live in the metrics module; the service only reports outcomes through these."""
-
-    on_refusal: Callable[[str, str], None] = _ignore  # (app, limit)
-    on_warning: Callable[[str, str], None] = _ignore  # (app, limit)
-    on_backend_error: Callable[[str], None] = _ignore  # (kind), one of BACKEND_ERROR_KINDS
-
-
-class Budgets(Protocol):
-    """What the proxy and admin routes depend on: :class:`BudgetService` or :class:`NullBudgetService`."""
-
-    async def admit(self, req: AdmitRequest) -> Admission: ...
-
-    async def settle(self, admission: Admission, event: CallEvent) -> Settlement: ...
-
-    async def settle_failed(self, admission: Admission) -> None: ...
-
-
-def _amount(limit: str, n: int) -> str:
-    return format_usd(n / NANOS) if limit in (SESSION_USD, APP_DAILY_USD) else str(n)
-
-
-def refusal_message(breach: Breach, session_id: str, app: str, day: str) -> str:
-    """Names the ceiling, the limit and the amount used (R-CC-2)."""
-    used = _amount(breach.limit, breach.used)
-    if breach.reserved:
-        used += f" + {_amount(breach.limit, breach.reserved)} reserved by calls in flight"
-    head = f"{breach.limit} limit {_amount(breach.limit, breach.ceiling)}, used {used}"
-    if breach.limit == APP_DAILY_USD:
-        return f"App budget exceeded: {head} (app {app[:200]}, UTC day {day})"
-    return f"Session budget exceeded: {head} (session {session_id[:200]})"
-
-
-def _threshold_message(limit: str, res: Reservation, snapshot: Snapshot) -> str:
-    caps = res.limits.caps()
-    if limit == APP_DAILY_USD:
-        used, who = snapshot.app_day.used_nanos, f"App {res.app[:200]} (UTC day {res.day})"
-    else:
-        s = snapshot.session
-        assert s is not None
-        values = {"session_usd": s.used_nanos, "session_tokens": s.used_tokens}
-        used = values.get(limit, s.model_calls if limit == "session_model_calls" else s.tool_calls)
-        who = f"Session {res.session_id[:200]}"
-    ceiling = _amount(limit, caps[limit])
-    return f"{who} reached 80 % of its {limit} ceiling: used {_amount(limit, used)} of {ceiling}"
-
-
-def _blocked_message(scope: str | None, session_id: str, app: str) -> str:
-    name = session_id if scope == SESSION_SCOPE else app
-    return f"{str(scope).capitalize()} {name[:200]} is blocked by an administrator (limit {BLOCKED})"
 
 
 class BudgetService:
@@ -175,6 +76,16 @@ class BudgetService:
             )
             self._worst[key] = found
         return found
+
+    def _counters_unavailable(self) -> None:
+        """Counters out of reach: in fail mode ``closed`` refuse the call (``ServiceUnavailable``),
+        otherwise count it and let the caller go on without them."""
+        if self._config.fail_mode == FAIL_CLOSED:
+            self._hooks.on_backend_error(REDIS_UNAVAILABLE_REFUSED)
+            raise ServiceUnavailable(
+                "Budget counters are unavailable (Redis unreachable); retry shortly"
+            ) from None
+        self._hooks.on_backend_error(REDIS_UNAVAILABLE)
 
     def replace_counters(self, counters: BudgetCounters) -> None:
         """Swap the backend (start-up: local counters rebuilt from the store)."""
@@ -209,16 +120,11 @@ class BudgetService:
         try:
             decision = await self._counters.try_reserve(req.session_id, req.app, day, limits, estimate)
         except CountersUnavailable:
-            if self._config.fail_mode == FAIL_CLOSED:
-                self._hooks.on_backend_error(REDIS_UNAVAILABLE_REFUSED)
-                raise ServiceUnavailable(
-                    "Budget counters are unavailable (Redis unreachable); retry shortly"
-                ) from None
-            self._hooks.on_backend_error(REDIS_UNAVAILABLE)
+            self._counters_unavailable()
             held = Reservation("", req.session_id, req.app, day, limits, 0, 0, held=False)
             return Admission(held, degraded=True)
         blocked = decision.blocked
-        over = [(BLOCKED, _blocked_message(blocked, req.session_id, req.app))] if blocked else []
+        over = [(BLOCKED, blocked_message(blocked, req.session_id, req.app))] if blocked else []
         over += [(b.limit, refusal_message(b, req.session_id, req.app, day)) for b in decision.breaches]
         if decision.reservation is None:
             limit, message = over[0] if over else (BLOCKED, "Budget refused the call")
@@ -243,16 +149,11 @@ class BudgetService:
             elif await self._counters.is_blocked(APP_SCOPE, app):
                 scope = APP_SCOPE
         except CountersUnavailable:
-            if self._config.fail_mode == FAIL_CLOSED:
-                self._hooks.on_backend_error(REDIS_UNAVAILABLE_REFUSED)
-                raise ServiceUnavailable(
-                    "Budget counters are unavailable (Redis unreachable); retry shortly"
-                ) from None
-            self._hooks.on_backend_error(REDIS_UNAVAILABLE)
+            self._counters_unavailable()
             return None
         if scope is None:
             return None
-        message = _blocked_message(scope, session_id, app)
+        message = blocked_message(scope, session_id, app)
         if self._config.limits_for(app).mode == WARN:
             self._hooks.on_warning(app, BLOCKED)
             return BudgetWarning(app, BLOCKED, OVER_LIMIT, f"warn mode: {message}")
@@ -277,7 +178,7 @@ class BudgetService:
         if not caps:  # the common case: usage counted, no ceiling to warn about or report against
             return Settlement(snapshot=rec.snapshot)
         warnings = tuple(
-            BudgetWarning(res.app, name, THRESHOLD, _threshold_message(name, res, rec.snapshot))
+            BudgetWarning(res.app, name, THRESHOLD, threshold_message(name, res, rec.snapshot))
             for name in rec.warned
         )
         for w in warnings:
@@ -350,17 +251,20 @@ class BudgetService:
         await self._counters.aclose()
 
 
-class NullBudgetService:
-    """No ceiling anywhere: admits everything without touching counters. It cannot block or hold
-    runtime ceilings; use :class:`BudgetService` with local counters when those must work."""
-
-    _NONE = Reservation("", "", "", "", Limits(), 0, 0, held=False)
-
-    async def admit(self, req: AdmitRequest) -> Admission:
-        return Admission(self._NONE, settled=True)
-
-    async def settle(self, admission: Admission, event: CallEvent) -> Settlement:
-        return Settlement()
-
-    async def settle_failed(self, admission: Admission) -> None:
-        return None
+__all__ = [
+    "BACKEND_ERROR_KINDS",
+    "OVER_LIMIT",
+    "REDIS_UNAVAILABLE",
+    "REDIS_UNAVAILABLE_REFUSED",
+    "SETTLE_LOST",
+    "THRESHOLD",
+    "Admission",
+    "AdmitRequest",
+    "BudgetHooks",
+    "BudgetService",
+    "BudgetWarning",
+    "Budgets",
+    "NullBudgetService",
+    "Settlement",
+    "refusal_message",
+]

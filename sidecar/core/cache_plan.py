@@ -28,20 +28,18 @@ non-Latin text; the API also adds hidden tool-use instructions — so it errs to
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from sidecar.core.cache_markers import RANK, ClientInvalid, client_markers
+
 MODES = ("auto", "off", "force")
 TTLS = ("5m", "1h")
 MAX_BREAKPOINTS = 4
 DEFAULT_MIN_TOKENS = 1024  # the most common minimum; used when the model's is unknown
-_RANK = {"5m": 1, "1h": 2}  # TTLs must not increase along the prefix
 _TTL_OF_RANK = {1: "5m", 2: "1h"}
-_UNCACHEABLE = frozenset({"thinking", "redacted_thinking"})
-_MAX_NESTING = 4
 # Reasons reported when nothing was added, most informative first.
 _REASON_ORDER = ("no_slots", "ttl_conflict", "below_minimum", "already_marked")
 
@@ -73,10 +71,6 @@ class _Candidate:
     tokens: int  # prefix estimate up to and including this block (0 when not computed)
 
 
-class _ClientInvalid(Exception):
-    """The client's own markers would be rejected by the API."""
-
-
 _UNCHANGED: dict[str, CachePlan] = {}
 
 
@@ -85,89 +79,6 @@ def _unchanged(reason: str) -> CachePlan:
     if plan is None:
         plan = _UNCHANGED[reason] = CachePlan(False, 0, (), reason)
     return plan
-
-
-def _marker_rank(value: object) -> int:
-    """0 for no marker, 1 (``5m``) or 2 (``1h``); raises ``_ClientInvalid`` for a malformed one."""
-    if value is None:
-        return 0
-    if not isinstance(value, dict) or value.get("type") != "ephemeral" or not set(value) <= {"type", "ttl"}:
-        raise _ClientInvalid
-    ttl = value.get("ttl")
-    rank = 1 if ttl is None else _RANK.get(ttl) if isinstance(ttl, str) else None
-    if rank is None:
-        raise _ClientInvalid
-    return rank
-
-
-def _cacheable(block: dict[str, Any]) -> bool:
-    if block.get("type") in _UNCACHEABLE:
-        return False
-    return not (block.get("type") == "text" and block.get("text") == "")
-
-
-def _nested(block: dict[str, Any]) -> Iterator[Any]:
-    content = block.get("content")
-    if isinstance(content, list):
-        yield from content
-    source = block.get("source")
-    if isinstance(source, dict) and isinstance(source.get("content"), list):
-        yield from source["content"]
-
-
-def _content_markers(
-    blocks: list[Any], counter: Iterator[int], depth: int, out: list[tuple[int, int]]
-) -> None:
-    # Runs over every block of a long conversation on each call: inline and allocation-free for the
-    # common block (no marker, no nested content).
-    for block in blocks:
-        ordinal = next(counter)
-        if not isinstance(block, dict):
-            continue
-        marker = block.get("cache_control")
-        if marker is not None:
-            rank = _marker_rank(marker)
-            if rank:
-                if not _cacheable(block):
-                    raise _ClientInvalid
-                out.append((ordinal, rank))
-        if depth < _MAX_NESTING:
-            content = block.get("content")
-            source = block.get("source")
-            if isinstance(source, dict) and isinstance(source.get("content"), list):
-                nested = list(_nested(block))
-            elif isinstance(content, list):
-                nested = content
-            else:
-                continue
-            if nested:
-                _content_markers(nested, counter, depth + 1, out)
-
-
-def _client_markers(doc: dict[str, Any]) -> list[tuple[int, int]]:
-    """``(ordinal, rank)`` of every client block marker in prefix order (ordinals as in ``_candidates``).
-
-    Raises ``_ClientInvalid`` when a marker is malformed or sits on a block that cannot carry one.
-    """
-    out: list[tuple[int, int]] = []
-    counter = itertools.count()
-    tools = doc.get("tools")
-    for tool in tools if isinstance(tools, list) else []:
-        ordinal = next(counter)
-        rank = _marker_rank(tool.get("cache_control")) if isinstance(tool, dict) else 0
-        if rank:
-            out.append((ordinal, rank))
-    system = doc.get("system")
-    if isinstance(system, list):
-        _content_markers(system, counter, _MAX_NESTING, out)
-    elif isinstance(system, str):
-        next(counter)
-    messages = doc.get("messages")
-    for message in messages if isinstance(messages, list) else []:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            _content_markers(content, counter, 0, out)
-    return out
 
 
 def block_tokens(block: object) -> int:
@@ -254,7 +165,7 @@ def _assign_ttls(
         if lo > hi:
             reasons.append("ttl_conflict")
             continue
-        rank = min(max(_RANK[ttl], lo), hi)
+        rank = min(max(RANK[ttl], lo), hi)
         ceiling = rank
         out.append((c, _TTL_OF_RANK[rank]))
     return out
@@ -283,8 +194,8 @@ def _plan(
         # not matter, and the body goes out as sent.
         return [], _unchanged(next((r for r in _REASON_ORDER if r in reasons), "nothing_to_mark"))
     try:
-        markers = _client_markers(doc) if _may_have_markers(body) else []
-    except _ClientInvalid:
+        markers = client_markers(doc) if _may_have_markers(body) else []
+    except ClientInvalid:
         return [], _unchanged("client_invalid")
     ranks = [rank for _, rank in markers]
     if len(ranks) > MAX_BREAKPOINTS or any(a < b for a, b in itertools.pairwise(ranks)):

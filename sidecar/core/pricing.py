@@ -11,50 +11,34 @@ request; batch, ``inference_geo == "us"``, fast mode and a cloud's regional endp
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
-from importlib import resources
+from dataclasses import dataclass
 from typing import Any
 
-from sidecar.core.cloud import ANTHROPIC, PROVIDERS
+from sidecar.core.cloud import ANTHROPIC
+from sidecar.core.price_data import (
+    PRICE_FIELDS,
+    Band,
+    ModelEntry,
+    ModelPrice,
+    PricingError,
+    add_alias,
+    cache_multipliers,
+    day,
+    new_model,
+    normalise_model,
+    overridden,
+    parse_override,
+    parse_table,
+    read_table,
+)
 from sidecar.core.usage import Usage
 
-PRICE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
-_OVERRIDE_EXTRA = ("min_cacheable_tokens", "geo_us_multiplier")
 FIRST_PARTY = ANTHROPIC
 _PER_TOKEN = 1e-6  # prices are per million tokens
 _NORM_CACHE_MAX = 4096  # model strings come from clients: memory must stay bounded
 _MAX_MODEL_LEN = 256
-_PROVIDER_PREFIX = re.compile(r"^.*(?:anthropic[./]|/)")  # through the last provider marker
-_SUFFIX = re.compile(r"(?:\[[^\]]*\]|@[\w-]*|:[\w-]*|-v\d+|-latest|-\d{8})$")
-_NEW_MODEL_GEO_US = 1.1  # a model missing from the table is newer than Opus 4.6
-
-
-def normalise_model(model: str) -> str:
-    """Lower-case ``model`` and strip provider prefixes and date/version/context suffixes."""
-    name = _PROVIDER_PREFIX.sub("", model.strip().lower()).replace(".", "-")
-    for _ in range(6):  # bounded: each pass removes one suffix
-        shorter = _SUFFIX.sub("", name)
-        if shorter == name:
-            break
-        name = shorter
-    return name
-
-
-@dataclass(frozen=True, slots=True)
-class ModelPrice:
-    """USD per million tokens for one model in one period (or band)."""
-
-    input: float
-    output: float
-    cache_write_5m: float
-    cache_write_1h: float
-    cache_read: float
-    source: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,155 +63,20 @@ class CostBreakdown:
     server_tool_usd: float = 0.0
 
 
-class PricingError(ValueError):
-    """A bad price table or override; the message names the offending key."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Band:
-    rule: str
-    above: int
-    start: float
-    end: float
-    price: ModelPrice
-
-
-@dataclass(frozen=True, slots=True)
-class _Model:
-    periods: tuple[tuple[float, ModelPrice], ...]  # (start, price), sorted and contiguous
-    bands: tuple[_Band, ...]
-    min_cacheable: int | None
-    geo_us: float
-    fast: float | None
-    regional: bool = False  # a cloud's regional endpoints cost its regional_multiplier (Sonnet 4.5 on)
-
-
-def _number(obj: Mapping[str, Any], key: str, where: str, *, allow_zero: bool = False) -> float:
-    value: Any = obj.get(key)
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise PricingError(f"{where}.{key}: expected a {kind} number, got {value!r}")
-    return float(value)
-
-
-def _count(value: Any) -> bool:
-    """True for a positive whole number (an int, or a float with an integral value)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return ok and value > 0 and value == int(value)
-
-
-def _obj(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PricingError(f"{where}: expected an object")
-    return value
-
-
-def _text(obj: Mapping[str, Any], key: str, where: str) -> str:
-    value = obj.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise PricingError(f"{where}.{key}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _day(value: Any, where: str, *, default: float) -> float:
-    """A ``YYYY-MM-DD`` date as unix seconds at 00:00 UTC; ``None`` gives ``default``."""
-    if value is None:
-        return default
-    try:
-        day = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
-    except ValueError:
-        day = None
-    if day is None:
-        raise PricingError(f"{where}: expected a YYYY-MM-DD date, got {value!r}")
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-
-
-def _price(row: Any, where: str) -> ModelPrice:
-    row = _obj(row, where)
-    i, o, w5, w1h, r = (_number(row, f, where) for f in PRICE_FIELDS)
-    return ModelPrice(i, o, w5, w1h, r, _text(row, "source", where))
-
-
-def _periods(rows: Any, where: str) -> tuple[tuple[float, ModelPrice], ...]:
-    if not isinstance(rows, list) or not rows:
-        raise PricingError(f"{where}: expected a non-empty list of dated prices")
-    prices = [_price(row, f"{where}[{i}]") for i, row in enumerate(rows)]
-    starts = [_day(row.get("from"), f"{where}[{i}].from", default=math.nan) for i, row in enumerate(rows)]
-    ends = [_day(row.get("to"), f"{where}[{i}].to", default=math.inf) for i, row in enumerate(rows)]
-    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        if math.isnan(start):
-            raise PricingError(f"{where}[{i}].from: every price period needs a date")
-        if end != (starts[i + 1] if i + 1 < len(rows) else math.inf) or end <= start:
-            raise PricingError(f"{where}[{i}].to: must be after 'from' and equal the next 'from' (null last)")
-    return tuple(zip(starts, prices, strict=True))
-
-
-def _bands(rows: Any, where: str) -> tuple[_Band, ...]:
-    if not isinstance(rows, list):
-        raise PricingError(f"{where}: expected a list")
-    out = []
-    for i, row in enumerate(rows):
-        at, price = f"{where}[{i}]", _price(row, f"{where}[{i}]")
-        above = row.get("above_input_tokens")
-        if not isinstance(above, int) or not _count(above):
-            raise PricingError(f"{at}.above_input_tokens: expected a positive integer, got {above!r}")
-        start = _day(row.get("from"), f"{at}.from", default=-math.inf)
-        end = _day(row.get("to"), f"{at}.to", default=math.inf)
-        out.append(_Band(_text(row, "rule", at), above, start, end, price))
-    return tuple(out)
-
-
-def _model(raw: Any, where: str) -> _Model:
-    raw = _obj(raw, where)
-    minimum = raw.get("min_cacheable_tokens")
-    if minimum is not None and not (isinstance(minimum, int) and _count(minimum)):
-        raise PricingError(f"{where}.min_cacheable_tokens: expected a positive integer or null")
-    geo = _number(raw, "geo_us_multiplier", where) if "geo_us_multiplier" in raw else 1.0
-    fast = _number(raw, "fast_multiplier", where) if "fast_multiplier" in raw else None
-    regional = raw.get("regional_premium", False)
-    if not isinstance(regional, bool):
-        raise PricingError(f"{where}.regional_premium: expected true or false, got {regional!r}")
-    periods = _periods(raw.get("prices"), f"{where}.prices")
-    return _Model(periods, _bands(raw.get("bands", []), f"{where}.bands"), minimum, geo, fast, regional)
-
-
-def _providers(raw: Any) -> dict[str, float]:
-    """The regional multiplier of each provider; every provider (``core.cloud.PROVIDERS``) needs a row
-    with its source."""
-    rows = _obj(raw, "providers")
-    out: dict[str, float] = {}
-    for name in PROVIDERS:
-        where = f"providers.{name}"
-        row = _obj(rows.get(name), where)
-        _text(row, "source", where)
-        out[name] = _number(row, "regional_multiplier", where)
-    for name in rows:
-        if name not in PROVIDERS:
-            raise PricingError(f"providers.{name}: unknown provider (expected {', '.join(PROVIDERS)})")
-    return out
-
-
-def _add_alias(aliases: dict[str, str], name: str, model_id: str, where: str) -> None:
-    for key in {name.strip().lower(), normalise_model(name)}:
-        if aliases.setdefault(key, model_id) != model_id:
-            raise PricingError(f"{where}: {name!r} already names {aliases[key]!r}")
-
-
 class PriceTable:
     """A loaded, validated price table. Build it with :meth:`load`; lookups never raise."""
 
     def __init__(
         self,
         version: str,
-        models: dict[str, _Model],
+        models: dict[str, ModelEntry],
         aliases: dict[str, str],
         batch: float,
         web_search: float,
         regional: Mapping[str, float],
     ) -> None:
         self.version = version
-        self._version_ts = _day(version, "version", default=math.nan)
+        self._version_ts = day(version, "version", default=math.nan)
         self._models = models
         self._aliases = aliases
         self._batch = batch
@@ -247,81 +96,27 @@ class PriceTable:
         override may set ``min_cacheable_tokens`` and ``geo_us_multiplier``.
         Raises :class:`PricingError` naming the key on bad data.
         """
-        try:
-            if path is None:
-                text = (resources.files("sidecar") / "data" / "pricing.json").read_text("utf-8")
-            else:
-                with open(path, encoding="utf-8") as fh:
-                    text = fh.read()
-            raw = json.loads(text)
-        except (OSError, ValueError) as exc:
-            raise PricingError(f"pricing table {path or 'sidecar/data/pricing.json'}: {exc}") from exc
-        raw = _obj(raw, "table")
-        std = _obj(raw.get("standard_multipliers"), "standard_multipliers")
-        derive = {f: _number(std, f, "standard_multipliers") for f in PRICE_FIELDS[2:]}
-        table = cls._build(raw)
+        raw = read_table(path)
+        derive = cache_multipliers(raw)
+        d = parse_table(raw)
+        table = cls(d.version, d.models, d.aliases, d.batch, d.web_search, d.regional)
         for key, fields in (overrides or {}).items():
             table._override(str(key), fields, derive)
         return table
 
-    @classmethod
-    def _build(cls, raw: Mapping[str, Any]) -> PriceTable:
-        version = _text(raw, "version", "table")
-        _day(version, "version", default=math.nan)
-        if raw.get("currency") != "USD":
-            raise PricingError(f"currency: expected 'USD', got {raw.get('currency')!r}")
-        batch = _obj(_obj(raw.get("rules"), "rules").get("batch"), "rules.batch")
-        search = _obj(
-            _obj(raw.get("server_tools"), "server_tools").get("web_search"), "server_tools.web_search"
-        )
-        models: dict[str, _Model] = {}
-        aliases: dict[str, str] = {}
-        for model_id, entry in _obj(raw.get("models"), "models").items():
-            where = f"models.{model_id}"
-            models[model_id] = _model(entry, where)
-            names = entry.get("aliases", [])
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise PricingError(f"{where}.aliases: expected a list of strings")
-            for name in (model_id, *names):
-                _add_alias(aliases, name, model_id, f"{where}.aliases")
-        search_usd = _number(search, "per_request", "server_tools.web_search", allow_zero=True)
-        batch_factor = _number(batch, "multiplier", "rules.batch")
-        return cls(version, models, aliases, batch_factor, search_usd, _providers(raw.get("providers")))
-
     def _override(self, key: str, fields: Any, derive: Mapping[str, float]) -> None:
         where = f"pricing.overrides.{key}"
-        fields = _obj(fields, where)
-        for name in fields:
-            if name not in PRICE_FIELDS and name not in _OVERRIDE_EXTRA:
-                raise PricingError(
-                    f"{where}.{name}: unknown field (expected {PRICE_FIELDS + _OVERRIDE_EXTRA})"
-                )
-        new = {f: _number(fields, f, where, allow_zero=True) for f in PRICE_FIELDS if f in fields}
-        minimum = fields.get("min_cacheable_tokens")
-        if minimum is not None and not _count(minimum):
-            raise PricingError(f"{where}.min_cacheable_tokens: expected a positive integer, got {minimum!r}")
-        geo = _number(fields, "geo_us_multiplier", where) if "geo_us_multiplier" in fields else None
+        override = parse_override(fields, where)
+        prices = override.prices
         canon = self.canonical(key)
         if canon is None:
-            for required in ("input", "output"):
-                if required not in new:
-                    raise PricingError(f"{where}.{required}: required for a model not in the table")
-            full = {f: new.get(f, new["input"] * derive.get(f, 1.0)) for f in PRICE_FIELDS}
-            price = ModelPrice(**full, source="config override (new model; cache prices derived if absent)")
+            entry = new_model(prices, derive, where)
             canon = normalise_model(key)
-            self._models[canon] = _Model(((-math.inf, price),), (), None, _NEW_MODEL_GEO_US, None, True)
-            _add_alias(self._aliases, key, canon, where)
+            self._models[canon] = entry
+            add_alias(self._aliases, key, canon, where)
             self._norm_cache.clear()
-            new = {}
-        model = self._models[canon]
-        note = f"config override of {', '.join(new)}; table: "
-        periods = tuple((s, replace(p, **new, source=note + p.source)) for s, p in model.periods)
-        self._models[canon] = replace(
-            model,
-            periods=periods if new else model.periods,
-            min_cacheable=int(minimum) if minimum is not None else model.min_cacheable,
-            geo_us=model.geo_us if geo is None else geo,
-        )
+            prices = {}  # the new model's prices are all in its entry already
+        self._models[canon] = overridden(self._models[canon], override, prices)
 
     def canonical(self, model: str) -> str | None:
         """The table's id for ``model`` (alias, dated id, provider form), or ``None`` when unknown."""
@@ -429,7 +224,7 @@ class PriceTable:
             p.source,
         )
 
-    def _multiplier(self, entry: _Model, usage: Usage, batch: bool, rules: list[str]) -> float:
+    def _multiplier(self, entry: ModelEntry, usage: Usage, batch: bool, rules: list[str]) -> float:
         factor = 1.0
         if batch or usage.service_tier == "batch":
             factor *= self._batch
@@ -450,7 +245,7 @@ class PriceTable:
         return (now - self._version_ts) / 86400.0
 
 
-def _period_at(entry: _Model, at: float) -> ModelPrice:
+def _period_at(entry: ModelEntry, at: float) -> ModelPrice:
     # The first period also covers earlier times (clock skew, previews): never unpriced by date.
     chosen = entry.periods[0][1]
     for start, price in entry.periods:
@@ -460,6 +255,17 @@ def _period_at(entry: _Model, at: float) -> ModelPrice:
     return chosen
 
 
-def _band_at(entry: _Model, total_input: int, at: float) -> _Band | None:
+def _band_at(entry: ModelEntry, total_input: int, at: float) -> Band | None:
     active = [b for b in entry.bands if total_input > b.above and b.start <= at < b.end]
     return max(active, key=lambda b: b.above, default=None)
+
+
+__all__ = [
+    "FIRST_PARTY",
+    "PRICE_FIELDS",
+    "CostBreakdown",
+    "ModelPrice",
+    "PriceTable",
+    "PricingError",
+    "normalise_model",
+]

@@ -1,4 +1,4 @@
-"""Fleets and dead-man alerts as one component: what ``app.py`` creates, starts, stops and routes to.
+"""Fleets and dead-man alerts as one component: what ``sidecar.app`` creates, starts, stops and routes to.
 
 ``FleetAndAlerts.from_settings(settings, metrics)`` validates everything at build time (``ConfigError``);
 ``start()`` opens the alert state, starts the fleet listener, the dispatcher and the evaluation loop on

@@ -11,21 +11,18 @@ by the provider's parser, and the sidecar's own errors take the provider's shape
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import AsyncIterator
 from time import perf_counter
 
 from sidecar.core import events as outcomes
 from sidecar.core.cloud import INFERENCE_PROFILES
-from sidecar.errors import NotFound, SidecarError, Unauthorized, UpstreamError
+from sidecar.errors import NotFound, SidecarError, UpstreamError
 from sidecar.proxy.asgi import ASGIApp, ErrorParts, Receive, Scope, Send, send_bytes, send_error
-from sidecar.proxy.context import CallContext, CallRequest, ProxyDeps, Timings
+from sidecar.proxy.context import CallContext, ProxyDeps, Timings
 from sidecar.proxy.handler import ProxyHandler
 from sidecar.proxy.origins import Origins
 from sidecar.proxy.provider import CloudCall, CloudProvider
 from sidecar.proxy.relay import relay
-from sidecar.sansio import headers as hdr
-from sidecar.sansio.identity import resolve_app
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -56,35 +53,13 @@ class CloudHandler(ProxyHandler):
         except SidecarError as exc:  # not a call: an address no provider route serves
             await send_error(send, exc, parts=self.deps.error_parts)
             return
-        headers: Headers = scope["headers"]
-        server = scope.get("server")
-        request = CallRequest(
-            op=route.op,
-            method=scope["method"],
-            path=scope["path"],
-            app=resolve_app(headers, self._app_header),
-            started_at=time.time(),
-            local_origin=f"http://{server[0]}:{server[1]}" if server else "",
-            cloud=CloudCall(self.provider, route),
-        )
-        ctx = CallContext(request, Timings(t0))
-        try:
-            await self._handle(scope, receive, send, ctx, headers)
-        except Exception:  # a bug: answered (or the stream ended) and recorded as on /v1/
-            await self._crashed(send, ctx)
-        finally:
-            await self._finish(ctx)
+        request = self._call_request(scope, route.op, cloud=CloudCall(self.provider, route))
+        await self._run(scope, receive, send, CallContext(request, Timings(t0)))
 
     def _check_client_auth(self, headers: Headers) -> None:
         """The sidecar holds the cloud credentials: with client tokens configured, callers need one."""
-        if not self._client_tokens:
-            return
-        token = hdr.get(headers, b"x-api-key")
-        if token is None:
-            auth = hdr.get(headers, b"authorization") or b""
-            token = auth[7:].strip() if auth[:7].lower() == b"bearer " else None
-        if token is None or token not in self._client_tokens:
-            raise Unauthorized("Invalid sidecar client token.")
+        if self._client_tokens:
+            self._require_client_token(headers)
 
     def _inspect(self, ctx: CallContext, body: bytes, headers: Headers) -> None:
         cloud = ctx.request.cloud

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from time import perf_counter
 from types import MappingProxyType
@@ -20,9 +20,11 @@ from typing import Any
 
 from sidecar.core import events as outcomes
 from sidecar.core.events import CallEvent, new_event_id
-from sidecar.errors import InternalError, RequestTooLarge, SidecarError, Unauthorized, UpstreamError
-from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, read_body, send_error
+from sidecar.errors import InternalError, SidecarError, Unauthorized, UpstreamError
+from sidecar.proxy.asgi import DISCONNECT_HOOK, ClientGone, Receive, Scope, Send, send_error
+from sidecar.proxy.body import request_body
 from sidecar.proxy.context import UNPARSED, CallContext, CallRequest, ProxyDeps, Timings
+from sidecar.proxy.provider import CloudCall
 from sidecar.proxy.relay import relay
 from sidecar.proxy.replay import send_cached
 from sidecar.sansio import headers as hdr
@@ -30,7 +32,6 @@ from sidecar.sansio.identity import resolve_agents, resolve_app, resolve_session
 from sidecar.sansio.request import (
     BATCHES,
     CHAT,
-    COMPLETE,
     COUNT_TOKENS,
     FILES,
     classify_path,
@@ -42,7 +43,6 @@ from sidecar.sansio.traceparent import new_ref
 log = logging.getLogger("sidecar.proxy")
 
 _NO_EXTENSIONS: Mapping[str, Any] = MappingProxyType({})
-_BUFFERED_OPS = frozenset({CHAT, COUNT_TOKENS, COMPLETE})
 
 
 class ProxyHandler:
@@ -63,21 +63,29 @@ class ProxyHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = perf_counter()
-        path: str = scope["path"]
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        op = classify_path(scope["path"])
+        request = self._call_request(scope, op, query=scope.get("query_string", b""))
+        await self._run(scope, receive, send, CallContext(request, Timings(t0)))
+
+    def _call_request(
+        self, scope: Scope, op: str, *, query: bytes = b"", cloud: CloudCall | None = None
+    ) -> CallRequest:
         server = scope.get("server")
-        request = CallRequest(
-            op=classify_path(path),
+        return CallRequest(
+            op=op,
             method=scope["method"],
-            path=path,
-            app=resolve_app(headers, self._app_header),
+            path=scope["path"],
+            app=resolve_app(scope["headers"], self._app_header),
             started_at=time.time(),
             local_origin=f"http://{server[0]}:{server[1]}" if server else "",
-            query=scope.get("query_string", b""),
+            query=query,
+            cloud=cloud,
         )
-        ctx = CallContext(request, Timings(t0))
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, ctx: CallContext) -> None:
+        """Handle the call, then record it exactly once, whatever happened."""
         try:
-            await self._handle(scope, receive, send, ctx, headers)
+            await self._handle(scope, receive, send, ctx, scope["headers"])
         except Exception:  # a bug, not a failure the call can have: answer (or end) it, then record it
             await self._crashed(send, ctx)
         finally:
@@ -104,8 +112,11 @@ class ProxyHandler:
     # -- request side -------------------------------------------------------------------------
 
     def _check_client_auth(self, headers: list[tuple[bytes, bytes]]) -> None:
-        if not self.deps.settings.upstream_api_key:
-            return
+        if self.deps.settings.upstream_api_key:
+            self._require_client_token(headers)
+
+    def _require_client_token(self, headers: list[tuple[bytes, bytes]]) -> None:
+        """One of the configured client tokens, as ``x-api-key`` or a bearer ``Authorization``."""
         token = hdr.get(headers, b"x-api-key")
         if token is None:
             auth = hdr.get(headers, b"authorization") or b""
@@ -133,55 +144,8 @@ class ProxyHandler:
     async def _request_body(
         self, receive: Receive, ctx: CallContext, headers: list[tuple[bytes, bytes]]
     ) -> bytes | AsyncIterator[bytes] | None:
-        op, method = ctx.request.op, ctx.request.method
-        limit = self._limits.get(op, self.deps.settings.max_body_default)
-        declared = hdr.get(headers, b"content-length")
-        too_large = self._too_large(limit)
-        if declared is not None:
-            digits = declared.strip().lstrip(b"0") or b"0"
-            # Compare lengths first: int() of thousands of digits raises (and costs) before any limit.
-            if digits.isdigit() and (len(digits) > len(str(limit)) or int(digits) > limit):
-                raise too_large()
-        if op in _BUFFERED_OPS or method in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            body = await read_body(receive, limit, too_large)
-            ctx.request_bytes = len(body)
-            ctx.body_done = True
-            return body
-        return self._stream_body(receive, ctx, limit)
-
-    @staticmethod
-    def _too_large(limit: int) -> Callable[[], SidecarError]:
-        def make() -> SidecarError:
-            return RequestTooLarge(
-                f"Request exceeds the maximum allowed size of {limit} bytes for this route."
-            )
-
-        return make
-
-    async def _stream_body(self, receive: Receive, ctx: CallContext, limit: int) -> AsyncIterator[bytes]:
-        """Uploads (files, batches) go upstream as they arrive; the size limit is still enforced.
-
-        Once the last chunk is read, the disconnect watcher takes over ``receive`` (see ``_handle``).
-        """
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                ctx.client_gone = True
-                raise ClientGone()
-            chunk = message.get("body", b"")
-            ctx.request_bytes += len(chunk)
-            if ctx.request_bytes > limit:
-                refusal = ctx.response.refusal = RequestTooLarge(
-                    f"Request exceeds the maximum allowed size of {limit} bytes for this route."
-                )
-                raise refusal
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                ctx.body_done = True
-                if ctx.on_body_done is not None:
-                    ctx.on_body_done()
-                return
+        limit = self._limits.get(ctx.request.op, self.deps.settings.max_body_default)
+        return await request_body(receive, ctx, headers, limit)
 
     def _inspect(self, ctx: CallContext, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         op = ctx.request.op

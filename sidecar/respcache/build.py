@@ -1,4 +1,4 @@
-"""The response cache as ``app.py`` wires it: the configured modes over the backend the deployment has."""
+"""The response cache as ``sidecar.app`` wires it: the configured modes over the deployment's backend."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The event store interface: what the recorder writes to and the admin API / reports read from.
 
 Implementations: :class:`sidecar.store.sqlite.SQLiteStore` (embedded default). Callers depend on this
-protocol only; ``app.py`` picks the implementation.
+protocol only; ``sidecar.app`` picks the implementation.
 """
 
 from __future__ import annotations

@@ -21,23 +21,18 @@ from sidecar.store.clickhouse_rows import EVENT_COLUMNS, row_to_event
 from sidecar.store.clickhouse_schema import SchemaOptions
 from sidecar.store.clickhouse_summary import summary as _summary
 from sidecar.store.clickhouse_summary import tool_summary as _tool_summary
+from sidecar.store.paging import calls_start, session_with_calls, sessions_page
 from sidecar.store.queries import (
     DEFAULT_CALLS_LIMIT,
     ORDER_FIELDS,
     SessionCounters,
     SessionPage,
     SessionQuery,
-    check_calls_limit,
-    decode_calls_cursor,
     decode_cursor,
-    encode_calls_cursor,
-    encode_cursor,
 )
 from sidecar.store.session_view import (
     SESSION_AMOUNTS,
     SESSION_COUNTS,
-    calls_json,
-    session_json,
     tools_by_session,
 )
 
@@ -122,15 +117,7 @@ class ClickHouseReads:
             sql += " HAVING " + " AND ".join(having)
         sql += f" ORDER BY {key} DESC, session_id LIMIT {{limit:UInt64}}"
         rows = [_rollup(row) for row in self._client.query(sql, params)]
-        page, more = rows[: query.limit], len(rows) > query.limit
-        tools = self._tools([r["session_id"] for r in page])
-        now, idle = query.now, query.idle_timeout_s
-        sessions = [
-            session_json(r, tools.get(r["session_id"], {}), now=now, idle_timeout_s=idle) for r in page
-        ]
-        field = ORDER_FIELDS[query.order]
-        cursor = encode_cursor(query.order, page[-1][field], page[-1]["session_id"]) if more else None
-        return SessionPage(sessions, cursor)
+        return sessions_page(rows, query, self._tools)
 
     def session_detail(
         self,
@@ -141,8 +128,7 @@ class ClickHouseReads:
         calls_limit: int = DEFAULT_CALLS_LIMIT,
         calls_after: str | None = None,
     ) -> dict[str, Any] | None:
-        check_calls_limit(calls_limit)
-        after = decode_calls_cursor(calls_after) if calls_after is not None else None
+        after = calls_start(calls_limit, calls_after)
         found = self._client.query(self._rollup_sql(" WHERE session_id = {sid:String}"), {"sid": session_id})
         if not found:
             return None
@@ -153,12 +139,10 @@ class ClickHouseReads:
             params["at"], params["id"] = after
         sql += " ORDER BY started_at_unix, event_id LIMIT {limit:UInt64}"
         events = [row_to_event(row) for row in self._client.query(sql, params)]
-        page = events[:calls_limit]
         tools = self._tools([session_id]).get(session_id, {})
-        out = session_json(_rollup(found[0]), tools, now=now, idle_timeout_s=idle_timeout_s)
-        out["calls"] = calls_json(page, now=now, idle_timeout_s=idle_timeout_s)
-        last = page[-1] if len(events) > calls_limit else None
-        out["next_calls_after"] = encode_calls_cursor(last.started_at, last.event_id) if last else None
+        out = session_with_calls(
+            _rollup(found[0]), tools, events, calls_limit, now=now, idle_timeout_s=idle_timeout_s
+        )
         misses = self._client.query(
             f"SELECT assumeNotNull(cache_miss_reason) AS r, count() FROM {self._events} "
             "WHERE session_id = {sid:String} AND cache_miss_reason IS NOT NULL "

@@ -17,24 +17,19 @@ import orjson
 from sidecar.core.cache_report import MissGroup
 from sidecar.core.events import CallEvent
 from sidecar.store import sqlite_report
+from sidecar.store.paging import calls_start, session_with_calls, sessions_page
 from sidecar.store.queries import (
     DEFAULT_CALLS_LIMIT,
     ORDER_FIELDS,
     SessionCounters,
     SessionPage,
     SessionQuery,
-    check_calls_limit,
-    decode_calls_cursor,
     decode_cursor,
-    encode_calls_cursor,
-    encode_cursor,
     prefix_bound,
 )
 from sidecar.store.session_view import (
     SESSION_AMOUNTS,
     SESSION_COUNTS,
-    calls_json,
-    session_json,
     tools_by_session,
 )
 from sidecar.store.sqlite_hist import MODEL_CALL
@@ -142,14 +137,7 @@ class SQLiteReads:
         order = f" ORDER BY r.{column} DESC, r.session_id"
         sql = f"{_SELECT_ROLLUP} WHERE r.session_id IN ({ids}{order} LIMIT ?){order}"
         rows = [_rollup(row) for row in self._fetch(sql, [*params, query.limit + 1])]
-        page, more = rows[: query.limit], len(rows) > query.limit
-        tools = self._tools([r["session_id"] for r in page])
-        now, idle = query.now, query.idle_timeout_s
-        sessions = [
-            session_json(r, tools.get(r["session_id"], {}), now=now, idle_timeout_s=idle) for r in page
-        ]
-        cursor = encode_cursor(query.order, page[-1][column], page[-1]["session_id"]) if more else None
-        return SessionPage(sessions, cursor)
+        return sessions_page(rows, query, self._tools)
 
     def session_detail(
         self,
@@ -160,8 +148,7 @@ class SQLiteReads:
         calls_limit: int = DEFAULT_CALLS_LIMIT,
         calls_after: str | None = None,
     ) -> dict[str, Any] | None:
-        check_calls_limit(calls_limit)
-        after = decode_calls_cursor(calls_after) if calls_after is not None else None
+        after = calls_start(calls_limit, calls_after)
         found = self._fetch(_SELECT_ROLLUP + " WHERE r.session_id = ?", (session_id,))
         if not found:
             return None
@@ -172,16 +159,10 @@ class SQLiteReads:
             params += [after[0], after[0], after[1]]
         sql += " ORDER BY started_at, event_id LIMIT ?"
         events = [row_to_event(row) for row in self._fetch(sql, [*params, calls_limit + 1])]
-        page = events[:calls_limit]
-        out = session_json(
-            _rollup(found[0]),
-            self._tools([session_id]).get(session_id, {}),
-            now=now,
-            idle_timeout_s=idle_timeout_s,
+        tools = self._tools([session_id]).get(session_id, {})
+        out = session_with_calls(
+            _rollup(found[0]), tools, events, calls_limit, now=now, idle_timeout_s=idle_timeout_s
         )
-        out["calls"] = calls_json(page, now=now, idle_timeout_s=idle_timeout_s)
-        last = page[-1] if len(events) > calls_limit else None
-        out["next_calls_after"] = encode_calls_cursor(last.started_at, last.event_id) if last else None
         misses = self._fetch(_MISSES_OF_SESSION, (session_id,))
         out["cache_misses_by_reason"] = {str(reason): int(n) for reason, n in misses}
         return out

@@ -71,7 +71,7 @@ GAUGES = frozenset(
         "sidecar_response_cache_bytes",  # §19
     }
 )
-# Declared by sidecar/telemetry/metrics.py although §13 does not name them (kind, name).
+# Declared by sidecar/telemetry/metrics/ although §13 does not name them (kind, name).
 BEYOND_SPEC = (
     ("gauge", "sidecar_recorder_queue_events"),
     ("counter", "sidecar_internal_errors"),

@@ -1,136 +1,27 @@
-"""Every Prometheus series the sidecar exports, declared here once with closed label sets (SPEC §13).
-
-Request-path code never touches these objects: ``MetricsSink`` updates them from finished events on
-the recorder's worker thread; the fleet listener, the dead-man engine and the alert dispatcher update
-theirs through :class:`FleetMetrics`. Label values that come from clients (app, tool, fleet) are capped;
-``check`` values are check names (bounded by the check limit) or ``fleet:NAME`` — never a member id.
-"""
+"""The sidecar's series on one registry (:class:`Metrics`): calls, prompt and response cache, the event
+pipeline, budgets, sessions, and the fleet's (:mod:`sidecar.telemetry.metrics.fleet`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from sidecar.core.ratelimits import UNIFIED_STATUSES
-from sidecar.telemetry.labels import (
-    BUDGET_LIMITS,
-    OUTCOMES,
-    RECEIVERS,
-    RESPONSE_CACHE_RESULTS,
-    LabelCap,
+from sidecar.telemetry.labels import BUDGET_LIMITS, RESPONSE_CACHE_RESULTS, LabelCap
+from sidecar.telemetry.metrics.declare import (
+    DURATION_BUCKETS,
+    GEN_AI,
+    OVERHEAD_BUCKETS,
+    PER_SESSION,
+    TOKEN_BUCKETS,
+    TOOL_BUCKETS,
+    TTFC_BUCKETS,
+    On,
 )
+from sidecar.telemetry.metrics.fleet import declare_fleet_metrics
 
 _MAX_CHILDREN = 100_000  # bound on the memo of labelled series (see Metrics.child)
-# OTel GenAI semantic-convention bucket boundaries.
-TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
-TTFC_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48)
-OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
-TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
-SESSION_COST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 25, 50)
-SESSION_TIME_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-COUNT_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233)
-RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_GEN_AI = "gen_ai_request_model gen_ai_operation_name gen_ai_provider_name"
-# Per-session histograms (label ``app``), observed once when a session closes, in Metrics' attribute order.
-_PER_SESSION = (
-    ("sidecar_session_cost_usd", "Cost of a session, observed when it closes.", SESSION_COST_BUCKETS),
-    ("sidecar_session_tokens", "Tokens of a session (all buckets), on close.", TOKEN_BUCKETS),
-    ("sidecar_session_model_calls", "Model calls per session, on close.", COUNT_BUCKETS),
-    ("sidecar_session_tool_calls", "Tool calls per session, on close.", COUNT_BUCKETS),
-    ("sidecar_session_duration_seconds", "Wall time of a session, on close.", SESSION_TIME_BUCKETS),
-    ("sidecar_session_model_time_seconds", "Time a session spent waiting on the model, on close.",
-     SESSION_TIME_BUCKETS),
-    ("sidecar_session_tool_time_seconds", "Time a session spent running tools, on close.",
-     SESSION_TIME_BUCKETS),
-)  # fmt: skip
-
-
-class _On:
-    """Declares series on one registry; label names are given as one space-separated string."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-
-    def counter(self, name: str, doc: str, labels: str = "") -> Counter:
-        return Counter(name, doc, labels.split(), registry=self.registry)
-
-    def gauge(self, name: str, doc: str, labels: str = "") -> Gauge:
-        return Gauge(name, doc, labels.split(), registry=self.registry)
-
-    def histogram(self, name: str, doc: str, labels: str, buckets: Sequence[float]) -> Histogram:
-        return Histogram(name, doc, labels.split(), buckets=buckets, registry=self.registry)
-
-
-@dataclass(frozen=True)
-class FleetMetrics:
-    """Fleet, dead-man and alert-delivery series. Also what the dead-man engine reports check states to
-    (its ``CheckGauges``) and the dispatcher counts deliveries with (``notification``)."""
-
-    members: Gauge
-    rtt: Histogram
-    pongs_missed: Counter
-    disconnects: Counter
-    connects: Counter
-    pings: Counter
-    deadman_up: Gauge
-    deadman_last_seen: Gauge
-    notifications: Counter
-    fleet_label: LabelCap
-
-    def notification(self, receiver: str, outcome: str) -> None:
-        self.notifications.labels(receiver, outcome).inc()
-
-    def check_state(self, check: str, up: bool, last_seen: float | None) -> None:
-        """``sidecar_deadman_up`` of ``check``, and its last-seen time when it has one."""
-        self.deadman_up.labels(check).set(1 if up else 0)
-        if last_seen is not None:
-            self.deadman_last_seen.labels(check).set(last_seen)
-
-    def check_gone(self, check: str) -> None:
-        """Drop ``check``'s series (a check no longer watched); a series never set is no error."""
-        self.deadman_up.remove(check)
-        self.deadman_last_seen.remove(check)
-
-
-def declare_fleet_metrics(registry: CollectorRegistry, *, max_fleets: int = 50) -> FleetMetrics:
-    """Declare the fleet / dead-man / notification series on ``registry`` (:class:`Metrics` does, with
-    every other series; alone, for tests of the fleet and alerting parts)."""
-    on = _On(registry)
-    metrics = FleetMetrics(
-        members=on.gauge("sidecar_fleet_members", "Connected fleet members.", "fleet"),
-        rtt=on.histogram(
-            "sidecar_fleet_heartbeat_rtt_seconds",
-            "Ping/pong round-trip time of fleet members.",
-            "fleet",
-            RTT_BUCKETS,
-        ),
-        pongs_missed=on.counter(
-            "sidecar_fleet_pongs_missed", "Pings not answered within the ping timeout.", "fleet"
-        ),
-        disconnects=on.counter(
-            "sidecar_fleet_disconnects", "Member disconnections by reason.", "fleet reason"
-        ),
-        connects=on.counter("sidecar_fleet_connects", "Member connections (reconnects included).", "fleet"),
-        pings=on.counter("sidecar_fleet_pings", "Heartbeat pings sent.", "fleet"),
-        deadman_up=on.gauge("sidecar_deadman_up", "1 while a check (or fleet) is not down.", "check"),
-        deadman_last_seen=on.gauge(
-            "sidecar_deadman_last_seen_timestamp_seconds",
-            "Unix time a check was last pinged (a fleet: last pong from any member).",
-            "check",
-        ),
-        notifications=on.counter(
-            "sidecar_alert_notifications", "Alert deliveries by receiver and outcome.", "receiver outcome"
-        ),
-        fleet_label=LabelCap(max_fleets),
-    )
-    for receiver in RECEIVERS:
-        for outcome in OUTCOMES:
-            metrics.notifications.labels(receiver, outcome)
-    return metrics
 
 
 class Metrics:
@@ -152,30 +43,31 @@ class Metrics:
         self.window_label = LabelCap(16)
         self.status_label = LabelCap(16, UNIFIED_STATUSES)
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        on = _On(registry)
+        on = On(registry)
         self._declare_call_metrics(on)
+        self._declare_cache_metrics(on)
         self._declare_pipeline_metrics(on)
         self._declare_session_metrics(on)
         self.fleet = declare_fleet_metrics(registry, max_fleets=max_fleets)
         self._init_series()
 
-    def _declare_call_metrics(self, on: _On) -> None:
+    def _declare_call_metrics(self, on: On) -> None:
         self.token_usage = on.histogram(
             "gen_ai_client_token_usage",
             "Tokens used per call (GenAI conventions: input includes cache).",
-            "gen_ai_token_type " + _GEN_AI,
+            "gen_ai_token_type " + GEN_AI,
             TOKEN_BUCKETS,
         )
         self.op_duration = on.histogram(
             "gen_ai_client_operation_duration_seconds",
             "Duration of upstream calls as the client sees them.",
-            _GEN_AI + " error_type",
+            GEN_AI + " error_type",
             DURATION_BUCKETS,
         )
         self.ttfc = on.histogram(
             "gen_ai_client_operation_time_to_first_chunk_seconds",
             "Time to the first content chunk.",
-            _GEN_AI,
+            GEN_AI,
             TTFC_BUCKETS,
         )
         # ``provider``: anthropic | bedrock | vertex (SPEC §18).
@@ -211,6 +103,8 @@ class Metrics:
             "1 for the current subscription rate-limit status of an API key fingerprint, else 0.",
             "app key status",
         )
+
+    def _declare_cache_metrics(self, on: On) -> None:
         self.cache_savings = on.counter(
             "sidecar_cache_savings_usd", "Dollars saved by prompt caching, net.", "model app"
         )
@@ -263,7 +157,7 @@ class Metrics:
             "sidecar_response_cache_bytes", "Bytes held by the embedded response cache."
         )
 
-    def _declare_pipeline_metrics(self, on: _On) -> None:
+    def _declare_pipeline_metrics(self, on: On) -> None:
         self.events = on.counter("sidecar_events", "Events handed to each sink.", "sink outcome")
         self.sink_errors = on.counter("sidecar_sink_errors", "Sink write failures.", "sink")
         self.dropped = on.counter("sidecar_events_dropped", "Events lost at a capacity limit.", "reason")
@@ -296,7 +190,7 @@ class Metrics:
             "outcome",
         )
 
-    def _declare_session_metrics(self, on: _On) -> None:
+    def _declare_session_metrics(self, on: On) -> None:
         self.tool_latency = on.histogram(
             "sidecar_tool_latency_seconds",
             "Time the app spent running a tool (tool_use answer → tool_result request).",
@@ -312,7 +206,7 @@ class Metrics:
             self.session_duration,
             self.session_model_time,
             self.session_tool_time,
-        ) = (on.histogram(name, doc, "app", buckets) for name, doc, buckets in _PER_SESSION)
+        ) = (on.histogram(name, doc, "app", buckets) for name, doc, buckets in PER_SESSION)
 
     def _init_series(self) -> None:
         for reason in ("queue_full", "spool_full", "shutdown"):
