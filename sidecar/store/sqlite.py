@@ -186,8 +186,11 @@ class SQLiteStore:
         pacer = PurgePacer(self.purge_chunk_rows)
         while True:
             start = time.perf_counter()
-            with self._lock, write_transaction(self._writer()) as conn:
-                n = purge_chunk(conn, older_than, pacer.rows)
+            with self._lock:
+                if deleted and self._conn is None:
+                    return deleted  # closed between chunks (shutdown): the rest goes at the next start
+                with write_transaction(self._writer()) as conn:
+                    n = purge_chunk(conn, older_than, pacer.rows)
             deleted += n
             if n == 0:
                 return deleted

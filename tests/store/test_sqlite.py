@@ -10,6 +10,7 @@ import pytest
 
 from sidecar.core.events import CallEvent, Sink
 from sidecar.core.usage import Usage
+from sidecar.store import sqlite as sqlite_store
 from sidecar.store.base import EventStore
 from sidecar.store.sqlite import SQLiteStore
 from sidecar.store.sqlite_schema import EVENT_COLUMNS, MIGRATIONS
@@ -349,3 +350,26 @@ def test_one_unstorable_event_costs_only_itself_and_is_counted(
     store.open()  # the recorder closed its sinks on stop
     assert results == {(store.name, "ok"): 2, (store.name, "error"): 1}
     assert {"ev-5", "ev-6"} <= {e.event_id for e in store.events()}
+
+
+def test_a_purge_stops_quietly_when_the_store_closes_between_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shutdown closes the store while the housekeeping purge may be between two chunks: the purge ends
+    with what it deleted (the rest waits for the next start) instead of raising on a closed store."""
+    store = SQLiteStore(tmp_path / "events.db")
+    store.open()
+    base = full_event()
+    # Ten past sessions of one call each: a chunk deletes whole sessions, three at a time here.
+    store.write_events(
+        [
+            dataclasses.replace(base, event_id=f"e{i}", session_id=f"s{i}", started_at=1000.0 + i)
+            for i in range(10)
+        ]
+    )
+    store.purge_chunk_rows = 3
+    monkeypatch.setattr(sqlite_store.PurgePacer, "after", lambda self, took: store.close())
+    assert store.purge(2000.0) == 3  # one chunk, then the store was closed
+    store.open()
+    assert len(store.events()) == 7  # nothing lost beyond the committed chunk
+    store.close()
