@@ -62,6 +62,10 @@ class RunningSidecar:
             time.sleep(0.01)
 
     def start(self, timeout_s: float = 10.0) -> RunningSidecar:
+        """Start serving in a background thread; a second call (``with s.start():`` enters again) does
+        nothing: two servers of one sidecar on two loops would share its upstream pool across loops."""
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=self._run, name="sidecar-under-test", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout_s):
