@@ -17,6 +17,7 @@ from sidecar.core.events import CallEvent, ToolResult
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
 from sidecar.store.sqlite_rollup import MIGRATION_2, MISS_MIGRATION
+from sidecar.store.sqlite_rollup_repair import HIT_REPAIR_MIGRATION
 
 _MIGRATION_1 = (
     """
@@ -101,6 +102,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (3, _MIGRATION_PROVIDER),
     (4, _MIGRATION_RESPONSE_CACHE),
     (5, (*_MIGRATION_CACHE_DIAGNOSIS, *MISS_MIGRATION)),  # cache diagnosis, and the rollups fed from it
+    (6, HIT_REPAIR_MIGRATION),  # response-cache hits that migration 2's first text counted as model calls
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

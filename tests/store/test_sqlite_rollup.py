@@ -131,7 +131,7 @@ def test_an_existing_file_is_rolled_up_by_the_migration(tmp_path: Path) -> None:
     insert = f"INSERT INTO events ({names}) VALUES ({marks})"
     conn.executemany(insert, [tuple(sqlite_row(e)[i] for i in keep) for e in pool])
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [2, 3, 4, 5]
+    assert migrate(conn, T0) == [2, 3, 4, 5, 6]
     conn.close()
     assert_rollups_match(path, pool)
     store = SQLiteStore(path)
