@@ -23,8 +23,15 @@ async def look_up(cache: ResponseCache, ctx: CallContext, headers: Headers) -> b
     req = ctx.request
     if req.method != "POST":
         return False
-    route = req.path.encode("latin-1", "replace") + (b"?" + req.query if req.query else b"")
-    call = await cache.begin(CacheRequest(req.app, route, headers, ctx.doc, ctx.info.stream, req.started_at))
+    tenant, render = None, True
+    if req.cloud is not None:  # the route names the model; the provider says who the caller is
+        route, render = req.cloud.provider.cache_route(req.cloud.route)
+        tenant = req.cloud.provider.client_credential(headers) or b""
+    else:
+        route = req.path.encode("latin-1", "replace") + (b"?" + req.query if req.query else b"")
+    call = await cache.begin(
+        CacheRequest(req.app, route, headers, ctx.doc, ctx.info.stream, req.started_at, tenant, render)
+    )
     ctx.policy.cached = call
     return call is not None and call.answer is not None
 

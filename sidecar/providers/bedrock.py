@@ -180,6 +180,13 @@ class BedrockProvider:
         """The answer to an inference-profile look-up (JSON), or ``NotFound`` when none is configured."""
         return inference_profiles(route, query, self.config.inference_profiles, self.config.region)
 
+    @staticmethod
+    def cache_route(route: CloudRoute) -> tuple[bytes, bool]:
+        """The target as signed (the model id encoded one way whichever way the client sent it). The
+        event stream is not rendered from JSON or back: ``invoke`` and ``invoke-with-response-stream``
+        keep their own entries, and a stored event stream is replayed byte for byte."""
+        return ("/bedrock" + route.target).encode(), False
+
 
 def _profile(profile_id: str, region: str | None) -> dict[str, object]:
     geography, _, model = profile_id.partition(".")

@@ -129,5 +129,13 @@ class VertexProvider:
     def local_answer(route: CloudRoute, query: str) -> bytes:
         raise NotFound("Not found")  # every Vertex route goes upstream
 
+    @staticmethod
+    def cache_route(route: CloudRoute) -> tuple[bytes, bool]:
+        """``:rawPredict`` and ``:streamRawPredict`` of one model share entries: both answer in Anthropic's
+        forms (JSON, SSE), which the cache renders into each other."""
+        path, sep, query = route.target.partition("?")
+        path = unquote(path.removesuffix(":streamRawPredict").removesuffix(":rawPredict"))
+        return f"/vertex{path}:rawPredict{sep}{query}".encode(), True
+
 
 __all__ = ["VertexConfig", "VertexProvider", "location_origin", "parse_route"]

@@ -65,6 +65,11 @@ class CloudProvider(Protocol):
         """The JSON answer to a request the sidecar answers itself (Bedrock's inference profiles)."""
         ...
 
+    def cache_route(self, route: CloudRoute) -> tuple[bytes, bool]:
+        """The route part of a response-cache key (SPEC R-RC-2: one model, one operation, however the
+        path spelled it) and whether a stored answer may be rendered in the other form (stream/JSON)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class CloudCall:

@@ -35,7 +35,8 @@ class Backend(Protocol):
         ...
 
     def stored_bytes(self) -> float:
-        """Bytes held, for ``sidecar_response_cache_bytes`` (0 where the server keeps the count)."""
+        """Stored bytes held, for ``sidecar_response_cache_bytes`` (a shared store: every replica's, as
+        last read; never blocks)."""
         ...
 
     async def close(self) -> None: ...

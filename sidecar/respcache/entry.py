@@ -2,8 +2,9 @@
 
 An entry keeps the body as the client received it, decoded of any ``content-encoding``: the SSE bytes of a
 stream (replayed byte for byte to a stream request) or the JSON body. A request of the other kind gets
-the other form, rendered by :mod:`sidecar.sansio.replay`. Stored form: one JSON header line, then the
-body. Pure.
+the other form, rendered by :mod:`sidecar.sansio.replay`, where the route allows it (``render``). A
+Bedrock event stream (``EVENTSTREAM``) is only ever replayed as it was, to a stream request. Stored form:
+one JSON header line, then the body. Pure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from sidecar.core.usage import Usage
 from sidecar.sansio.messages import MessageSummary
 from sidecar.sansio.replay import message_from_sse, render_sse
 
-SSE, JSON = "sse", "json"
+SSE, JSON, EVENTSTREAM = "sse", "json", "eventstream"
+_KINDS = (SSE, JSON, EVENTSTREAM)
 SSE_TYPE = b"text/event-stream; charset=utf-8"
 JSON_TYPE = b"application/json"
 CACHE_HEADER = b"x-sidecar-cache"
@@ -29,7 +31,7 @@ class EntryError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    kind: str  # SSE | JSON
+    kind: str  # SSE | JSON | EVENTSTREAM
     status: int
     content_type: bytes
     body: bytes
@@ -64,7 +66,7 @@ class Entry:
         head_bytes, sep, body = data.partition(b"\n")
         try:
             head = orjson.loads(head_bytes)
-            if not sep or head.get("v") != 1 or head["kind"] not in (SSE, JSON):
+            if not sep or head.get("v") != 1 or head["kind"] not in _KINDS:
                 raise EntryError("not a version 1 entry")
             return cls(
                 kind=head["kind"],
@@ -96,10 +98,13 @@ class Answer:
     entry: Entry
 
 
-def answer_for(entry: Entry, stream: bool, now: float) -> Answer | None:
-    """The answer to a request of the given kind, or ``None`` when the entry cannot take that form."""
-    if stream == (entry.kind == SSE):
+def answer_for(entry: Entry, stream: bool, now: float, render: bool = True) -> Answer | None:
+    """The answer to a request of the given kind, or ``None`` when the entry cannot take that form
+    (``render`` False: only the stored form is ever sent)."""
+    if stream == (entry.kind != JSON):
         body, content_type = entry.body, entry.content_type
+    elif not render or entry.kind == EVENTSTREAM:
+        return None
     elif stream:
         try:
             message = orjson.loads(entry.body)

@@ -56,10 +56,14 @@ def canonical_body(doc: Mapping[str, Any]) -> bytes | None:
         return None
 
 
-def request_key(*, route: bytes, headers: Headers, doc: Mapping[str, Any], shared: bool) -> bytes | None:
+def request_key(
+    *, route: bytes, headers: Headers, doc: Mapping[str, Any], shared: bool, tenant: bytes | None = None
+) -> bytes | None:
     """The entry key of a request (``KEY_BYTES`` bytes), or ``None`` when its body has no canonical form.
 
-    ``route`` is the raw path with its query string; ``headers`` the client's (ASGI, lower-case names).
+    ``route`` is the raw path with its query string; ``headers`` the client's (ASGI, lower-case names);
+    ``tenant`` the caller when the route says who it is otherwise (a cloud route), else
+    :func:`credential` of the headers.
     """
     body = canonical_body(doc)
     if body is None:
@@ -69,7 +73,10 @@ def request_key(*, route: bytes, headers: Headers, doc: Mapping[str, Any], share
         if name == b"anthropic-version":
             version = value.strip()
             break
-    tenant = b"" if shared else credential(headers)
+    if shared:
+        tenant = b""
+    elif tenant is None:
+        tenant = credential(headers)
     head = b"".join(
         len(part).to_bytes(8, "big") + part for part in (route, version, b",".join(beta_set(headers)), tenant)
     )

@@ -22,7 +22,7 @@ from sidecar.core.events import OK
 from sidecar.respcache.backend import Backend, StoreError
 from sidecar.respcache.call import CacheCall
 from sidecar.respcache.config import HEADER, TTL_HEADER, CacheConfig
-from sidecar.respcache.entry import CACHE_HEADER, JSON, SSE, Entry, answer_for
+from sidecar.respcache.entry import CACHE_HEADER, EVENTSTREAM, JSON, SSE, Entry, answer_for
 from sidecar.respcache.flight import Flight, Flights
 from sidecar.respcache.key import request_key
 from sidecar.sansio.messages import MessageSummary
@@ -47,6 +47,10 @@ class CacheRequest:
     doc: Mapping[str, Any] | None  # the client's parsed body (None: not a JSON object)
     stream: bool
     now: float
+    # A cloud route's caller (SPEC §18: a SigV4 signature's access key id, not the signature); None:
+    # the credential header's value.
+    tenant: bytes | None = None
+    render: bool = True  # False: a stored answer is only replayed in the form it was stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,9 @@ class ResponseCache:
             return None
         key = None
         if req.doc is not None and (decision.lookup or decision.store):
-            key = request_key(route=req.route, headers=req.headers, doc=req.doc, shared=self.shared)
+            key = request_key(
+                route=req.route, headers=req.headers, doc=req.doc, shared=self.shared, tenant=req.tenant
+            )
         if key is None:
             self._on_result(req.app, BYPASS)
             return None
@@ -108,7 +114,7 @@ class ResponseCache:
             entry = await self._lookup(req.app, key, req.now)
         else:
             entry = await Flights.wait(flight)
-        answer = answer_for(entry, req.stream, req.now) if entry is not None else None
+        answer = answer_for(entry, req.stream, req.now, req.render) if entry is not None else None
         if answer is not None:
             call.answer = answer
             call.response_header = None  # the answer carries its own
@@ -152,9 +158,8 @@ class ResponseCache:
         body = call.body()
         if body is None:
             return None
-        sse = done.content_type.lower().startswith(b"text/event-stream")
         return Entry(
-            kind=SSE if sse else JSON,
+            kind=_kind(done.content_type),
             status=done.status,
             content_type=done.content_type,
             body=body,
@@ -219,6 +224,13 @@ class ResponseCache:
     async def close(self, timeout_s: float = 5.0) -> None:
         await self.drain(timeout_s)
         await self.backend.close()
+
+
+def _kind(content_type: bytes) -> str:
+    lowered = content_type.lower()
+    if lowered.startswith(b"text/event-stream"):
+        return SSE
+    return EVENTSTREAM if lowered.startswith(b"application/vnd.amazon.eventstream") else JSON
 
 
 def _controls(headers: Headers) -> tuple[bytes | None, bytes | None]:

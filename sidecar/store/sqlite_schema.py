@@ -18,6 +18,7 @@ from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import write_transaction
 from sidecar.store.sqlite_rollup import MIGRATION_2, MISS_MIGRATION
 from sidecar.store.sqlite_rollup_batch import MIGRATION as ROLLUP_BY_BATCH
+from sidecar.store.sqlite_rollup_repair import HIT_REPAIR_MIGRATION
 
 _MIGRATION_1 = (
     """
@@ -113,6 +114,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (6, _MIGRATION_AGENTS),
     # The writer keeps the rollups per batch from here on (sqlite_rollup_batch): insert triggers dropped.
     (7, ROLLUP_BY_BATCH),
+    (8, HIT_REPAIR_MIGRATION),  # response-cache hits that migration 2's first text counted as model calls
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

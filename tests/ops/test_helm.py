@@ -321,3 +321,79 @@ def test_notes_explain_mode_fallback_and_monitoring(tmp_path: Path) -> None:
     assert "restartPolicy: Always" in new and "A ServiceMonitor scrapes" in new
     standalone = render_notes(tmp_path, "--namespace", "agents")
     assert "ANTHROPIC_BASE_URL=http://t-claude-sidecar.agents.svc:8788" in standalone
+
+
+CLOUD_VALUES = (
+    "bedrock.region=eu-west-1",
+    "bedrock.url=https://vpce-0abc.bedrock-runtime.eu-west-1.vpce.amazonaws.com",
+    "bedrock.inferenceProfiles={eu.anthropic.claude-sonnet-4-5-20250929-v1:0}",
+    "bedrock.irsaRoleArn=arn:aws:iam::123456789012:role/claude-sidecar",
+    "bedrock.awsCredentials.existingSecret=aws-keys",
+    "secret.bedrockApiKey=bedrock-api-key-test",
+    "vertex.url=https://vertex.psc.example.internal",
+    "vertex.gcpServiceAccount=sidecar@my-proj.iam.gserviceaccount.com",
+    "vertex.credentials.existingSecret=gcp-sa",
+    "responseCache.mode=on",
+    "responseCache.ttl=600",
+    "responseCache.maxBytes=268435456",
+    "responseCache.shared=true",
+)
+
+
+def test_cloud_providers_and_response_cache_are_off_by_default() -> None:
+    docs = render("1.33.0", False, False)
+    env = env_of(sidecar_container(docs))
+    assert not {"SIDECAR_BEDROCK_REGION", "SIDECAR_VERTEX_URL", "AWS_ACCESS_KEY_ID"} & set(env)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in env
+    assert env["SIDECAR_RESPONSE_CACHE"] == "off"
+    assert "annotations" not in one(docs, "ServiceAccount")["metadata"]
+    assert all(v["name"] != "gcp-credentials" for v in pod_spec(docs)["volumes"])
+
+
+def test_cloud_providers_and_response_cache_values_reach_the_sidecar(tmp_path: Path) -> None:
+    docs = render("1.33.0", True, False, *CLOUD_VALUES)
+    container = sidecar_container(docs)
+    env = env_of(container)
+    secret = one(docs, "Secret")
+    name = secret["metadata"]["name"]
+    assert secret["data"]["bedrock-api-key"] == "YmVkcm9jay1hcGkta2V5LXRlc3Q="  # base64 of the value
+    assert env["SIDECAR_BEDROCK_API_KEY"] == {
+        "secretKeyRef": {"name": name, "key": "bedrock-api-key", "optional": True}
+    }
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "aws-keys", "key": "AWS_ACCESS_KEY_ID"}}
+    assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]["key"] == "AWS_SECRET_ACCESS_KEY"
+    assert env["AWS_SESSION_TOKEN"]["secretKeyRef"]["optional"] is True
+    assert one(docs, "ServiceAccount")["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/claude-sidecar",
+        "iam.gke.io/gcp-service-account": "sidecar@my-proj.iam.gserviceaccount.com",
+    }
+    (volume,) = [v for v in pod_spec(docs)["volumes"] if v["name"] == "gcp-credentials"]
+    assert volume["secret"] == {"secretName": "gcp-sa", "defaultMode": 0o440}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "gcp-credentials"]
+    assert mount["readOnly"] is True
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == mount["mountPath"] + "/credentials.json"
+    # The sidecar reads what the chart renders (the secrets as Kubernetes would resolve them).
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    plain |= {"SIDECAR_ADMIN_TOKEN": "from-the-secret", "SIDECAR_BEDROCK_API_KEY": "bedrock-api-key-test"}
+    (tmp_path / "sidecar.yaml").write_text("{}\n", encoding="utf-8")
+    plain["SIDECAR_CONFIG"] = str(tmp_path / "sidecar.yaml")
+    settings = load_settings(env=plain)
+    assert (settings.bedrock_region, settings.bedrock_url, settings.bedrock_api_key) == (
+        "eu-west-1",
+        "https://vpce-0abc.bedrock-runtime.eu-west-1.vpce.amazonaws.com",
+        "bedrock-api-key-test",
+    )
+    assert settings.bedrock_inference_profiles == ("eu.anthropic.claude-sonnet-4-5-20250929-v1:0",)
+    assert settings.vertex_url == "https://vertex.psc.example.internal"
+    assert (settings.response_cache, settings.response_cache_ttl) == ("on", 600)
+    assert (settings.response_cache_max_bytes, settings.response_cache_shared) == (268435456, True)
+
+
+def test_cloud_values_validate_strictly_and_the_schema_refuses_bad_ones() -> None:
+    require_service(importlib.util.find_spec("kubernetes_validate") is not None, "kubernetes-validate (PyPI)")
+    kv: Any = importlib.import_module("kubernetes_validate.utils")
+    for doc in render("1.30.0", False, False, *CLOUD_VALUES):
+        kv.validate(doc, "1.30.0", strict=True)
+    for bad in ("responseCache.mode=sometimes", "bedrock.url=https://host/path", "responseCache.ttl=0"):
+        done = run_helm("template", "t", str(CHART), "--set", bad)
+        assert done.returncode != 0 and "schema" in done.stderr, bad

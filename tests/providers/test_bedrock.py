@@ -195,3 +195,12 @@ def test_answers_errors_and_request_ids() -> None:
     }
     assert (b"x-amzn-errortype", b"ServiceQuotaExceededException") in out
     assert (b"x-should-retry", b"false") in out
+
+
+def test_the_response_cache_keys_the_model_and_operation_as_signed() -> None:
+    plain, encoded = (route(f"/bedrock/model/{m}/invoke") for m in (MODEL, MODEL.replace(":", "%3A")))
+    key, render = BedrockProvider.cache_route(plain)
+    assert key == b"/bedrock/model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/invoke" and not render
+    assert BedrockProvider.cache_route(encoded) == (key, False)
+    streamed = BedrockProvider.cache_route(route(f"/bedrock/model/{MODEL}/invoke-with-response-stream"))
+    assert streamed[0] != key  # an event stream is not rendered from JSON: its own entries

@@ -108,3 +108,17 @@ class _Creds:
     def mint(self) -> None:
         self.n += 1
         self.token = f"ya29.minted-{self.n}"
+
+
+def test_the_response_cache_keys_json_and_stream_calls_of_a_model_together() -> None:
+    def cache_route(verb: str, model: str = "claude-sonnet-4-5@20250929", loc: str = "us-east5") -> bytes:
+        key, render = VertexProvider.cache_route(parse_route("POST", path(loc, model, verb), "", None))
+        assert render  # Anthropic's JSON and SSE: rendered into each other
+        return key
+
+    key = cache_route("rawPredict")
+    assert key == path().encode()
+    assert cache_route("streamRawPredict") == key
+    assert cache_route("rawPredict", model="claude-sonnet-4-5%4020250929") == key
+    assert cache_route("rawPredict", loc="europe-west1") != key
+    assert cache_route("rawPredict", model="claude-haiku-4-5@20251001") != key

@@ -57,6 +57,20 @@ def test_tenants_are_apart_and_one_credential_is_one_tenant_whatever_header() ->
     assert key(headers=other, shared=True) == key(shared=True) != base
 
 
+def test_a_tenant_given_by_the_route_replaces_the_credential_header() -> None:
+    # A cloud route's caller is what its provider reads (a SigV4 access key id, not the signature).
+    signed = [(b"authorization", b"AWS4-HMAC-SHA256 Credential=AKID/...Signature=1"), HEADERS[1]]
+    resigned = [(b"authorization", b"AWS4-HMAC-SHA256 Credential=AKID/...Signature=2"), HEADERS[1]]
+    assert key(headers=signed) != key(headers=resigned)  # the header's value: a new tenant each call
+
+    def tenant_key(headers: list[tuple[bytes, bytes]], tenant: bytes, shared: bool = False) -> bytes | None:
+        return request_key(route=b"/bedrock/x", headers=headers, doc=BODY, shared=shared, tenant=tenant)
+
+    assert tenant_key(signed, b"AKID") == tenant_key(resigned, b"AKID") != tenant_key(signed, b"AKID2")
+    assert tenant_key(signed, b"") != tenant_key(signed, b"AKID")
+    assert tenant_key(signed, b"AKID", shared=True) == tenant_key(resigned, b"AKID2", shared=True)
+
+
 def test_beta_values_are_a_set() -> None:
     one = [*HEADERS, (b"anthropic-beta", b"b-2, a-1")]
     two = [*HEADERS, (b"anthropic-beta", b"a-1"), (b"anthropic-beta", b"B-2,a-1")]

@@ -124,9 +124,10 @@ def test_a_hit_is_a_request_but_not_a_model_call(
         sidecar, "gen_ai_client_operation_duration_seconds_count", gen_ai_request_model="claude-sonnet-4-5"
     )
     assert count == 1
-    stored = metric(sidecar, "sidecar_response_cache_bytes")
-    assert stored is not None and stored > 0
     path = tmp_path / "response-cache.db"  # beside events.db, private
+    with sqlite3.connect(path) as conn:  # the gauge counts the stored bytes: each entry's header and body
+        (held,) = conn.execute("SELECT SUM(LENGTH(data)) FROM entries").fetchone()
+    assert held > len(hit.content) and metric(sidecar, "sidecar_response_cache_bytes") == held
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 

@@ -15,6 +15,7 @@ from sidecar.settings import Settings
 from sidecar.testing.fake_upstream import FakeUpstream
 from tests.redis_server import RedisServer
 from tests.respcache.test_proxy import BODY, metric, post, upstream_calls
+from tests.waiting import wait_until
 
 
 def test_an_entry_stored_by_one_replica_is_a_hit_on_another(
@@ -45,9 +46,15 @@ def test_an_entry_stored_by_one_replica_is_a_hit_on_another(
         assert second.headers["x-sidecar-cache"] == "hit"
         assert second.content == first.content  # the stored stream, byte for byte
         assert upstream_calls(fake) == 1
+        # The bytes gauge: what Redis holds for every replica, on each of them.
+        stored = raw.strlen(name)
+        assert stored > len(first.content)  # the stream and its entry header
+        gauges = lambda: [metric(r, "sidecar_response_cache_bytes") for r in replicas]  # noqa: E731
+        assert wait_until(lambda: gauges() == [stored, stored]), gauges()
         assert not (tmp_path / "a" / "response-cache.db").exists()  # Redis mode: no embedded file
         purged = httpx.post(replicas[1].url + "/sidecar/v1/response-cache/purge").json()
         assert purged == {"purged": 1}
+        assert metric(replicas[1], "sidecar_response_cache_bytes") == 0
         assert post(replicas[0], BODY).headers["x-sidecar-cache"] == "miss"
     finally:
         for replica in replicas:

@@ -34,6 +34,7 @@ def _row(sid: str, cost: float, last_seen: float) -> dict[str, Any]:
         duration_s=last_seen - T0,
         models=["claude-a"],
         agent_ids=[],
+        providers=["anthropic"],
         cost_usd=cost,
     )
     return row

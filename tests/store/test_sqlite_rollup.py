@@ -274,7 +274,7 @@ def test_a_file_of_the_previous_schema_gains_agent_ids_and_providers(tmp_path: P
     rows = [tuple(sqlite_row(e)[i] for i in keep) for e in pool]
     conn.executemany(f"INSERT INTO events ({names}) VALUES ({marks})", rows)
     conn.execute("COMMIT")
-    assert migrate(conn, T0) == [6, 7]  # 7 gives the sessions rolled up before their providers
+    assert migrate(conn, T0) == [6, 7, 8]  # 7 gives the sessions rolled up before their providers
     conn.close()
     assert_rollups_match(path, pool)  # the old sessions still list, exactly
     store = SQLiteStore(path)

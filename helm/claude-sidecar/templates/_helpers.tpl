@@ -121,6 +121,15 @@ env:
         name: {{ include "claude-sidecar.secretName" . }}
         key: client-tokens
         optional: true
+  {{- include "claude-sidecar.cloudEnv" . | trim | nindent 2 }}
+  - name: SIDECAR_RESPONSE_CACHE
+    value: {{ .Values.responseCache.mode | quote }}
+  - name: SIDECAR_RESPONSE_CACHE_TTL
+    value: {{ .Values.responseCache.ttl | int64 | quote }}
+  - name: SIDECAR_RESPONSE_CACHE_MAX_BYTES
+    value: {{ .Values.responseCache.maxBytes | int64 | quote }}
+  - name: SIDECAR_RESPONSE_CACHE_SHARED
+    value: {{ .Values.responseCache.shared | quote }}
   {{- range $key := keys .Values.env | sortAlpha }}
   - name: {{ $key }}
     value: {{ get $.Values.env $key | toString | quote }}
@@ -160,6 +169,77 @@ volumeMounts:
     mountPath: /var/lib/claude-sidecar
   - name: tmp
     mountPath: /tmp
+  {{- if .Values.vertex.credentials.existingSecret }}
+  - name: gcp-credentials
+    mountPath: /var/run/secrets/claude-sidecar/gcp
+    readOnly: true
+  {{- end }}
+{{- end }}
+
+{{/* Bedrock and Vertex (SPEC §18): addresses, and the credentials the sidecar signs or authorizes with. */}}
+{{- define "claude-sidecar.cloudEnv" -}}
+{{- with .Values.bedrock.region }}
+- name: SIDECAR_BEDROCK_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.bedrock.url }}
+- name: SIDECAR_BEDROCK_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.bedrock.inferenceProfiles }}
+- name: SIDECAR_BEDROCK_INFERENCE_PROFILES
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: SIDECAR_BEDROCK_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "claude-sidecar.secretName" . }}
+      key: bedrock-api-key
+      optional: true
+{{- with .Values.bedrock.awsCredentials }}
+{{- if .existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .secretAccessKeyKey }}
+- name: AWS_SESSION_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .sessionTokenKey }}
+      optional: true
+{{- end }}
+{{- end }}
+{{- with .Values.vertex.url }}
+- name: SIDECAR_VERTEX_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.vertex.credentials }}
+{{- if .existingSecret }}
+- name: GOOGLE_APPLICATION_CREDENTIALS
+  value: {{ printf "/var/run/secrets/claude-sidecar/gcp/%s" .key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount's annotations: the user's, and those that bind it to a cloud identity. */}}
+{{- define "claude-sidecar.serviceAccountAnnotations" -}}
+{{- $annotations := deepCopy .Values.serviceAccount.annotations }}
+{{- with .Values.bedrock.irsaRoleArn }}
+{{- $_ := set $annotations "eks.amazonaws.com/role-arn" . }}
+{{- end }}
+{{- with .Values.vertex.gcpServiceAccount }}
+{{- $_ := set $annotations "iam.gke.io/gcp-service-account" . }}
+{{- end }}
+{{- if $annotations }}
+{{- toYaml $annotations }}
+{{- end }}
 {{- end }}
 
 {{/* The application container of native mode, pointed at the sidecar. */}}

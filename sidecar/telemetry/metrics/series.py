@@ -154,7 +154,8 @@ class Metrics:
             "app model",
         )
         self.response_cache_bytes = on.gauge(
-            "sidecar_response_cache_bytes", "Bytes held by the embedded response cache."
+            "sidecar_response_cache_bytes",
+            "Stored bytes held by the response cache (Redis: every replica's entries, as last read).",
         )
 
     def _declare_pipeline_metrics(self, on: On) -> None:
