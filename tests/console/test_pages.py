@@ -4,6 +4,7 @@ R-UI-5), with no console error and no request beyond loopback; each page leaves 
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -28,6 +29,10 @@ def columns(page: Any, selector: str) -> dict[str, list[str]]:
     body = rows(page, selector)  # waits for the table
     heads = page.locator(selector).first.locator("thead th").all_text_contents()
     return {head.strip(): [r[n] for r in body] for n, head in enumerate(heads)}
+
+
+def when_or_dash(ts: float | None) -> str:
+    return "—" if ts is None else when(ts)
 
 
 def card(page: Any, label: str) -> Any:
@@ -58,6 +63,35 @@ def test_overview_adds_up_what_the_api_says(story: Story, open_page: Any) -> Non
     for app, cost in by_app.items():
         assert table[app][2] == usd(cost), app
     screenshot(page, "overview")
+
+
+def test_overview_shows_cache_misses_and_rate_limit_headroom(story: Story, open_page: Any) -> None:
+    page = open_page(story, "/ui/")
+    week = story.get("/sidecar/v1/summary", since=time.time() - 7 * 86400, group_by="app")
+    # Misses by reason with the dollars they lost (R-CD-3), the costliest first.
+    misses = week["totals"]["cache_misses_by_reason"]
+    assert "system_changed" in misses  # the clock session's
+    expected = sorted(misses.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["misses"]))
+    shown = rows(page, "table:has(caption:text-is('Cache misses by reason'))")
+    assert shown == [[reason, integer(m["misses"]), usd(m["cost_usd"])] for reason, m in expected]
+    expect(card(page, "Cache-miss cost")).to_have_text(usd(week["totals"]["cache_miss_cost_usd"]))
+    # The latest headroom of each app and key (R-RL-1): API-key limits and the subscription's windows.
+    headroom = sorted(
+        week["ratelimit"], key=lambda r: -(r["utilization"] if r["utilization"] is not None else -1)
+    )
+    windows = [r for r in headroom if "window" in r]
+    assert {(r["app"], r["window"]) for r in windows} == {("research", "5h"), ("research", "7d")}
+    shown = rows(page, "table:has(caption:text-is('Rate-limit headroom'))")
+    assert len(shown) == len(headroom)
+    for row, r in zip(shown, headroom, strict=True):
+        if "window" in r:
+            limit, remaining = f"{r['window']} window", r["status"]
+        else:
+            limit, remaining = r["type"], f"{integer(round(r['remaining']))} of {integer(round(r['limit']))}"
+        assert row == [r["app"], r["key"], limit, remaining, pct(r["utilization"]), when_or_dash(r["reset"])]
+    # The subscription's windows come first: the most used limits lead.
+    assert [row[2] for row in shown[:2]] == ["5h window", "7d window"]
+    assert shown[0][3] == "allowed" and shown[0][4] == "62.0%"
 
 
 def test_sessions_table_is_the_api_list_and_sorts(story: Story, open_page: Any) -> None:
