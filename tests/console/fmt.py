@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 VIEWER_ZONE = "America/Sao_Paulo"  # the browser's zone in the tests: not the machine's, not UTC
@@ -31,7 +32,10 @@ def integer(n: int | None) -> str:
 
 
 def pct(r: float | None) -> str:
-    return "—" if r is None else f"{r * 100:.1f}%"
+    """One decimal, a tie rounded up as JavaScript's ``toFixed`` does (Python's format rounds it to even)."""
+    if r is None:
+        return "—"
+    return f"{Decimal(r * 100).quantize(Decimal('0.1'), ROUND_HALF_UP)}%"
 
 
 def secs(s: float | None) -> str:

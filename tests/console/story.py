@@ -1,6 +1,8 @@
 """A small, realistic day on a sidecar for the console tests: agent sessions with tool calls over three
-apps and models (the official SDK as client, the project's fake upstream), a failed call, a refused call,
-a fleet with members and dead-man checks. Exact usage per call (``x-fake-usage``) keeps costs checkable.
+apps and models (the official SDK as client, the project's fake upstream), Claude Code sub-agents on a
+subscription, a session whose system prompt carries the time (its cache misses), a failed call, a refused
+call, a fleet with members and dead-man checks. Exact usage per call (``x-fake-usage``) keeps the agents'
+costs checkable; the clock session's usage is the fake upstream's own prompt-cache simulation.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-6")
 STORY_SESSION = "checkout-7f3a"  # the session whose page is checked call by call
 AGENTS_SESSION = "research-c41d"  # a main agent and two sub-agents
 MAIN_AGENT = "main-5e0c"
+SUBSCRIPTION = "5h=0.62,7d=0.35"  # the agents' Claude Code plan: its usage windows (R-RL-1)
+CLOCK_SESSION = "orders-2b7e"  # the time in its system prompt: every call after the first misses the cache
+CLOCK_APP = "order-assistant"
+CLOCK_PROMPT = "You are the shop's order assistant. Answer from the order history only. " * 80
+DIAGNOSIS_BETA = "cache-diagnosis-2026-04-07"  # the client asks the API for its own diagnosis too
 TOOL_SLEEPS = (0.15, 0.30, 0.05)  # the tools of its turns 1..3; turn 2's tool fails
 BUDGETS = {
     "defaults": {"session_max_usd": 2.0, "session_max_tool_calls": 40},
@@ -48,12 +55,15 @@ BUDGETS = {
 }
 
 
-def usage(i: int) -> dict[str, Any]:
+def usage(i: int, turn: int = 0) -> dict[str, Any]:
+    """Agent ``i``'s usage at ``turn``: each turn reads all the previous turn cached and writes its new
+    part, as a well-cached loop does (so the cache diagnosis calls it a hit)."""
+    write = 300 + 20 * i
     return {
         "input_tokens": 800 + 150 * i,
         "output_tokens": 120 + 40 * i,
-        "cache_read_input_tokens": 4000 + 500 * i,
-        "cache_creation": {"ephemeral_5m_input_tokens": 300 + 20 * i, "ephemeral_1h_input_tokens": 0},
+        "cache_read_input_tokens": 4000 + 500 * i + turn * write,
+        "cache_creation": {"ephemeral_5m_input_tokens": write, "ephemeral_1h_input_tokens": 0},
     }
 
 
@@ -92,7 +102,6 @@ def agent(
     headers = {
         "x-session-id": session,
         "x-app-name": app,
-        "x-fake-usage": json.dumps(usage(i)),
         "x-fake-first-token-delay-ms": "60",
         "x-fake-chunk-delay-ms": "10",
         **(extra or {}),
@@ -105,7 +114,7 @@ def agent(
             "messages": messages,
             "tools": TOOLS,
             "tool_choice": {"type": "none"} if last else {"type": "any"},
-            "extra_headers": headers,
+            "extra_headers": {**headers, "x-fake-usage": json.dumps(usage(i, turn))},
             "system": "You are a careful support agent. Follow the refund policy exactly.",
         }
         if turn % 2 == 1:
@@ -143,7 +152,7 @@ def with_subagents(client: anthropic.Anthropic) -> dict[str, tuple[str, str | No
     agents: dict[str, tuple[str, str | None]] = {}
 
     def run(agent_id: str, parent: str | None, i: int, turns: int) -> None:
-        extra = {"x-claude-code-agent-id": agent_id}
+        extra = {"x-claude-code-agent-id": agent_id, "x-fake-unified-ratelimit": SUBSCRIPTION}
         if parent:
             extra["x-claude-code-parent-agent-id"] = parent
         ids = agent(client, AGENTS_SESSION, "research", MODELS[i % 2], turns=turns, i=i, extra=extra)
@@ -157,9 +166,27 @@ def with_subagents(client: anthropic.Anthropic) -> dict[str, tuple[str, str | No
     return agents
 
 
+def clock_session(client: anthropic.Anthropic, calls: int = 3) -> None:
+    """A session whose system prompt ends with the current time (the usual cache bug): the sidecar's
+    planner marks the prompt cacheable, the fake upstream caches it, and each new time writes it again.
+    The client opts in to the API's own diagnosis, naming its previous answer."""
+    previous: str | None = None
+    headers = {"x-session-id": CLOCK_SESSION, "x-app-name": CLOCK_APP, "anthropic-beta": DIAGNOSIS_BETA}
+    for n in range(calls):
+        msg = client.messages.create(
+            model=MODELS[0],
+            max_tokens=100,
+            system=f"{CLOCK_PROMPT}\nCurrent time: 2026-11-20T10:0{n}:{7 * n:02}Z",
+            messages=[{"role": "user", "content": "Where is order 1042?"}],
+            extra_headers=headers,
+            extra_body={"diagnostics": {"previous_message_id": previous}},
+        )
+        previous = msg.id
+
+
 def drive(url: str) -> dict[str, tuple[str, str | None]]:
-    """The traffic: the story session, a session with sub-agents, seven more sessions, a failed call and
-    a refused one. Returns the sub-agent session's agents by request id."""
+    """The traffic: the story session, a session with sub-agents, seven more sessions, the clock session,
+    a failed call and a refused one. Returns the sub-agent session's agents by request id."""
     client = anthropic.Anthropic(base_url=url, api_key=API_KEY, max_retries=0)
     agent(client, STORY_SESSION, "support-bot", MODELS[0], turns=4, i=2, sleeps=TOOL_SLEEPS)
     for i in range(7):
@@ -170,6 +197,7 @@ def drive(url: str) -> dict[str, tuple[str, str | None]]:
         client.messages.create(model=MODELS[1], max_tokens=10, messages=hello, extra_headers=headers)
     with contextlib.suppress(anthropic.RateLimitError):  # batch-jobs allows 3 model calls: the 4th is refused
         agent(client, "batch-refused-1", "batch-jobs", MODELS[2], turns=4, i=5)
+    clock_session(client)
     return with_subagents(client)
 
 
@@ -209,24 +237,5 @@ def running_story(tmp: Path, fake: FakeUpstream, **overrides: Any) -> Iterator[S
             story.members[f"voice-agent-{n}"] = ws
         story.members["voice-agent-3"].close_socket()  # lost without a goodbye: fires after its grace
         httpx.post(sidecar.admin_url + "/sidecar/v1/checkins/nightly-eval").raise_for_status()
-        sidecar.wait_events(34)  # every call above, the refused one included
+        sidecar.wait_events(37)  # every call above, the refused one included
         yield story
-
-
-MISS = {
-    "cache_outcome": "miss",
-    "cache_miss_reason": "system_changed",
-    "cache_miss_detail": "system block 1 changed at char 2,184 (digit run, timestamp-like)",
-    "cache_missed_tokens": 4200,
-    "cache_miss_cost_usd": 0.01134,
-}
-
-
-def add_missing_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    """Give each call of a session the cache-diagnosis (R-CD) fields when the API does not send them:
-    a cache story (write, hits, one miss on the third call), so the page's rendering of those fields is
-    exercised either way."""
-    for n, call in enumerate(doc.get("calls", [])):
-        if "cache_outcome" not in call:
-            call.update(MISS if n == 2 else {"cache_outcome": "write" if n == 0 else "hit"})
-    return doc

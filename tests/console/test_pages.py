@@ -4,6 +4,7 @@ R-UI-5), with no console error and no request beyond loopback; each page leaves 
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -11,7 +12,7 @@ from playwright.sync_api import expect
 
 from tests.console.conftest import screenshot
 from tests.console.fmt import integer, pct, secs, time_of_day, tokens, usd, when
-from tests.console.story import AGENTS_SESSION, MAIN_AGENT, STORY_SESSION, Story, add_missing_fields
+from tests.console.story import AGENTS_SESSION, CLOCK_SESSION, MAIN_AGENT, STORY_SESSION, Story
 
 
 def rows(page: Any, selector: str = "main table") -> list[list[str]]:
@@ -21,6 +22,17 @@ def rows(page: Any, selector: str = "main table") -> list[list[str]]:
     return table.locator("tbody tr").evaluate_all(
         "trs => trs.map(tr => [...tr.cells].map(td => td.innerText.trim()))"
     )
+
+
+def columns(page: Any, selector: str) -> dict[str, list[str]]:
+    """Each column of the first table matching ``selector``, by its header's text."""
+    body = rows(page, selector)  # waits for the table
+    heads = page.locator(selector).first.locator("thead th").all_text_contents()
+    return {head.strip(): [r[n] for r in body] for n, head in enumerate(heads)}
+
+
+def when_or_dash(ts: float | None) -> str:
+    return "—" if ts is None else when(ts)
 
 
 def card(page: Any, label: str) -> Any:
@@ -51,6 +63,35 @@ def test_overview_adds_up_what_the_api_says(story: Story, open_page: Any) -> Non
     for app, cost in by_app.items():
         assert table[app][2] == usd(cost), app
     screenshot(page, "overview")
+
+
+def test_overview_shows_cache_misses_and_rate_limit_headroom(story: Story, open_page: Any) -> None:
+    page = open_page(story, "/ui/")
+    week = story.get("/sidecar/v1/summary", since=time.time() - 7 * 86400, group_by="app")
+    # Misses by reason with the dollars they lost (R-CD-3), the costliest first.
+    misses = week["totals"]["cache_misses_by_reason"]
+    assert "system_changed" in misses  # the clock session's
+    expected = sorted(misses.items(), key=lambda kv: (-kv[1]["cost_usd"], -kv[1]["misses"]))
+    shown = rows(page, "table:has(caption:text-is('Cache misses by reason'))")
+    assert shown == [[reason, integer(m["misses"]), usd(m["cost_usd"])] for reason, m in expected]
+    expect(card(page, "Cache-miss cost")).to_have_text(usd(week["totals"]["cache_miss_cost_usd"]))
+    # The latest headroom of each app and key (R-RL-1): API-key limits and the subscription's windows.
+    headroom = sorted(
+        week["ratelimit"], key=lambda r: -(r["utilization"] if r["utilization"] is not None else -1)
+    )
+    windows = [r for r in headroom if "window" in r]
+    assert {(r["app"], r["window"]) for r in windows} == {("research", "5h"), ("research", "7d")}
+    shown = rows(page, "table:has(caption:text-is('Rate-limit headroom'))")
+    assert len(shown) == len(headroom)
+    for row, r in zip(shown, headroom, strict=True):
+        if "window" in r:
+            limit, remaining = f"{r['window']} window", r["status"]
+        else:
+            limit, remaining = r["type"], f"{integer(round(r['remaining']))} of {integer(round(r['limit']))}"
+        assert row == [r["app"], r["key"], limit, remaining, pct(r["utilization"]), when_or_dash(r["reset"])]
+    # The subscription's windows come first: the most used limits lead.
+    assert [row[2] for row in shown[:2]] == ["5h window", "7d window"]
+    assert shown[0][3] == "allowed" and shown[0][4] == "62.0%"
 
 
 def test_sessions_table_is_the_api_list_and_sorts(story: Story, open_page: Any) -> None:
@@ -136,6 +177,7 @@ def test_session_page_tells_the_api_story(story: Story, open_page: Any) -> None:
     for row, c in zip(shown, calls, strict=True):
         assert row[1] == time_of_day(c["started_at_ts"])
         assert row[2].startswith(c["model"])
+        assert row[3].split("\n")[1:] == ([f"asks {', '.join(c['tool_uses'])}"] if c["tool_uses"] else [])
         assert row[4:8] == [
             secs(c["ttft_s"]),
             secs(c["duration_s"]),
@@ -200,18 +242,27 @@ def test_waterfall_details_on_hover_and_on_focus(story: Story, open_page: Any) -
     expect(tip).to_be_hidden()
 
 
-def test_agent_lanes_and_cache_misses(story: Story, open_page: Any) -> None:
-    def fill_in(route: Any) -> None:  # the cache fields, when this API does not send them
-        answer = route.fetch()
-        route.fulfill(response=answer, json=add_missing_fields(answer.json()))
+def check_cache_cell(text: str, call: dict[str, Any]) -> None:
+    """The Calls table's Cache cell says, line by line, what the API's R-CD fields say of ``call``: the
+    outcome; for a miss its reason and dollars lost, the reason in plain words with the tokens paid again,
+    the diagnosis's detail; the API's own reason when the answer carried one."""
+    shown = text.split("\n")
+    api = [f"The API says: {call['api_cache_miss_reason']}"] if call["api_cache_miss_reason"] else []
+    if call["cache_outcome"] != "miss":
+        assert shown == [call["cache_outcome"] or "—", *api]
+        return
+    head = f"miss: {call['cache_miss_reason']} · {usd(call['cache_miss_cost_usd'])} lost"
+    assert [shown[0], *shown[2:]] == [head, call["cache_miss_detail"], *api]
+    assert shown[1].endswith(f"; {integer(call['cache_missed_tokens'])} cached tokens paid again.")
 
-    doc = add_missing_fields(story.get(f"/sidecar/v1/sessions/{AGENTS_SESSION}"))
-    # The API gives each call the agent ids its client sent (R-RS-4).
+
+def test_agent_lanes_and_their_cache(story: Story, open_page: Any) -> None:
+    doc = story.get(f"/sidecar/v1/sessions/{AGENTS_SESSION}")
+    # The API gives each call the agent ids its client sent (R-RS-4) and the cache diagnosis (R-CD).
     sent = [story.agents[c["request_id"]] for c in doc["calls"]]
     assert [(c["agent_id"], c["parent_agent_id"]) for c in doc["calls"]] == sent
-    page = open_page(story, "/ui/")
-    page.route(f"**/sidecar/v1/sessions/{AGENTS_SESSION}", fill_in)
-    page.goto(f"{story.url}/ui/sessions/{AGENTS_SESSION}")
+    assert all(c["cache_outcome"] in ("hit", "write", "miss", "none") for c in doc["calls"])
+    page = open_page(story, f"/ui/sessions/{AGENTS_SESSION}")
     # A lane per agent, in the order each started (the two sub-agents ran side by side).
     agents = list(dict.fromkeys(c["agent_id"] for c in doc["calls"]))
     assert sorted(agents) == sorted([MAIN_AGENT, "explore-docs", "check-tests"])
@@ -225,19 +276,47 @@ def test_agent_lanes_and_cache_misses(story: Story, open_page: Any) -> None:
         expected += [f"#{n} {c['model']}" for n, c in enumerate(doc["calls"], 1) if c["agent_id"] == agent]
     drawn = page.locator("svg.waterfall text.lane, svg.waterfall text.row-label").all_text_contents()
     assert drawn == expected
-    table = rows(page, "table:has(caption:text-matches('^Calls'))")
-    assert [r[2] for r in table] == [c["agent_id"] for c in doc["calls"]]
-    missed = next(n for n, c in enumerate(doc["calls"]) if c["cache_outcome"] == "miss")
-    call = doc["calls"][missed]
-    assert table[missed][12].startswith(
-        f"miss: {call['cache_miss_reason']} · {usd(call['cache_miss_cost_usd'])} lost"
-    )
-    assert call["cache_miss_detail"] in table[missed][12]
-    page.locator("svg.waterfall g.row", has_text=f"#{missed + 1} ").locator(".bar-gen").hover()
-    expect(page.locator("#tip")).to_contain_text(
-        f"miss — {call['cache_miss_reason']}: {call['cache_miss_detail']}"
-    )
+    table = columns(page, "table:has(caption:text-matches('^Calls'))")
+    assert table["Agent"] == [c["agent_id"] for c in doc["calls"]]
+    # Each call's cache outcome as the API diagnosed it (parallel sub-agents share the session's
+    # diagnosis, so a sub-agent's call is compared with the other's).
+    for text, call in zip(table["Cache"], doc["calls"], strict=True):
+        check_cache_cell(text, call)
+    misses = [c for c in doc["calls"] if c["cache_outcome"] == "miss"]
+    expect(card(page, "Cache misses")).to_have_text(integer(doc["cache_misses"]))
+    assert doc["cache_misses"] == len(misses)
+    expect(card(page, "Cache-miss cost")).to_have_text(usd(doc["cache_miss_cost_usd"]))
     screenshot(page, "session-agents")
+
+
+def test_why_the_cache_missed(story: Story, open_page: Any) -> None:
+    doc = story.get(f"/sidecar/v1/sessions/{CLOCK_SESSION}")
+    calls = doc["calls"]
+    # The time in the system prompt: the first call writes the prefix, each later one writes it again.
+    assert [c["cache_outcome"] for c in calls] == ["write", "miss", "miss"]
+    missed = calls[1]
+    assert missed["cache_miss_reason"] == missed["api_cache_miss_reason"] == "system_changed"
+    assert "timestamp-like" in missed["cache_miss_detail"] and missed["cache_miss_cost_usd"] > 0
+    page = open_page(story, f"/ui/sessions/{CLOCK_SESSION}")
+    table = columns(page, "table:has(caption:text-matches('^Calls'))")
+    assert table["Cost"] == [usd(c["cost_usd"]) for c in calls]
+    for text, call in zip(table["Cache"], calls, strict=True):
+        check_cache_cell(text, call)
+    assert table["Cache"][1].split("\n")[1] == (
+        f"The system prompt changed; {integer(missed['cache_missed_tokens'])} cached tokens paid again."
+    )
+    expect(card(page, "Cache misses")).to_have_text(integer(doc["cache_misses"]))
+    expect(page.locator(".card:has(.card-label:text-is('Cache misses')) .card-note")).to_have_text(
+        f"system_changed {integer(doc['cache_misses_by_reason']['system_changed'])}"
+    )
+    expect(card(page, "Cache-miss cost")).to_have_text(usd(doc["cache_miss_cost_usd"]))
+    # The waterfall's details say the same.
+    page.locator("svg.waterfall g.row").nth(1).locator(".bar-gen").hover()
+    expect(page.locator("#tip")).to_contain_text(
+        f"miss — system_changed: {missed['cache_miss_detail']} (lost {usd(missed['cache_miss_cost_usd'])})"
+        " · API: system_changed"
+    )
+    screenshot(page, "session-cache-miss")
 
 
 def test_budgets_page_shows_each_apps_ceilings(story: Story, open_page: Any) -> None:

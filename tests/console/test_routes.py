@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,3 +126,33 @@ def test_the_shell_needs_no_token_but_the_data_does(
     assert httpx.get(sidecar.url + "/ui/sessions").status_code == 200
     assert httpx.get(sidecar.url + "/ui/static/api.js").status_code == 200
     assert httpx.get(sidecar.url + "/sidecar/v1/sessions").status_code == 401
+
+
+async def _awaited_files() -> list[str]:
+    """The source file of every coroutine each task on this loop is awaiting, down its await chain."""
+    files: list[str] = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        while coro is not None and hasattr(coro, "cr_code"):
+            files.append(coro.cr_code.co_filename)
+            coro = coro.cr_await
+    return files
+
+
+def test_the_console_costs_nothing_while_no_page_is_open(sidecar: RunningSidecar) -> None:
+    """No task or thread of the console's while no page is open, before or after pages were served: it
+    answers requests and keeps nothing running (the pages poll the API only while one is open)."""
+    console, package = str(STATIC.parent), str(STATIC.parents[1])
+    loop = sidecar._loop
+    assert loop is not None
+
+    def console_work() -> list[str]:
+        files = asyncio.run_coroutine_threadsafe(_awaited_files(), loop).result(10)
+        assert any(f.startswith(package) for f in files)  # the sidecar's own tasks are seen
+        threads = [t.name for t in threading.enumerate() if "console" in t.name.lower()]
+        return [f for f in files if f.startswith(console)] + threads
+
+    assert console_work() == []
+    for path in ("/ui/", "/ui/sessions", "/ui/static/main.js", "/ui/static/console.css"):
+        assert httpx.get(sidecar.url + path).status_code == 200
+    assert console_work() == []

@@ -24,7 +24,7 @@ export const h = (tag, attrs, ...children) => build(document.createElement(tag),
 export const s = (tag, attrs, ...children) => build(document.createElementNS(SVG, tag), attrs, children);
 
 /**
- * A semantic table. columns: [{label, cell(row) -> node|string, num?, wrap?, head?: node, ariaSort?}];
+ * A semantic table. columns: [{label, cell(row) -> node|string, num?, wrap?, wide?, head?: node, ariaSort?}];
  * rows: array. An empty list shows `empty` in one full-width cell.
  */
 export function table(columns, rows, { caption, empty = "Nothing yet.", rowAttrs } = {}) {
@@ -32,7 +32,7 @@ export function table(columns, rows, { caption, empty = "Nothing yet.", rowAttrs
     h("th", { scope: "col", class: c.num ? "num" : null, "aria-sort": c.ariaSort }, c.head || c.label)));
   const body = rows.length
     ? rows.map((r) => h("tr", rowAttrs ? rowAttrs(r) : null,
-      columns.map((c) => h("td", { class: [c.num && "num", c.wrap && "wrap"].filter(Boolean).join(" ") || null }, c.cell(r)))))
+      columns.map((c) => h("td", { class: [c.num && "num", c.wrap && "wrap", c.wide && "wide"].filter(Boolean).join(" ") || null }, c.cell(r)))))
     : h("tr", null, h("td", { colspan: columns.length, class: "empty" }, empty));
   return h("table", null, caption ? h("caption", null, caption) : null, h("thead", null, head),
     h("tbody", null, body));

@@ -10,8 +10,6 @@ const WEEK_S = 7 * 86400;
 const FALLBACK_LIMIT = 1000;
 const FULL_EVERY_MS = 30_000; // sliding windows (last hour, today) move even without new calls
 
-const first = (...values) => values.find((v) => v !== undefined && v !== null) ?? null;
-
 function localMidnight(now) {
   const d = new Date(now * 1000);
   d.setHours(0, 0, 0, 0);
@@ -19,29 +17,20 @@ function localMidnight(now) {
 }
 
 function hitRatio(t) {
-  const all = (t.input_tokens || 0) + (t.cache_read_input_tokens || 0) + (t.cache_creation_input_tokens || 0);
-  return first(t.cache_hit_ratio, all ? (t.cache_read_input_tokens || 0) / all : null);
+  const all = t.input_tokens + t.cache_read_input_tokens + t.cache_creation_input_tokens;
+  return all ? t.cache_read_input_tokens / all : null;
 }
 
-/** Cache misses by reason, from {reason: n} or {reason: {count, cost_usd}} or [{reason, count, cost_usd}]. */
-function missRows(raw) {
-  if (!raw) return null;
-  const entries = Array.isArray(raw) ? raw.map((r) => [r.reason, r]) : Object.entries(raw);
-  return entries.map(([reason, v]) => (typeof v === "number" ? { reason, count: v, cost: null }
-    : { reason, count: first(v.count, v.misses), cost: first(v.cost_usd, v.cache_miss_cost_usd) }));
-}
+const mostUsedFirst = (a, b) => (b.utilization ?? -1) - (a.utilization ?? -1);
 
-/** Rate-limit headroom rows from a list or an object keyed by name. */
-function limitRows(raw) {
-  if (!raw) return null;
-  const list = Array.isArray(raw) ? raw : Object.entries(raw).map(([name, v]) => ({ name, ...v }));
-  return list.map((r) => ({
-    name: [r.app, r.key, first(r.type, r.window, r.name)].filter(Boolean).join(" · "),
-    remaining: first(r.remaining), limit: first(r.limit), status: first(r.status),
-    used: first(r.utilization, r.limit ? 1 - (r.remaining || 0) / r.limit : null),
-    reset: first(r.reset, r.reset_at, r.resets_at),
-  }));
-}
+/** Totals.cache_misses_by_reason ({reason: {misses, cost_usd}}, SPEC R-CD-3): the costliest first. */
+const missRows = (byReason) => Object.entries(byReason)
+  .map(([reason, m]) => ({ reason, misses: m.misses, cost: m.cost_usd }))
+  .sort((a, b) => b.cost - a.cost || b.misses - a.misses);
+
+/** Summary.ratelimit (Headroom rows, SPEC R-RL-1): API-key limits by `type`, subscription windows by
+ * `window` with their `status`; the most used first. */
+const limitRows = (headroom) => [...headroom].sort(mostUsedFirst);
 
 async function fromSummary(now) {
   const week = await summary({ since: now - WEEK_S, group_by: "app" });
@@ -51,11 +40,11 @@ async function fromSummary(now) {
     summary({ since: now - WEEK_S, group_by: "model" }),
     summary({ since: now - HOUR_S }),
   ]);
-  const t = week.totals || {};
+  const t = week.totals;
   const todayBy = new Map(summaryRows(today).map((r) => [r.key, r.cost_usd]));
   return {
     note: null,
-    today: (today.totals || {}).cost_usd, week: t.cost_usd, burn: (hour.totals || {}).cost_usd,
+    today: today.totals.cost_usd, week: t.cost_usd, burn: hour.totals.cost_usd,
     calls: t.model_calls, errors: t.error_calls, p95: t.duration_p95_s, ttftP95: t.ttft_p95_s,
     hit: t.cache_hit_ratio, savings: t.cache_savings_usd, missCost: t.cache_miss_cost_usd,
     apps: summaryRows(week).map((r) => ({
@@ -64,8 +53,8 @@ async function fromSummary(now) {
     models: summaryRows(models).map((r) => ({
       key: r.key, week: r.cost_usd, calls: r.model_calls, p95: r.duration_p95_s, ttft: r.ttft_p95_s,
     })),
-    misses: missRows(first(t.cache_misses_by_reason, week.cache_misses_by_reason)),
-    limits: limitRows(first(week.ratelimit, week.rate_limits, hour.ratelimit)),
+    misses: missRows(t.cache_misses_by_reason),
+    limits: limitRows(week.ratelimit || []),
   };
 }
 
@@ -128,22 +117,25 @@ function render(o) {
     : unavailable("Spend by model");
   const misses = o.misses ? table([
     { label: "Reason", cell: (r) => r.reason },
-    { label: "Misses", num: true, cell: (r) => int(r.count) },
+    { label: "Misses", num: true, cell: (r) => int(r.misses) },
     { label: "Cost", num: true, cell: (r) => usd(r.cost) },
   ], o.misses, { caption: "Cache misses by reason", empty: "No cache misses." })
     : unavailable("Cache misses by reason");
   const limits = o.limits ? table([
-    { label: "Limit", cell: (r) => r.name },
-    { label: "Remaining", num: true, cell: (r) => (r.remaining === null ? r.status || "—" : `${int(r.remaining)} of ${int(r.limit)}`) },
-    { label: "Used", num: true, cell: (r) => pct(r.used) },
-    { label: "Resets", cell: (r) => (r.reset === null ? "—" : when(typeof r.reset === "number" ? r.reset : Date.parse(r.reset) / 1000)) },
+    { label: "App", cell: (r) => r.app },
+    { label: "Key", cell: (r) => r.key },
+    { label: "Limit", cell: (r) => (r.window ? `${r.window} window` : r.type) },
+    { label: "Remaining", num: true, cell: (r) => (r.window ? r.status || "—" : `${int(r.remaining)} of ${int(r.limit)}`) },
+    { label: "Used", num: true, cell: (r) => pct(r.utilization) },
+    { label: "Resets", cell: (r) => when(r.reset) },
   ], o.limits, { caption: "Rate-limit headroom", empty: "No rate-limit headers seen yet." })
     : unavailable("Rate-limit headroom");
   return [
     o.note ? h("p", { class: "notice", role: "note" }, o.note) : null,
     cards,
     h("div", { class: "grid2" }, h("section", { class: "panel" }, apps), h("section", { class: "panel" }, models)),
-    h("div", { class: "grid2" }, h("section", { class: "panel" }, misses), h("section", { class: "panel" }, limits)),
+    h("section", { class: "panel" }, misses),
+    h("section", { class: "panel table-wrap" }, limits), // a row per limit of each app and key: the full width
   ];
 }
 

@@ -29,7 +29,8 @@ function totals(doc) {
     card("Tool time", secs(doc.tool_time_s)),
     card("Cache hit ratio", pct(doc.cache_hit_ratio)),
     card("Cache savings", usd(doc.cache_savings_usd)),
-    doc.cache_miss_cost_usd !== undefined ? card("Cache-miss cost", usd(doc.cache_miss_cost_usd)) : null,
+    card("Cache misses", int(doc.cache_misses), missSummary(doc.cache_misses_by_reason)),
+    card("Cache-miss cost", usd(doc.cache_miss_cost_usd), "paid again for cached prefixes"),
     card("Errors", int(doc.error_calls)));
 }
 
@@ -70,13 +71,31 @@ function budgetPanel(doc, budget) {
   ];
 }
 
+// Why a prefix was paid again, in plain words (SPEC R-CD-1's reasons), before the diagnosis's own detail.
+const WHY = {
+  ttl_expired: "The cached prefix had expired",
+  model_changed: "Another model (each model has its own cache)",
+  system_changed: "The system prompt changed",
+  tools_changed: "The tool definitions changed",
+  messages_changed: "An earlier message changed",
+  breakpoint_moved: "The cache breakpoints moved",
+  evicted: "Same prefix within its lifetime, dropped by the API",
+};
+
+/** "system_changed 2 · evicted 1" from the session's {reason: misses}. */
+const missSummary = (byReason) => Object.entries(byReason || {}).sort((a, b) => b[1] - a[1])
+  .map(([reason, n]) => `${reason} ${int(n)}`).join(" · ") || null;
+
 function cacheCell(c) {
   if (!c.cache_outcome) return "—";
-  const text = c.cache_miss_reason ? `${c.cache_outcome}: ${c.cache_miss_reason}` : c.cache_outcome;
-  return [h("span", { class: `cache-${c.cache_outcome}` }, text),
-    c.cache_miss_cost_usd ? ` · ${usd(c.cache_miss_cost_usd)} lost` : null,
-    c.cache_miss_detail ? h("div", { class: "detail" }, c.cache_miss_detail) : null,
-    c.api_cache_miss_reason ? h("div", { class: "detail" }, `API: ${c.api_cache_miss_reason}`) : null];
+  const api = c.api_cache_miss_reason ? h("div", { class: "detail" }, `The API says: ${c.api_cache_miss_reason}`) : null;
+  if (c.cache_outcome !== "miss") return [h("span", { class: `cache-${c.cache_outcome}` }, c.cache_outcome), api];
+  const why = WHY[c.cache_miss_reason] || "The prefix changed";
+  const paid = c.cache_missed_tokens ? `; ${int(c.cache_missed_tokens)} cached tokens paid again` : "";
+  return [h("span", { class: "cache-miss" }, `miss: ${c.cache_miss_reason || "unknown"}`),
+    ` · ${usd(c.cache_miss_cost_usd)} lost`,
+    h("div", { class: "detail" }, `${why}${paid}.`),
+    c.cache_miss_detail ? h("div", { class: "detail" }, c.cache_miss_detail) : null, api];
 }
 
 function callsTable(calls) {
@@ -88,8 +107,9 @@ function callsTable(calls) {
     agents ? { label: "Agent", cell: (c) => c.agent_id || "main" } : null,
     { label: "Model", cell: (c) => [c.operation && c.operation !== "chat" ? c.operation : c.model || "—",
       h("span", { class: "detail" }, c.stream ? " · stream" : " · JSON")] },
-    { label: "Status", cell: (c) => [c.status || c.outcome, c.stop_reason || c.error_type,
-      c.outcome === "cache_hit" ? "response cache" : null].filter(Boolean).join(" · ") },
+    { label: "Status", cell: (c) => [[c.status || c.outcome, c.stop_reason || c.error_type,
+      c.outcome === "cache_hit" ? "response cache" : null].filter(Boolean).join(" · "),
+      (c.tool_uses || []).length ? h("div", { class: "detail" }, `asks ${c.tool_uses.join(", ")}`) : null] },
     { label: "TTFT", num: true, cell: (c) => secs(c.ttft_s) },
     { label: "Duration", num: true, cell: (c) => secs(c.duration_s) },
     { label: "Input", num: true, cell: (c) => int(c.input_tokens) },
@@ -97,8 +117,7 @@ function callsTable(calls) {
     { label: "Cache read", num: true, cell: (c) => int(c.cache_read_input_tokens) },
     { label: "Cache write", num: true, cell: (c) => int(c.cache_creation_input_tokens) },
     { label: "Cost", num: true, cell: (c) => usd(c.cost_usd) },
-    { label: "Cache", wrap: true, cell: cacheCell },
-    { label: "Tools asked", wrap: true, cell: (c) => (c.tool_uses || []).join(", ") || "—" },
+    { label: "Cache", wrap: true, wide: true, cell: cacheCell }, // last: it takes the width left
   ].filter(Boolean), rows, { caption: `Calls (${int(calls.length)})`, empty: "No calls." });
 }
 
