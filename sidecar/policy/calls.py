@@ -56,6 +56,12 @@ class CacheMetrics(Protocol):
     def count_internal_error(self, component: str) -> None: ...
 
 
+def diagnosis_key(session_id: str, agent_id: str | None) -> str:
+    """Whose previous call a call's prefix is compared with: its session's, or, when Claude Code names the
+    agent, that agent's in the session (sub-agents running side by side each keep their own prefix)."""
+    return f"{session_id}\x1f{agent_id}" if session_id and agent_id else session_id
+
+
 class SidecarPolicies:
     def __init__(
         self,
@@ -105,7 +111,9 @@ class SidecarPolicies:
     def _probe(self, ctx: CallContext, doc: dict[str, Any], body: bytes, added: int) -> CacheProbe | None:
         requested = ctx.info.model
         model = requested and (self._prices().canonical(requested) or requested)
-        probe = self.diagnoser.probe(ctx.caller.session_id, doc, body, model, added)
+        probe = self.diagnoser.probe(
+            diagnosis_key(ctx.caller.session_id, ctx.caller.agent_id), doc, body, model, added
+        )
         ctx.policy.cache_probe = probe
         return probe
 

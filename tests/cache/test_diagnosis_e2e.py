@@ -330,3 +330,20 @@ def test_outputs_carry_the_diagnosis_and_no_prompt_text(
     assert secret not in metrics and secret not in repr(session)
     assert not [s for s in state if secret in s]
     assert not [r for r in caplog.records if secret in repr(vars(r))]
+
+
+def test_sub_agents_side_by_side_are_each_compared_with_their_own_previous_call(
+    start: Callable[..., RunningSidecar],
+) -> None:
+    # Claude Code runs sub-agents in one session, each with its own prompt, their calls interleaved. Each
+    # is compared with its own agent's previous call: their prompts differing from each other is no miss.
+    sidecar = start()
+    prompts = {"explore": f"{BASE}You explore the docs.", "tests": f"{BASE}You run the tests."}
+    order = ["explore", "tests", "explore", "tests", "explore"]
+    for agent in order:
+        headers = {"x-claude-code-agent-id": agent, "x-claude-code-parent-agent-id": "main"}
+        ask(sidecar, "subs", prompts[agent], extra_headers=headers)
+    found = events(sidecar, "subs", len(order))
+    assert [e.agent_id for e in found] == order
+    assert [e.cache_outcome for e in found] == ["write", "write", "hit", "hit", "hit"]
+    assert all(e.cache_miss_reason is None and e.cache_miss_cost_usd is None for e in found)
