@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sidecar.core.cloud import ANTHROPIC, GLOBAL
-from sidecar.core.ratelimits import RateLimitHeaders, RateLimits
+from sidecar.core.ratelimits import RateLimits
 from sidecar.core.usage import Usage
 
 # ``outcome`` values.
@@ -119,9 +119,8 @@ class CallEvent:
     # Claude Code's subagents (``x-claude-code-agent-id`` / ``x-claude-code-parent-agent-id``), when sent.
     agent_id: str | None = None
     parent_agent_id: str | None = None
-    # Anthropic's rate-limit headers of the answer, for the metrics (not stored): parsed, or the raw
-    # headers that the metrics sink parses when it needs them (the batch's latest per app and key).
-    ratelimits: RateLimits | RateLimitHeaders | None = field(default=None, compare=False, repr=False)
+    # Anthropic's rate-limit headers of the answer, for the metrics (not stored).
+    ratelimits: RateLimits | None = field(default=None, compare=False, repr=False)
 
     @property
     def ended_at(self) -> float:

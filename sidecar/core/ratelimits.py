@@ -8,7 +8,6 @@ reset time). ``sidecar.sansio.ratelimit`` reads them from header bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 STANDARD_TYPES = ("requests", "tokens", "input_tokens", "output_tokens")
@@ -49,13 +48,3 @@ class RateLimits:
     @property
     def unified(self) -> bool:
         return self.status is not None or bool(self.windows)
-
-
-class RateLimitHeaders:
-    """An answer's raw header pairs, kept on its event until the metrics need its rate limits: the
-    recorder parses only the latest answer of each app and key per batch, off the request path."""
-
-    __slots__ = ("pairs",)
-
-    def __init__(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
-        self.pairs = pairs

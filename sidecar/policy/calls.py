@@ -21,12 +21,12 @@ from sidecar.core.cache_effect import WasteTracker, totals
 from sidecar.core.events import CallEvent
 from sidecar.core.pricing import PriceTable
 from sidecar.core.prompt_text import BlockDetail
-from sidecar.core.ratelimits import RateLimitHeaders
 from sidecar.core.tools import ToolLatencyMatcher
 from sidecar.policy import response_cache
 from sidecar.proxy.context import CallContext
 from sidecar.respcache.service import ResponseCache
 from sidecar.sansio import headers as hdr
+from sidecar.sansio.ratelimit import parse_ratelimits
 from sidecar.sansio.request import CHAT
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -203,7 +203,7 @@ class SidecarPolicies:
             )
         event.tool_results = ctx.policy.tool_results
         try:
-            event.ratelimits = RateLimitHeaders(ctx.response.headers) if ctx.response.headers else None
+            event.ratelimits = parse_ratelimits(ctx.response.headers) if ctx.response.headers else None
             if event.operation == CHAT:
                 self._finish_diagnosis(ctx, event)
         except Exception:  # the event is recorded all the same, without these fields

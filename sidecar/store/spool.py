@@ -27,7 +27,6 @@ from typing import Any
 import orjson
 
 from sidecar.core.events import CallEvent, ToolResult
-from sidecar.core.ratelimits import RateLimitHeaders
 from sidecar.core.usage import Usage
 from sidecar.infra.sqlite import open_wal, write_transaction
 
@@ -59,20 +58,13 @@ def _create(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def encode_event(event: CallEvent) -> bytes:
     """JSON of every stored field; floats round-trip exactly."""
+    raw = orjson.dumps(event)
     if event.ratelimits is None:
-        return orjson.dumps(event)
+        return raw
     # The answer's rate limits are for the metrics only, and CallEvent's last field: cut them off here
-    # rather than copy the event without them (a copy costs twice the encoding). Raw headers encode as
-    # null on the way (they are bytes).
-    raw = orjson.dumps(event, default=_no_value)
-    cut = raw.rfind(b',"ratelimits":')
+    # rather than copy the event without them (a copy costs twice the encoding).
+    cut = raw.rfind(b',"ratelimits":{')
     return raw[:cut] + b"}" if cut > 0 else raw
-
-
-def _no_value(value: object) -> None:
-    if not isinstance(value, RateLimitHeaders):
-        raise TypeError(f"cannot encode {type(value).__name__}")
-    return None
 
 
 def decode_event(raw: bytes) -> CallEvent:

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sidecar.core.events import CACHE_HIT, SIDECAR_ERROR, CallEvent
-from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimitHeaders, RateLimits
-from sidecar.sansio.ratelimit import parse_ratelimits
+from sidecar.core.ratelimits import UNIFIED_STATUSES, RateLimits
 from sidecar.telemetry.labels import OTHER, gen_ai_provider, provider_label, status_class
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.ratelimits import RateLimitBoard
@@ -33,22 +32,18 @@ class MetricsSink:
 
     def write(self, events: Sequence[CallEvent]) -> None:
         sums: defaultdict[Any, float] = defaultdict(float)
-        # Rate-limit gauges take the batch's latest answer per (app, key): set once, not per event, and
-        # parsed here, off the request path, newest first until one answer of the source carries them.
-        answers: dict[tuple[str, str | None], list[CallEvent]] = {}
+        # Rate-limit gauges take the batch's latest answer per (app, key): set once, not per event.
+        latest: dict[tuple[str, str | None], tuple[RateLimits, float]] = {}
         try:
             for event in events:
                 self._observe(event, sums)
                 if event.ratelimits is not None:
-                    answers.setdefault((self.m.app_label(event.app), event.key_fingerprint), []).append(event)
+                    source = (self.m.app_label(event.app), event.key_fingerprint)
+                    latest[source] = (event.ratelimits, event.ended_at)
         finally:  # what was counted before a failure still counts
             for child, amount in sums.items():
                 child.inc(amount)
-            for (app, key), found in answers.items():
-                latest = _latest_limits(found)
-                if latest is None:
-                    continue
-                limits, at = latest
+            for (app, key), (limits, at) in latest.items():
                 self._ratelimits(app, key, limits)
                 if self._board is not None:
                     self._board.observe(app, key, limits, at)
@@ -138,14 +133,3 @@ class MetricsSink:
             current = m.status_label(limits.status)
             for status in {*UNIFIED_STATUSES, current}:
                 child(m.ratelimit_status, app, key_label, status).set(1.0 if status == current else 0.0)
-
-
-def _latest_limits(answers: Sequence[CallEvent]) -> tuple[RateLimits, float] | None:
-    """The rate limits of the newest of ``answers`` (in arrival order) that carries any, and its end."""
-    for event in reversed(answers):
-        limits = event.ratelimits
-        if isinstance(limits, RateLimitHeaders):
-            limits = parse_ratelimits(limits.pairs)
-        if limits is not None:
-            return limits, event.ended_at
-    return None

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sidecar.core.events import CallEvent
-from sidecar.core.ratelimits import RateLimitHeaders, RateLimits, StandardLimit, UnifiedWindow
+from sidecar.core.ratelimits import RateLimits, StandardLimit, UnifiedWindow
 from sidecar.server.inprocess import RunningSidecar
 from sidecar.telemetry.metrics import Metrics
 from sidecar.telemetry.metrics_sink import MetricsSink
@@ -120,33 +120,3 @@ def test_the_latest_headroom_per_app_and_key_for_the_admin_api() -> None:
     ]  # fmt: skip
     sink.write([event(ratelimits=window, key_fingerprint="kf_c", started_at=300.0)])
     assert [r["key"] for r in board.rows()] == ["kf_c", "kf_b"]  # bounded: the oldest source is gone
-
-
-def test_raw_headers_are_parsed_for_the_latest_answer_that_carries_rate_limits() -> None:
-    # The request path keeps an answer's raw headers; the sink parses them, newest first per app and key,
-    # skipping an answer without rate-limit headers (a proxy's own 502, say).
-    registry = CollectorRegistry()
-    sink = MetricsSink(Metrics(registry))
-
-    def headers(remaining: int) -> RateLimitHeaders:
-        return RateLimitHeaders(
-            [
-                (b"content-type", b"application/json"),
-                (b"anthropic-ratelimit-requests-limit", b"4000"),
-                (b"anthropic-ratelimit-requests-remaining", str(remaining).encode()),
-                (b"Anthropic-RateLimit-Unified-5h-Utilization", b"0.25"),
-            ]
-        )
-
-    older, newer = headers(3990), headers(3950)
-    bare = RateLimitHeaders([(b"content-type", b"application/json")])
-    sink.write(
-        [
-            event(ratelimits=older, key_fingerprint="kf_1"),
-            event(ratelimits=newer, key_fingerprint="kf_1"),
-            event(ratelimits=bare, key_fingerprint="kf_1"),
-        ]
-    )
-    text = generate_latest(registry).decode()
-    assert sample(text, "sidecar_ratelimit_remaining", app="billing", type="requests") == 3950
-    assert sample(text, "sidecar_ratelimit_unified_utilization", key="kf_1", window="5h") == 0.25
