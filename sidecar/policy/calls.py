@@ -10,6 +10,7 @@ priced. All must be fast on the common path; none may fail a call that would oth
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -56,6 +57,10 @@ class CacheMetrics(Protocol):
     def count_internal_error(self, component: str) -> None: ...
 
 
+RATELIMIT_EVERY_S = 0.05
+_MAX_RATELIMIT_SOURCES = 10_000
+
+
 def diagnosis_key(session_id: str, agent_id: str | None) -> str:
     """Whose previous call a call's prefix is compared with: its session's, or, when Claude Code names the
     agent, that agent's in the session (sub-agents running side by side each keep their own prefix)."""
@@ -84,6 +89,7 @@ class SidecarPolicies:
         self.busting = CacheBustingDetector()
         self.waste = WasteTracker()
         self.diagnoser = diagnoser or CacheDiagnoser()
+        self._ratelimits_read: dict[tuple[str, str | None], float] = {}  # (app, key) -> last read (monotonic)
 
     def _plan_cache(self, ctx: CallContext, body: bytes, headers: Headers) -> bytes:
         """Add prompt-cache breakpoints where they pay off; the client's original bytes otherwise. Then
@@ -203,7 +209,8 @@ class SidecarPolicies:
             )
         event.tool_results = ctx.policy.tool_results
         try:
-            event.ratelimits = parse_ratelimits(ctx.response.headers) if ctx.response.headers else None
+            if ctx.response.headers and self._ratelimit_due(event):
+                event.ratelimits = parse_ratelimits(ctx.response.headers)
             if event.operation == CHAT:
                 self._finish_diagnosis(ctx, event)
         except Exception:  # the event is recorded all the same, without these fields
@@ -218,6 +225,19 @@ class SidecarPolicies:
             else:
                 settlement = await self.budgets.settle(admission, event)
                 _log_warnings(settlement.warnings, ctx)
+
+    def _ratelimit_due(self, event: CallEvent) -> bool:
+        """Whether to read this answer's rate-limit headers: the gauges and the headroom show the latest
+        values per app and key, so reading them every ``RATELIMIT_EVERY_S`` (and on every 429) is as
+        good as reading every answer, and keeps the parsing off most calls."""
+        source, now = (event.app, event.key_fingerprint), time.monotonic()
+        last = self._ratelimits_read.get(source)
+        if last is not None and now - last < RATELIMIT_EVERY_S and event.status != 429:
+            return False
+        if last is None and len(self._ratelimits_read) >= _MAX_RATELIMIT_SOURCES:
+            self._ratelimits_read.clear()  # many keys: forget them all rather than grow
+        self._ratelimits_read[source] = now
+        return True
 
     def _finish_diagnosis(self, ctx: CallContext, event: CallEvent) -> None:
         summary = ctx.response.summary
