@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sidecar.core.events import CallEvent, PartialWrite, Sink
-from sidecar.infra.sched import yield_cpu
+from sidecar.infra.sched import lower_this_thread, yield_cpu
 
 QUEUE_FULL = "queue_full"
 SHUTDOWN = "shutdown"
@@ -193,6 +193,7 @@ class Recorder:
     # --- worker ---------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_this_thread()  # the event loop preempts the recorder on a shared core (tail latency)
         try:
             while self._deadline is None:
                 try:

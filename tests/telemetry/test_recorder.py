@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -9,6 +10,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from sidecar.core.events import CallEvent, Sink
+from sidecar.infra.sched import BACKGROUND_NICE
 from sidecar.telemetry.recorder import Recorder, RecorderHooks
 
 
@@ -377,3 +379,23 @@ def test_whole_batch_sinks_get_each_batch_in_one_call_while_others_get_slices() 
     rec.stop()
     assert whole.batch_sizes == [40] and sliced.batch_sizes == [8] * 5
     assert whole.events == sliced.events and len(whole.events) == 40
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread nice is Linux's")
+def test_sinks_run_below_the_event_loops_priority() -> None:
+    # On a core shared with the event loop, a request that arrives mid-batch should preempt the sinks.
+    niceness: list[int] = []
+
+    class NiceSink(CollectSink):
+        def write(self, events: Sequence[CallEvent]) -> None:
+            niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            super().write(events)
+
+    sink = NiceSink()
+    rec = Recorder([sink], batch_size=1, flush_interval_s=0.01)
+    rec.start()
+    rec.submit(make_event(0))
+    assert rec.flush()
+    rec.stop()
+    process = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness and niceness[0] == min(process + BACKGROUND_NICE, 19)
