@@ -110,11 +110,11 @@ class SQLiteStore:
 
     @staticmethod
     def _insert_chunks(conn: sqlite3.Connection, events: Sequence[CallEvent]) -> None:
-        rows = [event_to_row(e) for e in events]
-        for start in range(0, len(rows), _CHUNK_ROWS):
+        # Rows are made chunk by chunk: making a whole batch's at once holds the GIL for milliseconds.
+        for start in range(0, len(events), _CHUNK_ROWS):
             if start:
                 yield_cpu()  # the event loop may be waiting for this core
-            conn.executemany(INSERT_SQL, rows[start : start + _CHUNK_ROWS])
+            conn.executemany(INSERT_SQL, [event_to_row(e) for e in events[start : start + _CHUNK_ROWS]])
 
     @staticmethod
     def _insert_one_by_one(conn: sqlite3.Connection, events: Sequence[CallEvent]) -> int:
