@@ -136,11 +136,26 @@ def _names(sums: tuple[tuple[str, str], ...]) -> str:
     return ", ".join(name for name, _ in sums)
 
 
+def span_merge(indent: str) -> str:
+    """``ON CONFLICT`` assignments keeping a session row's first event (its app, source and id) and its
+    time span when more of its events arrive; one per line, lines after the first indented by ``indent``."""
+    first = "(excluded.first_seen, excluded.first_event_id) < (first_seen, first_event_id)"
+    return f",\n{indent}".join(
+        (
+            f"app = CASE WHEN {first} THEN excluded.app ELSE app END",
+            f"session_source = CASE WHEN {first} THEN excluded.session_source ELSE session_source END",
+            f"first_event_id = CASE WHEN {first} THEN excluded.first_event_id ELSE first_event_id END",
+            "first_seen = min(first_seen, excluded.first_seen)",
+            "last_seen = max(last_seen, excluded.last_seen)",
+            "duration_s = max(last_seen, excluded.last_seen) - min(first_seen, excluded.first_seen)",
+        )
+    )
+
+
 def session_insert_trigger(miss_cost: str = "0.0", misses: str = "0", agent_id: str = "NULL") -> str:
     """The trigger keeping ``sessions_rollup``; arguments are per-event SQL (``NEW.`` columns) for the
     fields events do not carry yet."""
     n = "NEW."
-    first = "(excluded.first_seen, excluded.first_event_id) < (first_seen, first_event_id)"
     sums = ",\n        ".join(f"{c} = {c} + excluded.{c}" for c, _ in (*SESSION_SUMS, *_LATER))
 
     def add_item(column: str) -> str:
@@ -168,12 +183,7 @@ BEGIN
         CASE WHEN {MODEL_CALL.format(e=n)} AND {model} IS NOT NULL THEN json_array({model}) ELSE '[]' END,
         CASE WHEN {agent_id} IS NOT NULL THEN json_array({agent_id}) ELSE '[]' END)
     ON CONFLICT (session_id) DO UPDATE SET
-        app = CASE WHEN {first} THEN excluded.app ELSE app END,
-        session_source = CASE WHEN {first} THEN excluded.session_source ELSE session_source END,
-        first_event_id = CASE WHEN {first} THEN excluded.first_event_id ELSE first_event_id END,
-        first_seen = min(first_seen, excluded.first_seen),
-        last_seen = max(last_seen, excluded.last_seen),
-        duration_s = max(last_seen, excluded.last_seen) - min(first_seen, excluded.first_seen),
+        {span_merge("        ")},
         {sums},
         {add_item("models")},
         {add_item("agent_ids")};

@@ -25,6 +25,7 @@ from sidecar.store.sqlite_rollup import (
     SESSION_SETS,
     SESSION_SUMS,
     set_aggregates,
+    span_merge,
 )
 
 _NEW = "e.rowid > :after AND e.rowid <= :upto"
@@ -70,7 +71,6 @@ def _sessions_sql() -> str:
         "WHERE f.rowid > :after AND f.rowid <= :upto AND f.session_id = g.session_id "
         "ORDER BY f.started_at, f.event_id LIMIT 1)"
     )
-    first = "(excluded.first_seen, excluded.first_event_id) < (first_seen, first_event_id)"
     added = ",\n    ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums)
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
     last_seen, duration_s, {names}, {", ".join(sets)})
@@ -84,12 +84,7 @@ FROM (
 ) AS g JOIN events AS f ON f.event_id = {first_of_batch}
 WHERE true
 ON CONFLICT (session_id) DO UPDATE SET
-    app = CASE WHEN {first} THEN excluded.app ELSE app END,
-    session_source = CASE WHEN {first} THEN excluded.session_source ELSE session_source END,
-    first_event_id = CASE WHEN {first} THEN excluded.first_event_id ELSE first_event_id END,
-    first_seen = min(first_seen, excluded.first_seen),
-    last_seen = max(last_seen, excluded.last_seen),
-    duration_s = max(last_seen, excluded.last_seen) - min(first_seen, excluded.first_seen),
+    {span_merge("    ")},
     {added},
     {", ".join(_merge_set(c) for c in sets)}"""
 
