@@ -60,16 +60,21 @@ END"""
     return out
 
 
-def _backfill(table: str, period: str, expr: str) -> list[str]:
+def count_into(
+    table: str, period: str, expr: str, metric: int, column: str, source: str = "events AS e", where: str = ""
+) -> str:
+    """``INSERT`` counting the successful calls of ``source`` (``e``) into ``table``'s buckets; ``where``
+    is a prefix of extra conditions (``"… AND "``). The backfill's text, and the writer's per batch."""
     e = "e."
     success = f"{MODEL_CALL} AND {OK_CALL}".format(e=e)
-    return [
-        f"""INSERT INTO {table} ({period}, app, model, metric, bucket, n)
+    return f"""INSERT INTO {table} ({period}, app, model, metric, bucket, n)
 SELECT {expr.format(e=e)} AS p, e.app, {MODEL_KEY.format(e=e)} AS m, {metric},
     {BUCKET.format(x="e." + column)} AS b, count(*)
-FROM events AS e WHERE {success} AND e.{column} IS NOT NULL GROUP BY p, e.app, m, b"""
-        for metric, column, _ in METRICS
-    ]
+FROM {source} WHERE {where}{success} AND e.{column} IS NOT NULL GROUP BY p, e.app, m, b"""
+
+
+def _backfill(table: str, period: str, expr: str) -> list[str]:
+    return [count_into(table, period, expr, metric, column) for metric, column, _ in METRICS]
 
 
 TABLES: tuple[str, ...] = (

@@ -2,7 +2,7 @@
 
 They change in the same transaction as the events insert, and only for rows really inserted: an
 event id already stored is ignored by ``INSERT OR IGNORE`` and counts nowhere, so a duplicate never counts
-twice. Migrations 2 and 5 kept them with insert triggers; from migration 6 the writer adds each batch
+twice. Migrations 2 and 5 kept them with insert triggers; from migration 7 the writer adds each batch
 with a few set statements (:mod:`sidecar.store.sqlite_rollup_batch`, from the same per-event expressions
 as here), which costs the recorder a quarter of what the triggers did. Delete triggers remain.
 
@@ -16,8 +16,8 @@ as here), which costs the recorder a quarter of what the triggers did. Delete tr
 
 Definitions match :mod:`sidecar.core.sessions` (model calls, error calls, tool time) and
 :mod:`sidecar.core.report` (successful calls). ``cache_miss_cost_usd`` and ``cache_misses`` are filled
-from migration 3 on (:data:`MISS_MIGRATION` re-creates the insert triggers with their expressions);
-``agent_ids`` stays empty until events carry agent ids.
+from migration 5 on (:data:`MISS_MIGRATION` re-created the insert triggers with their expressions);
+``agent_ids`` and ``providers`` from migrations 6 and 7 (:data:`SESSION_SETS`).
 """
 
 from __future__ import annotations
@@ -229,6 +229,18 @@ def set_aggregates(names: tuple[str, ...]) -> str:
     )
 
 
+def total_sums(sums: tuple[tuple[str, str], ...]) -> str:
+    """Each sum's ``total`` over ``events AS e``, aliased by its column name."""
+    return ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
+
+
+def cast_sums(sums: tuple[tuple[str, str], ...], alias: str) -> str:
+    """Each sum read back from ``alias`` with the rollup column's type (``total`` gives floats)."""
+    return ", ".join(
+        f"{alias}.{c}" if c in REAL_COLUMNS else f"CAST({alias}.{c} AS INTEGER)" for c, _ in sums
+    )
+
+
 def recompute_sessions_sql(where: str, misses: bool = True, sets: tuple[str, ...] = ("models",)) -> str:
     """``INSERT`` rebuilding the rollup rows of the sessions whose events match ``where`` (SQL on
     ``events AS e``); delete those rows first. Used by the migration (``where`` true) and by purge.
@@ -239,15 +251,13 @@ def recompute_sessions_sql(where: str, misses: bool = True, sets: tuple[str, ...
         "(SELECT f.event_id FROM events AS f WHERE f.session_id = g.session_id "
         "ORDER BY f.started_at, f.event_id LIMIT 1)"
     )
-    aggs = ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
-    cast = ", ".join(f"g.{c}" if c in REAL_COLUMNS else f"CAST(g.{c} AS INTEGER)" for c, _ in sums)
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
     last_seen, duration_s, {_names(sums)}, {", ".join(sets)})
 SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,
-    g.last_seen - g.first_seen, {cast}, {", ".join("g." + c for c in sets)}
+    g.last_seen - g.first_seen, {cast_sums(sums, "g")}, {", ".join("g." + c for c in sets)}
 FROM (
     SELECT e.session_id, min(e.started_at) AS first_seen, max(e.started_at + e.duration_s) AS last_seen,
-        {aggs},
+        {total_sums(sums)},
         {set_aggregates(sets)}
     FROM events AS e WHERE e.session_id != '' AND ({where}) GROUP BY e.session_id
 ) AS g JOIN events AS f ON f.event_id = {first}"""

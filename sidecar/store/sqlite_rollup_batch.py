@@ -17,15 +17,16 @@ import sqlite3
 
 from sidecar.infra.sched import yield_cpu
 from sidecar.store import sqlite_hist as hist
-from sidecar.store.sqlite_hist import HOUR, MODEL_CALL, MODEL_KEY, OK_CALL
+from sidecar.store.sqlite_hist import HOUR, MODEL_KEY
 from sidecar.store.sqlite_rollup import (
     HOURLY_SUMS,
     MISS_SUMS,
-    REAL_COLUMNS,
     SESSION_SETS,
     SESSION_SUMS,
+    cast_sums,
     set_aggregates,
     span_merge,
+    total_sums,
 )
 
 _NEW = "e.rowid > :after AND e.rowid <= :upto"
@@ -37,16 +38,6 @@ INSERT_TRIGGERS: tuple[str, ...] = (
     "events_hourly_rollup",
     *(f"events_{table}_{column}" for table, _, _ in hist.LEVELS for _, column, _ in hist.METRICS),
 )
-
-
-def _totals(sums: tuple[tuple[str, str], ...]) -> str:
-    return ", ".join(f"total({expr.format(e='e.')}) AS {c}" for c, expr in sums)
-
-
-def _cast(sums: tuple[tuple[str, str], ...], alias: str) -> str:
-    return ", ".join(
-        f"{alias}.{c}" if c in REAL_COLUMNS else f"CAST({alias}.{c} AS INTEGER)" for c, _ in sums
-    )
 
 
 def _merge_set(column: str) -> str:
@@ -75,10 +66,10 @@ def _sessions_sql() -> str:
     return f"""INSERT INTO sessions_rollup (session_id, app, session_source, first_event_id, first_seen,
     last_seen, duration_s, {names}, {", ".join(sets)})
 SELECT g.session_id, f.app, f.session_source, f.event_id, g.first_seen, g.last_seen,
-    g.last_seen - g.first_seen, {_cast(sums, "g")}, {", ".join("g." + c for c in sets)}
+    g.last_seen - g.first_seen, {cast_sums(sums, "g")}, {", ".join("g." + c for c in sets)}
 FROM (
     SELECT e.session_id, min(e.started_at) AS first_seen, max(e.started_at + e.duration_s) AS last_seen,
-        {_totals(sums)},
+        {total_sums(sums)},
         {set_aggregates(sets)}
     FROM events AS e NOT INDEXED WHERE {_NEW} AND e.session_id != '' GROUP BY e.session_id
 ) AS g JOIN events AS f ON f.event_id = {first_of_batch}
@@ -94,9 +85,9 @@ def _hourly_sql() -> str:
     names = ", ".join(c for c, _ in sums)
     added = ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in sums)
     return f"""INSERT INTO hourly_rollup (hour, app, model, {names})
-SELECT g.h, g.app, g.m, {_cast(sums, "g")}
+SELECT g.h, g.app, g.m, {cast_sums(sums, "g")}
 FROM (
-    SELECT {HOUR.format(e="e.")} AS h, e.app AS app, {MODEL_KEY.format(e="e.")} AS m, {_totals(sums)}
+    SELECT {HOUR.format(e="e.")} AS h, e.app AS app, {MODEL_KEY.format(e="e.")} AS m, {total_sums(sums)}
     FROM events AS e NOT INDEXED WHERE {_NEW} GROUP BY h, e.app, m
 ) AS g
 WHERE true
@@ -104,12 +95,8 @@ ON CONFLICT (hour, app, model) DO UPDATE SET {added}"""
 
 
 def _hist_sql(table: str, period: str, expr: str, metric: int, column: str) -> str:
-    success = f"{MODEL_CALL} AND {OK_CALL}".format(e="e.")
-    return f"""INSERT INTO {table} ({period}, app, model, metric, bucket, n)
-SELECT {expr.format(e="e.")} AS p, e.app, {MODEL_KEY.format(e="e.")} AS m, {metric},
-    {hist.BUCKET.format(x="e." + column)} AS b, count(*)
-FROM events AS e NOT INDEXED WHERE {_NEW} AND {success} AND e.{column} IS NOT NULL GROUP BY p, e.app, m, b
-ON CONFLICT ({period}, app, model, metric, bucket) DO UPDATE SET n = n + excluded.n"""
+    counts = hist.count_into(table, period, expr, metric, column, "events AS e NOT INDEXED", f"{_NEW} AND ")
+    return f"{counts}\nON CONFLICT ({period}, app, model, metric, bucket) DO UPDATE SET n = n + excluded.n"
 
 
 STATEMENTS: tuple[str, ...] = (

@@ -20,8 +20,7 @@ Frozen once released, like every migration: ``tests/store/test_sqlite_migrations
 from __future__ import annotations
 
 from sidecar.store.sqlite_hist import HOUR, MODEL_CALL, MODEL_KEY
-from sidecar.store.sqlite_rollup import HOURLY_SUMS, MODEL_USED, SESSION_SUMS
-from sidecar.store.sqlite_rollup import REAL_COLUMNS as _REAL
+from sidecar.store.sqlite_rollup import HOURLY_SUMS, MODEL_USED, REAL_COLUMNS, SESSION_SUMS
 
 # Migration 2's first released text of a model call.
 FIRST_MODEL_CALL = "({e}operation = 'chat' AND {e}outcome != 'refused')"
@@ -43,7 +42,9 @@ def _counted(sums: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
 def _take_out(table: str, sums: tuple[tuple[str, str], ...], keys: tuple[tuple[str, str], ...]) -> str:
     """``UPDATE`` subtracting, per key, what the counted hits added to ``table``."""
     cols = _counted(sums)
-    aggs = ", ".join(f"{'total' if c in _REAL else 'sum'}({expr.format(e='e.')}) AS {c}" for c, expr in cols)
+    aggs = ", ".join(
+        f"{'total' if c in REAL_COLUMNS else 'sum'}({expr.format(e='e.')}) AS {c}" for c, expr in cols
+    )
     sets = ", ".join(f"{c} = r.{c} - h.{c}" for c, _ in cols)
     key_exprs = ", ".join(f"{expr} AS {name}" for name, expr in keys)
     join = " AND ".join(f"r.{name} = h.{name}" for name, _ in keys)
